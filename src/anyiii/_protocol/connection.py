@@ -70,15 +70,16 @@ class BaseConnection:
         """Feed one WebSocket message from the peer, or None when the transport is gone."""
         if data is None:
             return [self._lose_connection()]
-        if self._state is State.ERROR or is_telemetry(data) or not data.strip():
-            # A broken connection no longer trusts its input; telemetry and blank messages
-            # are skipped, as the engine skips them (spec §1.1).
+        if self._state is State.ERROR:
+            # A broken connection no longer trusts its input.
             self._advance(Input.RECV_FRAME)
             return []
         try:
             frame = decode_frame(data)
         except RemoteProtocolError as exc:
             self._advance(Input.RECV_FRAME)
+            if is_telemetry(data) or not data.strip():
+                return []  # skipped, as the engine skips them (spec §1.1)
             self.violations += 1
             return [ev.ProtocolViolation(exc), *self._on_malformed(exc)]
         handler = self._HANDLERS.get(type(frame))

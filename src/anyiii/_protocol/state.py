@@ -36,6 +36,10 @@ class State(enum.Enum):
     CLOSED = "closed"
     ERROR = "error"
 
+    # Members are singletons compared by identity; the C-level identity hash keeps the
+    # per-frame table lookup off Enum's Python-level __hash__.
+    __hash__ = object.__hash__
+
 
 class Role(enum.Enum):
     """Which end of the connection a core plays."""
@@ -58,6 +62,8 @@ class Input(enum.Enum):
     RECV_FRAME = "recv frame"  # any other frame (or garbage) arrived
     RECV_FATAL = "recv fatal"  # worker: the engine refused us for good
     CONNECTION_LOST = "connection lost"  # the transport is gone
+
+    __hash__ = object.__hash__
 
 
 _S = State
@@ -85,8 +91,10 @@ _DRAINING: Final[Mapping[Input, State]] = {
     _I.CONNECTION_LOST: _S.CLOSED,
 }
 
+# A write that fails after the transport is already gone changes nothing: it is gone.
 _ENDED: Final[Mapping[Input, State]] = {
     _I.CLOSE: _S.CLOSED,
+    _I.SEND_FAILED: _S.CLOSED,
     _I.CONNECTION_LOST: _S.CLOSED,
 }
 
