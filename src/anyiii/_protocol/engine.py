@@ -28,7 +28,7 @@ from msgspec import Raw
 
 from .._errors import LocalProtocolError, RemoteProtocolError
 from . import events as ev
-from .codes import MALFORMED_FRAME
+from .codes import INVALID_INVOCATION_ID, MALFORMED_FRAME
 from .connection import BaseConnection
 from .frames import (
     NULL,
@@ -229,7 +229,7 @@ class EngineConnection(BaseConnection):
         if exc.frame_type == "invokefunction" and invocation_id not in self._awaiting:
             function_id = exc.function_id or ""
             self._awaiting[invocation_id] = function_id
-            return [ev.InvalidCall(invocation_id, function_id, str(exc))]
+            return [ev.InvalidCall(invocation_id, function_id, MALFORMED_FRAME, str(exc))]
         return []
 
     def _on_invoke(self, frame: InvokeFunction) -> list[ev.Event]:
@@ -253,6 +253,7 @@ class EngineConnection(BaseConnection):
                 ev.InvalidCall(
                     invocation_id,
                     frame.function_id,
+                    INVALID_INVOCATION_ID,
                     f"invocation_id {invocation_id!r} is not a UUID",
                 )
             ]

@@ -262,10 +262,12 @@ class CallRequested(Event, frozen=True):
 
 
 class InvalidCall(Event, frozen=True):
-    """A malformed `invokefunction` that still names an invocation id: answer it with an error."""
+    """A malformed `invokefunction` that still names an invocation id: answer it with an error
+    whose `code` (`malformed_frame` or `invalid_invocation_id`) and `message` are given."""
 
     invocation_id: str
     function_id: str
+    code: str
     message: str
 
 
