@@ -205,6 +205,9 @@ class Router:
         self.bindings: dict[str, Binding] = {}
         self._awaited_acks: dict[str, _AwaitedAck] = {}
         self._functions_changed_at: float | None = None
+        self.timers_changed = False
+        """Set when a new deadline may be earlier than `next_deadline()` said before; the
+        I/O layer clears it and re-arms its timer."""
         self._functions_fired: frozenset[tuple[str, str]] = frozenset()
         self.http_routes = HttpRoutes()
         self._functions_available = Subscribers("Fires when the set of functions changes")
@@ -239,6 +242,7 @@ class Router:
             peer=peer,
         )
         self.connections[conn_id] = conn
+        self.timers_changed = True
         out: list[Action] = [Send(conn_id, core.start())]
         self._fire_workers_available("worker_connected", conn, out)
         logger.info("worker %s connected from %s", core.worker_id, peer or "?")
@@ -487,6 +491,7 @@ class Router:
                 self._awaited_acks[outcome.trigger_id] = _AwaitedAck(
                     invocation_id, caller, deadline
                 )
+                self.timers_changed = True
                 return
             outcome = to_raw({"id": outcome.trigger_id})
         if isinstance(outcome, ErrorBody):
@@ -596,6 +601,7 @@ class Router:
     def _functions_changed(self) -> None:
         if self._functions_changed_at is None:
             self._functions_changed_at = self._clock()
+            self.timers_changed = True
 
     # --- triggers ----------------------------------------------------------------------------
 

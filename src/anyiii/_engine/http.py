@@ -1,0 +1,285 @@
+"""The `http` trigger type's REST listener: HTTP/1.1 with h11 over anyio (spec §10.1, §16.4).
+
+Each request is matched against the route table, turned into the request object of §10.1,
+passed to the bound function through the engine, and the function's result is mapped back
+to an HTTP response. HTTP parsing is h11's; this module only moves bytes and maps shapes.
+
+What it does not do yet: the `request_body` / `response` streaming channels (§12), so a
+handler that returns null gets `200 {}` instead of a streamed response (the contract's
+recommended deviation, §15.4); middleware and `condition_function_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Awaitable
+from typing import Final, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import anyio
+import anyio.abc
+import h11
+import msgspec
+from msgspec import Raw
+
+from .._protocol.frames import ErrorBody, decode_value, encode_value, present, to_raw
+from .providers import HttpRoutes
+
+__all__ = ["HttpLimits", "Invoker", "map_response", "serve_http"]
+
+logger = logging.getLogger("anyiii.engine.http")
+
+_JSON: Final = "application/json"
+_NOT_FOUND: Final = {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
+
+
+class Invoker(Protocol):
+    """What the HTTP listener needs from the engine."""
+
+    @property
+    def http_routes(self) -> HttpRoutes: ...
+
+    def invoke(
+        self, function_id: str, data: Raw, *, metadata: Raw | None, namespace: str
+    ) -> Awaitable[tuple[Raw | None, ErrorBody | None]]:
+        """Call a function and wait for its result or error (cancellable)."""
+        ...
+
+
+class HttpLimits(msgspec.Struct, frozen=True):
+    """Bounds that keep one client from hurting the listener.
+
+    `max_body` (bytes; 413 beyond it), `request_timeout` (seconds until the handler's answer
+    becomes a 504), `header_timeout` (seconds to receive a request head), `idle_timeout`
+    (seconds a kept-alive connection may wait for its next request).
+    """
+
+    max_body: int = 16 * 2**20
+    request_timeout: float = 30.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_head: int = 64 * 1024
+
+
+class _Reply(msgspec.Struct, frozen=True):
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _error_reply(status: int, code: str, message: str, *, with_id: bool = True) -> _Reply:
+    error: dict[str, str] = {"code": code, "message": message}
+    if with_id and status >= 500:
+        error["error_id"] = secrets.token_hex(8)
+    return _Reply(status, [("content-type", _JSON)], encode_value({"error": error}))
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else encode_value(value).decode()
+
+
+def _response_headers(value: object) -> list[tuple[str, str]]:
+    """Headers given as an object of strings or as a list of `"Name: value"` strings."""
+    if isinstance(value, dict):
+        return [(str(k), _text(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        pairs = []
+        for item in value:
+            if isinstance(item, str) and ":" in item:
+                name, _, text = item.partition(":")
+                pairs.append((name.strip(), text.strip()))
+        return pairs
+    return []
+
+
+def map_response(result: Raw | None) -> _Reply:
+    """Turn a handler's result into an HTTP response (spec §10.1 "Response mapping").
+
+    The status comes from `status_code`, falling back to `statusCode` (the official Python
+    helper's alias, §15.3), else 200. A null result answers `200 {}` because this engine has
+    no response channel for the handler to stream into (§15.4).
+    """
+    value = decode_value(result) if result is not None else None
+    if not isinstance(value, dict):
+        body = encode_value(value if value is not None else {})
+        return _Reply(200, [("content-type", _JSON)], body)
+    status = value.get("status_code", value.get("statusCode"))
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        status = 200
+    headers = _response_headers(value.get("headers"))
+    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
+    body_value = value.get("body", {})
+    if content_type is None:
+        headers.append(("content-type", _JSON))
+        body = encode_value(body_value)
+    elif isinstance(body_value, str):
+        body = body_value.encode()
+    elif body_value is None:
+        body = b""
+    else:
+        body = encode_value(body_value)
+    return _Reply(status, headers, body)
+
+
+def _request_object(
+    request: h11.Request, body: bytes, pattern: str, params: dict[str, str]
+) -> Raw:
+    target = urlsplit(request.target.decode("latin-1"))
+    headers: dict[str, str] = {}
+    for name, value in request.headers:
+        try:
+            headers[name.decode("latin-1").lower()] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            headers[name.decode("latin-1").lower()] = ""
+    method = request.method.decode("ascii").upper()
+    parsed: object = None
+    if _JSON in headers.get("content-type", "") and body:
+        try:
+            parsed = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            parsed = None
+    return to_raw(
+        {
+            "query_params": dict(parse_qsl(target.query, keep_blank_values=True)),
+            "path_params": params,
+            "headers": headers,
+            "path": pattern,
+            "method": method,
+            "body": parsed,
+            "trigger": {"type": "http", "path": pattern, "method": method},
+        }
+    )
+
+
+class _HttpConnection:
+    """One client connection: read requests, answer them, until either side stops."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, invoker: Invoker, limits: HttpLimits):
+        self._stream = stream
+        self._invoker = invoker
+        self._limits = limits
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head)
+
+    async def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        while True:
+            event = self._h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            try:
+                data = await self._stream.receive(65536)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                data = b""
+            self._h11.receive_data(data)
+
+    async def _send(self, reply: _Reply, *, close: bool = False) -> None:
+        headers = [*reply.headers, ("content-length", str(len(reply.body)))]
+        if close:
+            headers.append(("connection", "close"))
+        payload = self._h11.send(h11.Response(status_code=reply.status, headers=headers))
+        assert payload is not None
+        payload += self._h11.send(h11.Data(data=reply.body)) or b""
+        payload += self._h11.send(h11.EndOfMessage()) or b""
+        await self._stream.send(payload)
+
+    async def serve(self) -> None:
+        first = True
+        while True:
+            timeout = self._limits.header_timeout if first else self._limits.idle_timeout
+            first = False
+            try:
+                with anyio.fail_after(timeout):
+                    event = await self._next_event()
+            except TimeoutError:
+                return
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(exc.error_status_hint, str(exc))
+                return
+            if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
+                return
+            reply = await self._answer(event)
+            if reply is None:
+                return
+            await self._send(reply)
+            if self._h11.our_state is h11.MUST_CLOSE:
+                return
+            try:
+                self._h11.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _refuse(self, status: int, message: str) -> None:
+        if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            try:
+                await self._send(_error_reply(status, "BAD_REQUEST", message), close=True)
+            except (h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    async def _read_body(self) -> bytes | None:
+        body = bytearray()
+        with anyio.fail_after(self._limits.header_timeout + self._limits.request_timeout):
+            while True:
+                event = await self._next_event()
+                if isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > self._limits.max_body:
+                        return None
+                elif isinstance(event, h11.EndOfMessage):
+                    return bytes(body)
+                else:
+                    raise h11.RemoteProtocolError("the request body ended early")
+
+    async def _answer(self, request: h11.Request) -> _Reply | None:
+        try:
+            body = await self._read_body()
+        except (TimeoutError, h11.RemoteProtocolError) as exc:
+            await self._refuse(400, f"could not read the request body: {exc}")
+            return None
+        if body is None:
+            limit = self._limits.max_body
+            reply = _error_reply(413, "PAYLOAD_TOO_LARGE", f"the body exceeds {limit} bytes")
+            await self._send(reply, close=True)
+            return None
+        method = request.method.decode("ascii").upper()
+        path = urlsplit(request.target.decode("latin-1")).path
+        found = self._invoker.http_routes.match(method, path)
+        if found is None:
+            return _Reply(404, [("content-type", _JSON)], encode_value(_NOT_FOUND))
+        route, params = found
+        binding = route.binding
+        data = _request_object(request, body, route.pattern, params)
+        with anyio.move_on_after(self._limits.request_timeout) as scope:
+            result, error = await self._invoker.invoke(
+                binding.function_id,
+                data,
+                metadata=present(binding.metadata),
+                namespace=binding.namespace or "default",
+            )
+        if scope.cancelled_caught:
+            return _Reply(504, [], b"")
+        if error is not None:
+            return _error_reply(500, error.code, error.message)
+        return map_response(result)
+
+
+async def serve_http(
+    listener: anyio.abc.Listener[anyio.abc.SocketStream],
+    invoker: Invoker,
+    *,
+    limits: HttpLimits | None = None,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `http` triggers on `listener` until cancelled."""
+    chosen = limits or HttpLimits()
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            try:
+                await _HttpConnection(stream, invoker, chosen).serve()
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
+                pass  # the client went away mid-answer
+            except Exception:  # one bad request must never stop the listener
+                logger.exception("error while serving an HTTP request")
+
+    task_status.started()
+    await listener.serve(handle)
