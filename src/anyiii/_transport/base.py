@@ -1,0 +1,156 @@
+"""The one small interface between anyiii's runtimes and a message link to a peer.
+
+The worker runtime and the embedded engine never see WebSocket libraries: they see a
+`Transport`, which moves whole messages (UTF-8 JSON bytes) in both directions, and raises
+`ConnectionClosed` once the link is over. Three implementations live beside this module
+(websockets' Sans-I/O protocol over anyio streams, httpx-ws, and an in-memory pair); all of
+them share the contract below, and one test suite checks it against each of them.
+
+Contract, in short:
+
+* `send` frames one text message. Writes are *group-committed*: the first sender writes,
+  and messages sent while its write is in flight are queued and written by that same task
+  as one joined write. So `send` often returns without awaiting; it only waits when
+  it is the writer, or when the queue is above its high-water mark (backpressure).
+* The physical write is shielded from the caller's cancellation (a cancelled caller must
+  not tear a frame in half for every other user of the link) but bounded by
+  `write_timeout`. If the write times out or fails, the transport is *broken*: it is
+  closed, and every later call raises `ConnectionClosed`. A write is never silently
+  abandoned part-way.
+* `send_nowait` queues without awaiting, for the engine's router, which must never block
+  on one slow worker; `run_writer` is the task that flushes what it queued.
+* `receive` returns whole messages (fragments reassembled, text or binary payloads) and,
+  after the link ended for any reason, raises `ConnectionClosed` on every call.
+* `aclose` is idempotent and always returns within about `close_timeout`.
+
+Receiving is pull-driven: control frames (pings, the peer's close) are read and answered
+while some task is inside `receive` (or `aclose`). The runtimes always have a reader task
+doing exactly that; a user of a bare transport who stops receiving also stops answering
+pings, just as with websockets' own buffered reader once its buffer is full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Protocol, Self
+
+from anyiii._errors import ConnectionClosed
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "DEFAULT_QUEUE_HIGH_WATER",
+    "DEFAULT_WRITE_TIMEOUT",
+    "SendQueueFull",
+    "Transport",
+]
+
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 2**20
+"""Largest message accepted from the peer (the Rust engine's limit, spec §1.1)."""
+DEFAULT_QUEUE_HIGH_WATER = 4 * 2**20
+"""Queued bytes above which `send` waits for the writer (backpressure)."""
+DEFAULT_MAX_QUEUE_BYTES = 64 * 2**20
+"""Queued bytes above which `send_nowait` gives up on the peer (`SendQueueFull`)."""
+DEFAULT_WRITE_TIMEOUT = 30.0
+"""Seconds one physical write may take before the link is declared broken."""
+DEFAULT_CLOSE_TIMEOUT = 5.0
+"""Seconds `aclose` waits for the peer's half of the closing handshake."""
+
+
+class SendQueueFull(ConnectionClosed):
+    """`send_nowait` found more than `max_queue_bytes` waiting for a peer that is not reading.
+
+    It is a `ConnectionClosed` because raising it also ends the connection (close code
+    1008, policy violation): the peer is a slow consumer, its queued messages are dropped,
+    and every later call on the transport raises `ConnectionClosed`. Code that already
+    handles a lost connection therefore handles this case too; the engine catches it to
+    log the worker as a slow consumer. `queued_bytes` and `limit` say how far over it was.
+    """
+
+    def __init__(self, queued_bytes: int, limit: int) -> None:
+        super().__init__(1008, f"send queue full: {queued_bytes} bytes queued, limit {limit}")
+        self.queued_bytes = queued_bytes
+        self.limit = limit
+
+
+class Transport(Protocol):
+    """A message link to one peer; see the module docstring for the shared contract."""
+
+    async def send(self, message: bytes) -> None:
+        """Send `message` (UTF-8 JSON bytes) as one text message, in call order.
+
+        Raises `ConnectionClosed` if the transport is closed or broken, or if the write this
+        call performed failed. A message queued behind another task's write is reported as
+        sent; if that write fails later, the failure shows up on the next call.
+        """
+        ...
+
+    def send_nowait(self, message: bytes) -> None:
+        """Queue `message` without awaiting; `run_writer` (or the next `send`) writes it.
+
+        Raises `ConnectionClosed` if closed, and `SendQueueFull` (which closes the
+        transport) if the queue would grow past `max_queue_bytes`.
+        """
+        ...
+
+    async def run_writer(self) -> None:
+        """Write whatever `send_nowait` queues, until the transport is closed or broken."""
+        ...
+
+    async def receive(self) -> bytes:
+        """Return the payload of the next whole message (text or binary).
+
+        Raises `ConnectionClosed(code, reason)` once the link has ended, on every call.
+        """
+        ...
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close the link: closing handshake bounded by `close_timeout`, then drop it.
+
+        Idempotent; shielded from the caller's cancellation, and bounded, so it is safe
+        in `finally` blocks.
+        """
+        ...
+
+    @property
+    def closed(self) -> bool:
+        """True once the link can no longer send: closed by either side, failed or broken."""
+        ...
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code that ended the link (1006 if lost without one); None while open."""
+        ...
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason that goes with `close_code`; None while open."""
+        ...
+
+    @property
+    def path(self) -> str:
+        """The request target the client asked for (server side); "/" on a client."""
+        ...
+
+    @property
+    def remote_address(self) -> str | None:
+        """The peer's address as "host:port" ("[v6]:port"), or None when there is none
+        (the memory transport) or it is unknown."""
+        ...
+
+    @property
+    def request_headers(self) -> Mapping[str, str]:
+        """The handshake request's headers with lower-cased names (server side); empty on a
+        client. Repeated headers are joined with ", "."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
