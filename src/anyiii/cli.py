@@ -21,6 +21,14 @@ def _parser() -> argparse.ArgumentParser:
         default=20_000,
         help="invocations to push through the cores for the throughput figure",
     )
+    engine = commands.add_parser("engine", help="run the embedded iii engine")
+    engine.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    engine.add_argument("--port", type=int, default=49134, help="worker WebSocket port")
+    engine.add_argument("--http-port", type=int, default=3111, help="REST port of http triggers")
+    engine.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    engine.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     return parser
 
 
@@ -31,3 +39,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         from ._demo import run_demo
 
         sys.exit(run_demo(exchanges=args.exchanges))
+    if args.command == "engine":
+        from ._engine.cli import run_engine_command
+
+        sys.exit(
+            run_engine_command(
+                host=args.host,
+                port=args.port,
+                http_port=args.http_port,
+                log_level=args.log_level,
+                backend=args.backend,
+            )
+        )

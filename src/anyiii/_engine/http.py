@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from contextlib import suppress
 from collections.abc import Awaitable
 from typing import Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -122,9 +123,7 @@ def map_response(result: Raw | None) -> _Reply:
     return _Reply(status, headers, body)
 
 
-def _request_object(
-    request: h11.Request, body: bytes, pattern: str, params: dict[str, str]
-) -> Raw:
+def _request_object(request: h11.Request, body: bytes, pattern: str, params: dict[str, str]) -> Raw:
     target = urlsplit(request.target.decode("latin-1"))
     headers: dict[str, str] = {}
     for name, value in request.headers:
@@ -210,10 +209,10 @@ class _HttpConnection:
 
     async def _refuse(self, status: int, message: str) -> None:
         if self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            try:
+            with suppress(
+                h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError
+            ):
                 await self._send(_error_reply(status, "BAD_REQUEST", message), close=True)
-            except (h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
 
     async def _read_body(self) -> bytes | None:
         body = bytearray()

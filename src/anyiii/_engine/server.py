@@ -1,0 +1,307 @@
+"""The embedded engine's async shell: sockets, timers and waiters around the router.
+
+Everything the engine decides is decided by the sans-IO `Router`; this module only feeds it
+(one reader task per worker connection, one timer task, the HTTP listener) and carries out
+the actions it returns. Sends never block the routing: each connection has its own bounded
+queue drained by its own writer task, and a worker that stops reading until its queue
+overflows is disconnected as a slow consumer instead of stalling everyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+import anyio
+import anyio.abc
+from msgspec import Raw
+
+from .._concurrency import single_errors
+from .._errors import ConnectionClosed
+from .._protocol.frames import ErrorBody
+from .._transport import SendQueueFull, Transport, serve_websockets
+from .actions import Action, Close, Completed, Send
+from .http import HttpLimits, serve_http
+from .providers import HttpRoutes
+from .router import Router
+
+__all__ = ["EmbeddedEngine", "EngineSettings", "run"]
+
+logger = logging.getLogger("anyiii.engine")
+
+WORKER_PATH: Final = "/"
+TELEMETRY_PATH: Final = "/otel"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Tunables of the embedded engine; the defaults follow the official engine.
+
+    `max_message_size` caps one WebSocket message (close 1009 beyond it);
+    `max_queue_bytes` is how much may wait for one slow worker before it is disconnected;
+    `namespace_grace` is how long registrations wait for `engine::workers::register`;
+    `shutdown_timeout` bounds how long stopping may take.
+    """
+
+    max_message_size: int = 64 * 2**20
+    max_queue_bytes: int = 64 * 2**20
+    handshake_timeout: float = 10.0
+    namespace_grace: float = 5.0
+    shutdown_timeout: float = 5.0
+    http: HttpLimits = field(default_factory=HttpLimits)
+
+
+@dataclass(slots=True, eq=False)
+class _Waiter:
+    """The engine waits on one of its own calls (an HTTP request's handler)."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Raw | None = None
+    error: ErrorBody | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Link:
+    """A worker connection as the shell sees it."""
+
+    transport: Transport
+    scope: anyio.CancelScope
+    close_code: int = 1000
+    close_reason: str = ""
+
+
+class EmbeddedEngine:
+    """A running embedded engine: where to reach it, and a way to call its functions.
+
+    Get one from `anyiii.engine.run()`. `url` is the worker WebSocket address to give
+    workers (`ws://host:port`); `http_url` is the base address of `http` triggers.
+    """
+
+    def __init__(self, router: Router, settings: EngineSettings) -> None:
+        self._router = router
+        self._settings = settings
+        self._links: dict[int, _Link] = {}
+        self._waiters: dict[str, _Waiter] = {}
+        self._timers_changed = anyio.Event()
+        self._stopping = False
+        self.host = ""
+        self.port = 0
+        self.http_port: int | None = None
+
+    @property
+    def url(self) -> str:
+        """The worker WebSocket address, e.g. `ws://127.0.0.1:49134`."""
+        return f"ws://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def http_url(self) -> str | None:
+        """The REST base address for `http` triggers, or None when HTTP is disabled."""
+        if self.http_port is None:
+            return None
+        return f"http://{_url_host(self.host)}:{self.http_port}"
+
+    @property
+    def http_routes(self) -> HttpRoutes:
+        """The `http` trigger routes currently bound."""
+        return self._router.http_routes
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker connections are open."""
+        return len(self._links)
+
+    # --- calling functions ---------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        function_id: str,
+        data: Raw,
+        *,
+        metadata: Raw | None = None,
+        namespace: str = "default",
+    ) -> tuple[Raw | None, ErrorBody | None]:
+        """Call a function on the engine's behalf and wait for its result or error.
+
+        Cancelling the wait (a timeout scope, say) abandons the call: its late result is
+        dropped. The protocol has no cancel frame, so the worker is not told.
+        """
+        invocation_id, actions = self._router.call(
+            function_id, data, metadata=metadata, namespace=namespace
+        )
+        waiter = _Waiter()
+        self._waiters[invocation_id] = waiter
+        try:
+            self._perform(actions)
+            await waiter.done.wait()
+            return waiter.result, waiter.error
+        finally:
+            if self._waiters.pop(invocation_id, None) is not None:
+                self._router.abandon(invocation_id)
+
+    # --- carrying out the router's decisions ---------------------------------------------------
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._send(action.conn, action.data)
+            elif isinstance(action, Close):
+                self._drop(action.conn, action.code, action.reason)
+            elif isinstance(action, Completed):
+                waiter = self._waiters.pop(action.invocation_id, None)
+                if waiter is not None:
+                    waiter.result, waiter.error = action.result, action.error
+                    waiter.done.set()
+        if self._router.timers_changed:
+            self._router.timers_changed = False
+            self._timers_changed.set()
+
+    def _send(self, conn: int, data: bytes) -> None:
+        link = self._links.get(conn)
+        if link is None:
+            return
+        try:
+            link.transport.send_nowait(data)
+        except SendQueueFull:
+            logger.warning("worker connection %d stopped reading; disconnecting it", conn)
+            self._drop(conn, 1008, "slow consumer: the engine's send queue overflowed")
+        except ConnectionClosed:
+            pass  # its reader task is already on the way out and will clean up
+
+    def _drop(self, conn: int, code: int, reason: str) -> None:
+        link = self._links.get(conn)
+        if link is not None:
+            link.close_code, link.close_reason = code, reason
+            link.scope.cancel()
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def _serve_transport(self, transport: Transport) -> None:
+        """One accepted WebSocket: a worker, or the telemetry socket we drain and ignore."""
+        if transport.path.split("?", 1)[0] == TELEMETRY_PATH:
+            await self._discard(transport)
+            return
+        if self._stopping:
+            await transport.aclose(1001, "engine shutting down")
+            return
+        conn, actions = self._router.open(peer=transport.remote_address)
+        link = _Link(transport, anyio.CancelScope())
+        self._links[conn] = link
+        try:
+            self._perform(actions)
+            with link.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(transport.run_writer)
+                    await self._read(conn, transport)
+                    tg.cancel_scope.cancel()
+        except ConnectionClosed:
+            pass
+        finally:
+            del self._links[conn]
+            self._perform(self._router.close(conn))
+            with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
+                await transport.aclose(link.close_code, link.close_reason)
+
+    async def _read(self, conn: int, transport: Transport) -> None:
+        router = self._router
+        while True:
+            try:
+                data = await transport.receive()
+            except ConnectionClosed:
+                return
+            self._perform(router.receive(conn, data))
+
+    async def _discard(self, transport: Transport) -> None:
+        """`/otel`: accept and discard, so SDKs with telemetry on do not log errors."""
+        try:
+            while True:
+                await transport.receive()
+        except ConnectionClosed:
+            return
+
+    async def _run_timers(self) -> None:
+        while True:
+            deadline = self._router.next_deadline()
+            delay = math.inf if deadline is None else max(0.0, deadline - anyio.current_time())
+            self._timers_changed = anyio.Event()
+            with anyio.move_on_after(delay):
+                await self._timers_changed.wait()
+            self._perform(self._router.tick())
+
+    async def _stop(self) -> None:
+        """Answer everyone still waiting, then close every worker socket, all bounded."""
+        self._stopping = True
+        actions = self._router.shutdown()
+        closes = [a for a in actions if isinstance(a, Close)]
+        self._perform([a for a in actions if not isinstance(a, Close)])
+        with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
+            async with anyio.create_task_group() as tg:
+                for close in closes:
+                    link = self._links.get(close.conn)
+                    if link is not None:
+                        tg.start_soon(link.transport.aclose, close.code, close.reason)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@asynccontextmanager
+async def run(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    http_port: int | None = 0,
+    *,
+    settings: EngineSettings | None = None,
+) -> AsyncIterator[EmbeddedEngine]:
+    """Run an embedded engine for the duration of the `async with` block.
+
+    Binds the worker WebSocket on `host:port` and the `http` trigger listener on
+    `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). Leaving the
+    block answers every call still in flight with `invocation_stopped`, closes every
+    worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
+    both checkpoints.
+    """
+    chosen = settings or EngineSettings()
+    router = Router(clock=anyio.current_time, namespace_grace=chosen.namespace_grace)
+    engine = EmbeddedEngine(router, chosen)
+    with single_errors():
+        async with anyio.create_task_group() as tg:
+            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+            engine.host = host
+            engine.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            await tg.start(
+                lambda task_status: serve_websockets(
+                    listener,
+                    engine._serve_transport,
+                    accept=lambda path: path.split("?", 1)[0] in (WORKER_PATH, TELEMETRY_PATH),
+                    max_message_size=chosen.max_message_size,
+                    max_queue_bytes=chosen.max_queue_bytes,
+                    handshake_timeout=chosen.handshake_timeout,
+                    task_status=task_status,
+                )
+            )
+            if http_port is not None:
+                http_listener = await anyio.create_tcp_listener(
+                    local_host=host, local_port=http_port
+                )
+                engine.http_port = http_listener.extra(anyio.abc.SocketAttribute.local_port)
+                await tg.start(
+                    lambda task_status: serve_http(
+                        http_listener, engine, limits=chosen.http, task_status=task_status
+                    )
+                )
+            tg.start_soon(engine._run_timers)
+            logger.info(
+                "anyiii engine listening: workers on %s, http on %s",
+                engine.url,
+                engine.http_url or "(disabled)",
+            )
+            try:
+                yield engine
+            finally:
+                await engine._stop()
+                tg.cancel_scope.cancel()

@@ -1,0 +1,1 @@
+"""The async worker runtime: `connect()`, the `Worker`, reconnection, handlers (anyio only)."""

@@ -1,0 +1,105 @@
+"""Turning a user's function into something the worker can run for an invocation.
+
+A handler may be `async def h(data)` or `async def h(data, metadata)`, or a plain `def`,
+which runs in a worker thread under a capacity limiter so it cannot block the event loop.
+When the payload parameter is annotated with a msgspec Struct, a dataclass or another
+msgspec-understood type, the payload is converted to it (unknown keys such as the engine's
+`_caller_worker_id` are ignored) and the annotations give the function's
+`request_format` / `response_format` JSON Schemas.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+from msgspec import Raw
+
+from .._protocol.frames import decode_value
+
+__all__ = ["Handler", "HandlerFunction", "adapt_handler"]
+
+HandlerFunction = Callable[..., Any]
+
+_PLAIN = (Any, object, inspect.Parameter.empty, dict, list)
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """A user function made uniform: `await handler.run(data, metadata)`."""
+
+    function: HandlerFunction
+    payload_type: Any
+    wants_metadata: bool
+    is_async: bool
+    request_format: dict[str, Any] | None
+    response_format: dict[str, Any] | None
+
+    async def run(self, data: Raw, metadata: Raw | None, limiter: anyio.CapacityLimiter) -> Any:
+        """Decode the payload as the function asks, call it, and return what it returned."""
+        payload = _decode_payload(data, self.payload_type)
+        args: tuple[Any, ...] = (payload,)
+        if self.wants_metadata:
+            args += (decode_value(metadata) if metadata is not None else None,)
+        if self.is_async:
+            return await self.function(*args)
+        return await anyio.to_thread.run_sync(
+            functools.partial(self.function, *args), limiter=limiter
+        )
+
+
+def _decode_payload(data: Raw, payload_type: Any) -> Any:
+    value = decode_value(data)
+    if payload_type in _PLAIN:
+        return value
+    return msgspec.convert(value, payload_type, strict=False)
+
+
+def _schema(annotation: Any) -> dict[str, Any] | None:
+    """A JSON Schema for a typed annotation; None for untyped or plain-JSON ones."""
+    if annotation in _PLAIN or annotation is None or annotation is type(None):
+        return None
+    try:
+        return msgspec.json.schema(annotation)
+    except (TypeError, ValueError):
+        return None
+
+
+def adapt_handler(function: HandlerFunction) -> Handler:
+    """Inspect a user function once, at registration, so each invocation costs nothing extra.
+
+    Raises TypeError for a function that cannot take a payload.
+    """
+    signature = inspect.signature(function)
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in signature.parameters.values())
+    if not positional and not varargs:
+        raise TypeError(f"{function!r} must accept the payload as its first argument")
+    try:
+        hints = typing.get_type_hints(function)
+    except (NameError, TypeError):
+        hints = {}
+    payload_type = hints.get(positional[0].name, Any) if positional else Any
+    returns = hints.get("return", Any)
+    is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 -- callable objects with async __call__
+    )
+    return Handler(
+        function=function,
+        payload_type=payload_type,
+        wants_metadata=len(positional) >= 2 or varargs,
+        is_async=is_async,
+        request_format=_schema(payload_type),
+        response_format=_schema(returns),
+    )

@@ -1,0 +1,15 @@
+"""The embedded iii engine: `async with anyiii.engine.run() as engine:`.
+
+It speaks the same wire protocol as the real iii engine, so workers written with anyiii or
+with the official SDKs connect to it unchanged. See `docs/engine.md` for what it implements
+and how it differs from the real engine.
+"""
+
+from __future__ import annotations
+
+from ._engine.http import HttpLimits as HttpLimits
+from ._engine.server import EmbeddedEngine as EmbeddedEngine
+from ._engine.server import EngineSettings as EngineSettings
+from ._engine.server import run as run
+
+__all__ = ["EmbeddedEngine", "EngineSettings", "HttpLimits", "run"]
