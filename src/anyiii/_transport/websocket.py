@@ -47,7 +47,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState, InvalidStatus, InvalidURI
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
-from websockets.protocol import Event, State
+from websockets.protocol import Event, Side, State
 from websockets.protocol import Protocol as SansIOProtocol
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
@@ -234,9 +234,19 @@ class WebSocketTransport(TransportBase):
                 if self._finished_reading():
                     break
                 await self._read_more()
+        await self._drain()  # our echo or EOF may still be queued behind another write
 
     def _finished_reading(self) -> bool:
-        return self._stream_done or self._broken or self._protocol.state is State.CLOSED
+        protocol = self._protocol
+        if self._stream_done or self._broken or protocol.state is State.CLOSED:
+            return True
+        # Once both close frames have crossed, the server hangs up first (RFC 6455 §7.1.1)
+        # instead of waiting for a client that may not be reading any more.
+        return (
+            protocol.side is Side.SERVER
+            and protocol.close_sent is not None
+            and protocol.close_rcvd is not None
+        )
 
     async def _abort(self) -> None:
         if not self._aborted:

@@ -1,0 +1,226 @@
+"""Helpers for the transport tests: connected pairs of every kind, and raw WebSocket peers.
+
+A *raw peer* drives websockets' Sans-I/O protocol by hand, so a test can do what our
+transports never do on their own: send fragments of its choosing, send pings or
+unsolicited pongs, stop reading, or go silent after the handshake.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.abc
+from websockets.client import ClientProtocol
+from websockets.frames import Frame
+from websockets.http11 import Request, Response
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
+
+from anyiii._transport import (
+    Transport,
+    memory_transport_pair,
+    open_httpx_websocket,
+    open_websocket,
+    serve_websockets,
+)
+
+PAIR_KINDS = ["websocket", "httpx", "memory"]
+# Transports that speak real WebSocket frames, as (kind, side) under test.
+WIRE_KINDS = ["websocket-client", "httpx-client", "websocket-server"]
+
+SERVER_OPTIONS = {"max_message_size", "close_timeout", "write_timeout", "queue_high_water"}
+SERVER_OPTIONS |= {"max_queue_bytes", "handshake_timeout"}
+CLIENT_ONLY = {"ping_interval", "ping_timeout", "open_timeout", "headers"}
+
+
+def port_of(listener: anyio.abc.Listener[Any]) -> int:
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    assert isinstance(port, int)
+    return port
+
+
+@asynccontextmanager
+async def websocket_server(
+    handler: Callable[[Transport], Awaitable[None]], **options: Any
+) -> AsyncIterator[int]:
+    """Run `serve_websockets` on 127.0.0.1 with an ephemeral port; yield the port."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = port_of(listener)
+    async with anyio.create_task_group() as tg:
+        await tg.start(functools.partial(serve_websockets, listener, handler, **options))
+        yield port
+        tg.cancel_scope.cancel()
+
+
+def opener(kind: str) -> Callable[..., Any]:
+    return open_websocket if kind.startswith("websocket") else open_httpx_websocket
+
+
+@asynccontextmanager
+async def transport_pair(kind: str, **options: Any) -> AsyncIterator[tuple[Transport, Transport]]:
+    """A connected (client, server) pair of `kind`; options apply to both sides when they can.
+
+    The server side's handler keeps the connection open until the pair's block ends; then
+    both sides close at once, so neither waits for a close echo from an idle peer.
+    """
+    max_buffer = options.pop("max_buffer", 1024)  # memory only: sockets have their own
+    if kind == "memory":
+        memory_options = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
+        memory_options.pop("handshake_timeout", None)
+        a, b = memory_transport_pair(max_buffer, **memory_options)
+        async with a, b:
+            yield a, b
+        return
+    server_options = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
+    client_options = {k: v for k, v in options.items() if k != "handshake_timeout"}
+    client_options.setdefault("ping_interval", None)
+    accepted_send, accepted_receive = anyio.create_memory_object_stream[Transport](1)
+    release = anyio.Event()
+
+    async def handler(transport: Transport) -> None:
+        await accepted_send.send(transport)
+        await release.wait()
+
+    async with accepted_send, accepted_receive, websocket_server(handler, **server_options) as port:
+        url = f"ws://127.0.0.1:{port}/"
+        async with opener(kind)(url, **client_options) as client:
+            server = await accepted_receive.receive()
+            try:
+                yield client, server
+            finally:
+                release.set()
+
+
+class RawConnection:
+    """One WebSocket connection driven by hand through a websockets Sans-I/O protocol."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, protocol: ClientProtocol | ServerProtocol):
+        self.stream = stream
+        self.protocol = protocol
+        self.received: list[Frame] = []  # every frame ever read, in order
+        self.response: Response | None = None  # the handshake answer, on a client
+        self._pending: list[Frame] = []
+
+    async def flush(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                await self.stream.send(chunk)
+            else:
+                await self.stream.send_eof()
+
+    def feed(self, events: list[Any]) -> None:
+        frames = [event for event in events if isinstance(event, Frame)]
+        self.received += frames
+        self._pending += frames
+
+    async def next_frame(self) -> Frame:
+        """Read until a frame arrives; answers pings on the way (the protocol does)."""
+        while not self._pending:
+            data = await self.stream.receive()
+            self.protocol.receive_data(data)
+            self.feed(self.protocol.events_received())
+            await self.flush()
+        return self._pending.pop(0)
+
+    async def send_text(self, text: bytes) -> None:
+        self.protocol.send_text(text)
+        await self.flush()
+
+
+@asynccontextmanager
+async def raw_server(
+    on_connect: Callable[[RawConnection], Awaitable[None]] | None = None,
+) -> AsyncIterator[tuple[int, anyio.abc.ObjectReceiveStream[RawConnection]]]:
+    """A WebSocket server that completes the handshake, then hands the connection over.
+
+    Yields the port and a stream of accepted `RawConnection`s. Connections stay open until
+    the block ends; nothing reads from them unless the test does.
+    """
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    accepted_send, accepted_receive = anyio.create_memory_object_stream[RawConnection](8)
+    streams: list[anyio.abc.ByteStream] = []
+
+    async def serve(stream: anyio.abc.ByteStream) -> None:
+        streams.append(stream)
+        protocol = ServerProtocol()
+        request = None
+        while request is None:
+            protocol.receive_data(await stream.receive())
+            for event in protocol.events_received():
+                if isinstance(event, Request):
+                    request = event
+        protocol.send_response(protocol.accept(request))
+        connection = RawConnection(stream, protocol)
+        await connection.flush()
+        await accepted_send.send(connection)
+
+    async with listener, accepted_send, accepted_receive, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve, tg)
+        try:
+            yield port_of(listener), accepted_receive
+        finally:
+            tg.cancel_scope.cancel()
+            for stream in streams:
+                await anyio.aclose_forcefully(stream)
+
+
+async def raw_client(port: int, path: str = "/", **protocol_options: Any) -> RawConnection:
+    """Connect to 127.0.0.1:`port` and complete a WebSocket handshake by hand."""
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), **protocol_options)
+    protocol.send_request(protocol.connect())
+    connection = RawConnection(stream, protocol)
+    await connection.flush()
+    response = None
+    while response is None:
+        protocol.receive_data(await stream.receive())
+        events = protocol.events_received()
+        if events and isinstance(events[0], Response):
+            response = events[0]
+            connection.feed(events[1:])
+    assert protocol.handshake_exc is None, protocol.handshake_exc
+    connection.response = response
+    return connection
+
+
+@asynccontextmanager
+async def wire_under_test(
+    kind: str, **options: Any
+) -> AsyncIterator[tuple[Transport, RawConnection]]:
+    """Our transport of `kind` connected to a raw peer: (transport, raw peer)."""
+    if kind == "websocket-server":
+        accepted_send, accepted_receive = anyio.create_memory_object_stream[Transport](1)
+        release = anyio.Event()
+
+        async def handler(transport: Transport) -> None:
+            await accepted_send.send(transport)
+            await release.wait()
+
+        server_options = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
+        async with (
+            accepted_send,
+            accepted_receive,
+            websocket_server(handler, **server_options) as port,
+        ):
+            peer = await raw_client(port)
+            try:
+                yield await accepted_receive.receive(), peer
+            finally:
+                release.set()
+                # A raw peer does not answer the close; hanging up spares the close_timeout.
+                await anyio.aclose_forcefully(peer.stream)
+        return
+    options.setdefault("ping_interval", None)
+    async with (
+        raw_server() as (port, accepted),
+        opener(kind)(f"ws://127.0.0.1:{port}/", **options) as transport,
+    ):
+        peer = await accepted.receive()
+        try:
+            yield transport, peer
+        finally:
+            await anyio.aclose_forcefully(peer.stream)
