@@ -335,28 +335,18 @@ def test_cores_keep_their_tables_consistent_under_frame_like_input(batch: list[s
     assert engine.executing == {}  # nothing was dispatched: results are all late
 
 
-# --- known contract violations ----------------------------------------------------------------
+# --- inputs that once escaped as other exceptions ----------------------------------------------------------------
 
 
 def _deep(depth: int) -> bytes:
     return b'{"type":"ping","x":' + b"[" * depth + b"]" * depth + b"}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="deeply nested JSON escapes decode_frame as RecursionError (msgspec recursion guard)",
-)
 def test_deeply_nested_json_is_a_remote_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError):
         decode_frame(_deep(100_000))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="deeply nested JSON escapes receive() as RecursionError instead of a violation",
-)
 def test_deeply_nested_json_is_a_violation_for_the_engine() -> None:
     engine = _open_engine()
     [violation] = engine.receive(_deep(100_000))
@@ -364,11 +354,6 @@ def test_deeply_nested_json_is_a_violation_for_the_engine() -> None:
     assert engine.state is State.OPEN
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="str input with a lone surrogate escapes decode_frame as UnicodeEncodeError",
-)
 def test_lone_surrogate_text_is_a_remote_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError):
         decode_frame('{"type":"ping","x":"\ud800"}')

@@ -34,19 +34,6 @@ VECTORS: list[dict[str, Any]] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8
 WORKER_ID = "3f2b8c1e-9d4a-4e7b-8c21-5a6f0d9e7b13"
 TOKEN = "b7e4d2a9-1c3f-4a8e-9b60-2d7c5e8f1a04"
 
-# Vectors whose canonical form the codec does not produce yet. Each is a real divergence
-# from the contract, kept visible as a strict xfail so that fixing it flips the test.
-KNOWN_DIVERGENCES: dict[str, str] = {
-    "registertriggertype/empty-description": (
-        "RegisterTriggerType.description defaults to '' and omit_defaults drops it, but the "
-        "Rust engine requires the key (String without serde default): the frame is dropped"
-    ),
-    "registrationrejected/reserved-prefix": (
-        "RegistrationRejected.owner_worker_id defaults to '' and omit_defaults drops it; the "
-        "spec (and the Rust enum) make `owner_worker_id` required, '' included"
-    ),
-}
-
 # Spec sections the brief requires a vector for; a vector's `spec` may name several.
 REQUIRED_SECTIONS = (
     "§3.1",
@@ -73,16 +60,9 @@ REQUIRED_SECTIONS = (
 UUID_KEYS = ("invocation_id", "worker_id", "previous_worker_id", "reattach_token")
 
 
-def _params(vectors: list[dict[str, Any]], *, divergent: bool = False) -> list[Any]:
-    """One pytest param per vector; with `divergent`, known divergences are strict xfails."""
-    out = []
-    for vector in vectors:
-        marks = []
-        reason = KNOWN_DIVERGENCES.get(vector["name"]) if divergent else None
-        if reason is not None:
-            marks.append(pytest.mark.xfail(reason=reason, strict=True))
-        out.append(pytest.param(vector, id=vector["name"], marks=marks))
-    return out
+def _params(vectors: list[dict[str, Any]]) -> list[Any]:
+    """One pytest param per vector, named after it."""
+    return [pytest.param(vector, id=vector["name"]) for vector in vectors]
 
 
 KNOWN = [v for v in VECTORS if v["type"] != "UnknownFrame"]
@@ -105,7 +85,6 @@ def test_vectors_are_well_formed() -> None:
         assert vector["direction"] in {"W→E", "E→W", "both"}
         assert vector["type"] == "UnknownFrame" or hasattr(fr, vector["type"])
         assert "…" not in json.dumps(vector, ensure_ascii=False), vector["name"]
-    assert set(KNOWN_DIVERGENCES) <= set(names)
 
 
 def test_every_required_spec_section_has_a_vector() -> None:
@@ -156,7 +135,7 @@ def test_decodes_to_the_expected_frame(vector: dict[str, Any]) -> None:
     assert decode_frame(wire.encode()) == frame
 
 
-@pytest.mark.parametrize("vector", _params(KNOWN, divergent=True))
+@pytest.mark.parametrize("vector", _params(KNOWN))
 def test_reencodes_to_the_canonical_json(vector: dict[str, Any]) -> None:
     frame = decode_frame(_wire(vector))
     assert not isinstance(frame, UnknownFrame)
@@ -291,24 +270,12 @@ def test_engine_sees_the_spec_meaning_of_key_vectors() -> None:
 
 # --- required keys of frames built in code --------------------------------------------------
 
-_IDENTITY_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "msgspec's omit_defaults drops a str field whose value *is* the default object: "
-        "required keys with a str default (registertriggertype.description, "
-        "registrationrejected.namespace/owner_worker_id) vanish from frames built in code, "
-        "while the same values decoded from the wire (distinct str objects) are kept"
-    ),
-)
 
-
-@_IDENTITY_XFAIL
 def test_registertriggertype_keeps_its_required_description() -> None:
     wire = json.loads(encode_frame(fr.RegisterTriggerType(id="webhook")))
     assert wire == {"type": "registertriggertype", "id": "webhook", "description": ""}
 
 
-@_IDENTITY_XFAIL
 def test_registrationrejected_keeps_its_required_keys() -> None:
     rejection = fr.RegistrationRejected(
         code="FUNCTION_NAMESPACE_CONFLICT",
@@ -325,7 +292,6 @@ def test_registrationrejected_keeps_its_required_keys() -> None:
     }
 
 
-@_IDENTITY_XFAIL
 def test_equal_frames_encode_alike() -> None:
     literal = fr.RegistrationRejected(code="WORKER_NAMESPACE_CONFLICT", namespace="default")
     built = fr.RegistrationRejected(

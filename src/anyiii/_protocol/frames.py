@@ -73,9 +73,19 @@ NULL: Final = Raw(b"null")
 
 
 def _null() -> Raw:
-    # A default_factory (not a default) keeps `data`/`config` on the wire even when null:
-    # msgspec only omits defaults it can compare, and a factory's value is never omitted.
+    # A default_factory (not a default) keeps a field on the wire even at its default:
+    # msgspec omits plain defaults, but never the value of a custom factory. That is how
+    # fields the Rust engine requires (`data`, `config`, `description`, `namespace`, ...)
+    # stay lenient on decode yet always present on encode.
     return NULL
+
+
+def _empty() -> str:
+    return ""
+
+
+def _default_namespace() -> str:
+    return "default"
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -133,7 +143,7 @@ class RegisterTriggerType(Frame, frozen=True, kw_only=True):
     """W→E: this connection provides trigger type `id` (spec §3.3)."""
 
     id: str
-    description: str = ""
+    description: str = field(default_factory=_empty)
     trigger_request_format: Raw | UnsetType = UNSET
     call_request_format: Raw | UnsetType = UNSET
     namespace: str | None = None
@@ -238,8 +248,8 @@ class RegistrationRejected(Frame, frozen=True, kw_only=True):
     """E→W a registration was refused (spec §3.11)."""
 
     code: str
-    namespace: str = "default"
-    owner_worker_id: str = ""
+    namespace: str = field(default_factory=_default_namespace)
+    owner_worker_id: str = field(default_factory=_empty)
     worker_name: str | None = None
     function_id: str | None = None
 
@@ -315,6 +325,9 @@ def decode_frame(data: bytes | str) -> AnyFrame | UnknownFrame:
         frame: AnyFrame = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         return _diagnose(data, exc)
+    except (RecursionError, UnicodeError) as exc:
+        # Absurdly deep nesting, or text that is not valid Unicode: still just bad input.
+        raise RemoteProtocolError(f"not a protocol frame: {exc!r}") from None
     return frame
 
 
@@ -322,7 +335,7 @@ def _diagnose(data: bytes | str, exc: msgspec.DecodeError) -> UnknownFrame:
     """Slow path of `decode_frame`: tell an unknown type apart from a broken frame."""
     try:
         envelope = _envelope_decoder.decode(data)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         raise RemoteProtocolError(f"not a protocol frame: {exc}") from None
     if envelope.type not in FRAME_TYPES:
         raw = data.encode() if isinstance(data, str) else bytes(data)
