@@ -335,7 +335,7 @@ def test_cores_keep_their_tables_consistent_under_frame_like_input(batch: list[s
     assert engine.executing == {}  # nothing was dispatched: results are all late
 
 
-# --- inputs that once escaped as other exceptions ----------------------------------------------------------------
+# --- inputs that once escaped as other exceptions ----------------------------------------
 
 
 def _deep(depth: int) -> bytes:
