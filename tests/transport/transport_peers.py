@@ -224,3 +224,35 @@ async def wire_under_test(
             yield transport, peer
         finally:
             await anyio.aclose_forcefully(peer.stream)
+
+
+@asynccontextmanager
+async def http_responder(answer: bytes | None) -> AsyncIterator[int]:
+    """A TCP server that reads one HTTP request head and sends `answer` (None: stays silent)."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive()
+            if answer is None:
+                await anyio.sleep_forever()
+            await stream.send(answer)
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve, tg)
+        yield port_of(listener)
+        tg.cancel_scope.cancel()
+
+
+async def http_exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes to 127.0.0.1:`port`; return everything read until the server hangs up."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(request)
+        answer = b""
+        try:
+            while True:
+                answer += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return answer

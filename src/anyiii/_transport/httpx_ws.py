@@ -113,6 +113,11 @@ class HttpxWebSocketTransport(TransportBase):
         self._discarding = False  # after failing with 1009, message data is ignored
         self._stream_done = False
         self._aborted = False
+        address = stream.get_extra_info("server_addr")
+        self._remote_address: str | None = None
+        if isinstance(address, tuple) and len(address) >= 2:
+            host, port = address[0], address[1]
+            self._remote_address = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
     # -- framing --------------------------------------------------------------------------
 
@@ -220,11 +225,7 @@ class HttpxWebSocketTransport(TransportBase):
 
     @property
     def remote_address(self) -> str | None:
-        address = self._stream.get_extra_info("server_addr")
-        if isinstance(address, tuple) and len(address) >= 2:
-            host, port = address[0], address[1]
-            return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-        return None
+        return self._remote_address
 
     async def _abort(self) -> None:
         if not self._aborted:

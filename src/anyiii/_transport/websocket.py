@@ -111,6 +111,10 @@ class WebSocketTransport(TransportBase):
         self._fragments: list[bytes] = []
         self._stream_done = False  # EOF was read, or the stream is closed
         self._aborted = False
+        # Read now: a closed socket no longer knows its peer.
+        self._remote_address = _format_address(
+            stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+        )
         # Frames that arrived in the same read as the handshake.
         self._handle_events(list(early_events))
 
@@ -256,7 +260,7 @@ class WebSocketTransport(TransportBase):
 
     @property
     def remote_address(self) -> str | None:
-        return _format_address(self._stream.extra(anyio.abc.SocketAttribute.remote_address, None))
+        return self._remote_address
 
 
 def _format_address(address: object) -> str | None:
