@@ -31,7 +31,10 @@ def single_errors() -> Iterator[None]:
     except BaseExceptionGroup as group:
         leaves = flatten(group)
         cancelled = anyio.get_cancelled_exc_class()
-        real = [leaf for leaf in leaves if not isinstance(leaf, cancelled)]
+        real: list[BaseException] = []
+        for leaf in leaves:  # the same error can arrive twice, e.g. raised by two tasks
+            if not isinstance(leaf, cancelled) and all(leaf is not seen for seen in real):
+                real.append(leaf)
         if len(real) == 1:
             raise real[0] from None
         if not real:

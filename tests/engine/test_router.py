@@ -771,8 +771,8 @@ def test_shutdown_stops_every_waiting_caller_and_closes_every_connection(
     assert not engine.router.invocations
 
 
-# --- bugs found while writing these tests ------------------------------------------------------
-# Each fails until the router is fixed; see the report that came with this file.
+# --- regressions: bugs found while writing these tests, now fixed ------------------------
+# Each reproduces one bug the first router had.
 
 
 def test_bug_register_trigger_refused_by_an_in_engine_provider_reports_the_error(

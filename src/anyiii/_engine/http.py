@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from contextlib import suppress
 from collections.abc import Awaitable
+from contextlib import suppress
 from typing import Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
 

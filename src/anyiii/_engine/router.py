@@ -304,6 +304,9 @@ class Router:
         for invocation_id, invocation in list(self.invocations.items()):
             del self.invocations[invocation_id]
             self._finish(invocation_id, invocation, None, STOPPED, out)
+        for ack in self._awaited_acks.values():
+            self._answer(ack.caller, ack.invocation_id, None, STOPPED, out)
+        self._awaited_acks.clear()
         for conn in self.connections.values():
             if conn.core.state is State.OPEN:
                 conn.core.start_closing()
@@ -583,7 +586,8 @@ class Router:
                 owner_worker_id=owner,
                 function_id=frame.id,
             )
-            out.append(Send(conn.id, conn.core.reject_registration(rejection)))
+            if conn.core.state is State.OPEN:
+                out.append(Send(conn.id, conn.core.reject_registration(rejection)))
             return
         self.functions[key] = Function(namespace, frame, conn.id)
         conn.functions.add(key)
@@ -621,15 +625,17 @@ class Router:
         conn.triggers.add(frame.id)
         self._bind(binding, out)
 
-    def add_ownerless_binding(self, frame: RegisterTrigger, out: list[Action]) -> Binding:
-        """A durable binding (from `engine::register_trigger`): nobody's, survives callers."""
-        previous = self.bindings.get(frame.id)
-        if previous is not None:
-            self.remove_binding(previous, out)
+    def add_ownerless_binding(
+        self, frame: RegisterTrigger, out: list[Action]
+    ) -> Binding | ErrorBody:
+        """A durable binding (from `engine::register_trigger`): nobody's, survives callers.
+
+        Returns the binding, or the error with which an in-engine provider refused it.
+        """
         binding = Binding(frame, None, frame.namespace or DEFAULT_NAMESPACE)
         self.bindings[frame.id] = binding
-        self._bind(binding, out)
-        return binding
+        refusal = self._bind(binding, out)
+        return binding if refusal is None else refusal
 
     def _provider_key(self, binding: Binding) -> tuple[str, str] | None:
         """Where a binding's trigger type is provided: the explicit `trigger_namespace`, else
@@ -680,7 +686,9 @@ class Router:
         """Remove a binding and tell its provider."""
         frame = binding.frame
         self.bindings.pop(frame.id, None)
-        self._awaited_acks.pop(frame.id, None)
+        ack = self._awaited_acks.pop(frame.id, None)
+        if ack is not None:  # it was registered, then removed before its provider answered
+            self._answer(ack.caller, ack.invocation_id, to_raw({"id": frame.id}), None, out)
         owner = self.connections.get(binding.owner) if binding.owner is not None else None
         if owner is not None:
             owner.triggers.discard(frame.id)
@@ -733,6 +741,11 @@ class Router:
         self, conn: Connection, frame: TriggerRegistrationResult, out: list[Action]
     ) -> None:
         binding = self.bindings.get(frame.id)
+        if binding is not None and not self._provides(conn, binding):
+            # Only the current provider of the binding's type may answer (spec §3.5); a
+            # replaced provider's late answer must not park what the new one serves.
+            logger.debug("ignoring an answer for %s from a former provider", frame.id)
+            return
         ack = self._awaited_acks.pop(frame.id, None)
         if frame.error is None:
             if ack is not None:
@@ -746,6 +759,10 @@ class Router:
                 frame.error.stacktrace,
             )
             self._answer(ack.caller, ack.invocation_id, None, error, out)
+            if binding is not None and binding.owner is None:
+                # The caller of engine::register_trigger was told it failed: drop it.
+                self.bindings.pop(frame.id, None)
+                return
         if binding is None:
             return
         binding.provider = None  # parked until a provider accepts it (spec §3.5)
@@ -753,13 +770,19 @@ class Router:
         if owner is not None and owner.core.state is State.OPEN:
             out.append(Send(owner.id, owner.core.report_trigger_failure(frame)))
 
+    def _provides(self, conn: Connection, binding: Binding) -> bool:
+        """Whether `conn` is the provider currently serving `binding`."""
+        trigger_type = self.trigger_types.get(binding.provider) if binding.provider else None
+        return trigger_type is not None and trigger_type.owner == conn.id
+
     def _report_binding_failure(
         self, conn: Connection, frame: RegisterTrigger, error: ErrorBody, out: list[Action]
     ) -> None:
         result = TriggerRegistrationResult(
             id=frame.id, trigger_type=frame.trigger_type, function_id=frame.function_id, error=error
         )
-        out.append(Send(conn.id, conn.core.report_trigger_failure(result)))
+        if conn.core.state is State.OPEN:
+            out.append(Send(conn.id, conn.core.report_trigger_failure(result)))
 
     def _report_binding_failure_to_owner(
         self, binding: Binding, error: ErrorBody, out: list[Action]

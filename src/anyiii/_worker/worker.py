@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import traceback
-from contextlib import suppress
 import uuid
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
