@@ -187,7 +187,8 @@ async def _shut_down(worker: Worker, drain_timeout: float, close_timeout: float)
     if link is not None:
         with anyio.move_on_after(close_timeout):
             await link.transport.aclose(1000, "worker shutting down")
-    worker.set_state(ConnectionState.DISCONNECTED)
+    if worker.connection_state is not ConnectionState.FAILED:
+        worker.set_state(ConnectionState.DISCONNECTED)
     worker.finish(None)
 
 
@@ -212,8 +213,8 @@ async def _supervise(
         worker.set_state(ConnectionState.CONNECTING if initial else ConnectionState.RECONNECTING)
         error: ConnectError | ConnectionClosed
         try:
-            async with opener() as transport:
-                with single_errors():
+            with single_errors():
+                async with opener() as transport:
                     await worker.run_connection(transport, opened)
             error = ConnectionClosed(1000, "the engine closed the connection")
         except (ConnectError, ConnectionClosed) as exc:
