@@ -1,11 +1,14 @@
 """anyiii: an anyio-native, structured-concurrency SDK for the iii engine.
 
-Only the names re-exported here are public; every module with a leading underscore is an
+`async with anyiii.connect() as worker:` gives a worker for the length of the block, under
+asyncio or trio; `anyiii.engine.run()` runs an embedded engine. Only the names re-exported
+here (and in `anyiii.engine`) are public; every module with a leading underscore is an
 implementation detail.
 """
 
 from __future__ import annotations
 
+from . import engine as engine
 from ._errors import AnyiiiError as AnyiiiError
 from ._errors import AnyiiiInternalError as AnyiiiInternalError
 from ._errors import ConnectError as ConnectError
@@ -15,15 +18,36 @@ from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._version import __version__ as __version__
+from ._worker.calls import TriggerAction as TriggerAction
+from ._worker.calls import TriggerRequest as TriggerRequest
+from ._worker.connect import ReconnectConfig as ReconnectConfig
+from ._worker.connect import connect as connect
+from ._worker.state import ConnectionState as ConnectionState
+from ._worker.worker import FunctionHandle as FunctionHandle
+from ._worker.worker import Trigger as Trigger
+from ._worker.worker import Worker as Worker
+from ._worker.worker import WorkerLimits as WorkerLimits
+from ._worker.worker import WorkerStatistics as WorkerStatistics
 
 __all__ = [
     "AnyiiiError",
     "AnyiiiInternalError",
     "ConnectError",
     "ConnectionClosed",
+    "ConnectionState",
+    "FunctionHandle",
     "InvocationError",
     "LocalProtocolError",
     "ProtocolError",
+    "ReconnectConfig",
     "RemoteProtocolError",
+    "Trigger",
+    "TriggerAction",
+    "TriggerRequest",
+    "Worker",
+    "WorkerLimits",
+    "WorkerStatistics",
     "__version__",
+    "connect",
+    "engine",
 ]
