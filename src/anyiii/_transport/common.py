@@ -90,7 +90,9 @@ class TransportBase:
 
         self._messages: deque[bytes] = deque()
         # Only one task at a time reads from the link; others wait for what it finds.
-        self._read_lock = anyio.Lock(fast_acquire=True)
+        # (A flag and an event: an uncontended anyio.Lock costs more than the read.)
+        self._reading = False
+        self._read_done: anyio.Event | None = None
 
         self._queue: list[bytes] = []
         self._queued = 0
@@ -255,17 +257,20 @@ class TransportBase:
         self._flushing = True
         failure: BaseException | None = None
         batch = self._take_queue() + chunks if self._queue else chunks
+        deadline = anyio.current_time() + self._write_timeout
         try:
-            with anyio.CancelScope(shield=True) as scope:
+            with anyio.CancelScope(shield=True, deadline=deadline) as scope:
                 self._write_scope = scope
-                while batch and not self._broken:
-                    scope.deadline = anyio.current_time() + self._write_timeout
+                while True:
                     try:
                         await self._write(batch)
                     except Exception as exc:
                         failure = exc
                         break
+                    if not self._queue or self._broken:
+                        break
                     batch = self._take_queue()
+                    scope.deadline = anyio.current_time() + self._write_timeout
         finally:
             self._write_scope = None
             self._flushing = False
@@ -303,10 +308,24 @@ class TransportBase:
                 return self._messages.popleft()
             if self._close_code is not None:
                 raise self._closed_error()
-            async with self._read_lock:
-                if self._messages or self._close_code is not None:
-                    continue
-                await self._read_more()
+            await self._read_turn()
+
+    async def _read_turn(self) -> None:
+        """Read from the link once, or wait until the task that is reading has done so."""
+        if self._reading:
+            done = self._read_done
+            if done is None:
+                done = self._read_done = anyio.Event()
+            await done.wait()
+            return
+        self._reading = True
+        try:
+            await self._read_more()
+        finally:
+            self._reading = False
+            done, self._read_done = self._read_done, None
+            if done is not None:
+                done.set()
 
     # -- closing --------------------------------------------------------------------------
 

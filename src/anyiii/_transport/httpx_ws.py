@@ -214,10 +214,7 @@ class HttpxWebSocketTransport(TransportBase):
             self._record_close(code, reason)
             await self._submit([chunk])
         while not self._finished_reading():
-            async with self._read_lock:
-                if self._finished_reading():
-                    break
-                await self._read_more()
+            await self._read_turn()
 
     def _finished_reading(self) -> bool:
         closed = self._connection.state is ConnectionState.CLOSED

@@ -234,10 +234,7 @@ class WebSocketTransport(TransportBase):
             await self._submit(protocol.data_to_send())
         # Read until the peer's close frame and its end of stream, as RFC 6455 §7 asks.
         while not self._finished_reading():
-            async with self._read_lock:
-                if self._finished_reading():
-                    break
-                await self._read_more()
+            await self._read_turn()
         await self._drain()  # our echo or EOF may still be queued behind another write
 
     def _finished_reading(self) -> bool:
