@@ -71,8 +71,9 @@ class LocalProtocolError(ProtocolError):
 class RemoteProtocolError(ProtocolError):
     """The peer sent input that is malformed or not allowed in the current state.
 
-    `frame_type` is the frame's `type` when it could be read; `invocation_id` is set when a
-    malformed frame still named an invocation, so whoever waits on it can be told.
+    `frame_type` is the frame's `type` when it could be read; `invocation_id` (and
+    `frame_id`, the `id` of registration frames) are set when a malformed frame still named
+    what it was about, so whoever waits on it can be told.
     """
 
     def __init__(
@@ -82,11 +83,13 @@ class RemoteProtocolError(ProtocolError):
         frame_type: str | None = None,
         invocation_id: str | None = None,
         function_id: str | None = None,
+        frame_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.frame_type = frame_type
         self.invocation_id = invocation_id
         self.function_id = function_id
+        self.frame_id = frame_id
 
 
 class InvocationError(AnyiiiError):

@@ -496,8 +496,10 @@ class WorkerMachine(RuleBasedStateMachine):
     def engine_registers(self, features: tuple[str, ...] | None) -> None:
         worker_id, token = self._mint("e0000000"), self._mint("70ce0000")
         frame = WorkerRegistered(worker_id=worker_id, reattach_token=token, features=features)
-        first = self.state is State.CONNECTING
-        what = Input.RECV_HANDSHAKE if first else Input.RECV_FRAME
+        # The first workerregistered of a connection is the handshake, even when the worker
+        # already started closing; a later one is a violation.
+        first = self.core.worker_id is None
+        what = Input.RECV_HANDSHAKE if self.state is not State.ERROR else Input.RECV_FRAME
         events = self._feed(encode_frame(frame), what)
         if events is None:
             return

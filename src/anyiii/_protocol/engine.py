@@ -215,7 +215,18 @@ class EngineConnection(BaseConnection):
         return lost
 
     def _on_malformed(self, exc: RemoteProtocolError) -> list[ev.Event]:
-        """Drop the frame, but answer or fail whatever invocation it names."""
+        """Drop the frame, but answer or fail whatever invocation or binding it names."""
+        if exc.frame_type == "triggerregistrationresult" and exc.frame_id in self._forwarded:
+            # A provider's answer we cannot read is a refusal: the binding must not wait
+            # for an answer that already came.
+            trigger_type, function_id, _ = self._forwarded[exc.frame_id]
+            refusal = TriggerRegistrationResult(
+                id=exc.frame_id,
+                trigger_type=trigger_type,
+                function_id=function_id,
+                error=ErrorBody(code=MALFORMED_FRAME, message=str(exc)),
+            )
+            return self._on_binding_answer(refusal, advance=False)
         invocation_id = exc.invocation_id
         if invocation_id is None:
             return []
@@ -266,8 +277,11 @@ class EngineConnection(BaseConnection):
             return [ev.LateResult(frame.invocation_id, frame.function_id)]
         return [ev.ResultReceived(frame)]
 
-    def _on_binding_answer(self, frame: TriggerRegistrationResult) -> list[ev.Event]:
-        self._advance(Input.RECV_FRAME)
+    def _on_binding_answer(
+        self, frame: TriggerRegistrationResult, *, advance: bool = True
+    ) -> list[ev.Event]:
+        if advance:
+            self._advance(Input.RECV_FRAME)
         entry = self._forwarded.get(frame.id)
         if entry is None:
             return self._violation(

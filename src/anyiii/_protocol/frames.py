@@ -296,6 +296,7 @@ class _Envelope(msgspec.Struct):
     """The least a frame must have to be diagnosed: what type it claims and whom it names."""
 
     type: str
+    id: object = None
     invocation_id: object = None
     function_id: object = None
 
@@ -345,6 +346,7 @@ def _diagnose(data: bytes | str, exc: msgspec.DecodeError) -> UnknownFrame:
         frame_type=envelope.type,
         invocation_id=_text_or_none(envelope.invocation_id),
         function_id=_text_or_none(envelope.function_id),
+        frame_id=_text_or_none(envelope.id),
     ) from None
 
 

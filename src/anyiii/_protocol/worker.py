@@ -60,7 +60,7 @@ from .frames import (
 )
 from .ids import InvocationIds
 from .registry import Registry, WorkerInfo
-from .state import Input, Role, State
+from .state import Input, Role
 
 __all__ = ["WorkerConnection"]
 
@@ -330,10 +330,11 @@ class WorkerConnection(BaseConnection):
         return out
 
     def _on_registered(self, frame: WorkerRegistered) -> list[ev.Event]:
-        if self._state is not State.CONNECTING:
-            self._advance(Input.RECV_FRAME)
-            return self._violation("a second workerregistered on one connection")
         self._advance(Input.RECV_HANDSHAKE)
+        if self.worker_id is not None:
+            return self._violation("a second workerregistered on one connection")
+        # Recorded even when we are already closing: the id and token are what let the next
+        # connection reattach.
         self.worker_id = frame.worker_id
         self.reattach_token = frame.reattach_token
         self.features = frame.features or ()
