@@ -187,3 +187,41 @@ async def test_keepalive_keeps_a_responsive_connection_open(kind: str) -> None:
                 await peer.send_text(b"still here")
             assert got == [b"still here"]
             assert not transport.closed
+
+
+async def test_keepalive_works_while_the_application_is_not_receiving(kind: str) -> None:
+    # Nobody calls receive(): the keepalive task reads the pong itself, and keeps any
+    # message it reads on the way for the next receive().
+    with anyio.fail_after(5):
+        options = {"ping_interval": 0.02, "ping_timeout": 1.0}
+        async with wire_under_test(f"{kind}-client", **options) as (transport, peer):
+            await peer.send_text(b"early")
+            pings = 0
+            while pings < 3:
+                if (await peer.next_frame()).opcode is Opcode.PING:
+                    pings += 1
+            assert not transport.closed
+            assert await transport.receive() == b"early"
+
+
+async def test_keepalive_does_not_read_ahead_without_bound(kind: str) -> None:
+    # The application stopped consuming: past its read-ahead limit the keepalive leaves
+    # the pong unread, so the ping fails, as with websockets' full queue. What was read
+    # is still delivered before the close is reported.
+    with anyio.fail_after(5):
+        options = {"ping_interval": 0.05, "ping_timeout": 0.1}
+        async with wire_under_test(f"{kind}-client", **options) as (transport, peer):
+            for n in range(40):
+                peer.protocol.send_text(b"%d" % n)
+            await peer.stream.send(b"".join(peer.protocol.data_to_send()))  # one write
+            # The raw peer answers every ping it reads; the client, not receiving, gives up.
+            frames = [await peer.next_frame()]
+            while frames[-1].opcode is not Opcode.CLOSE:
+                frames.append(await peer.next_frame())
+            assert Close.parse(frames[-1].data).code == 1011
+            assert transport.close_code == 1011
+            got = [await transport.receive() for _ in range(40)]
+            assert got == [b"%d" % n for n in range(40)]
+            with pytest.raises(ConnectionClosed) as caught:
+                await transport.receive()
+            assert caught.value.code == 1011

@@ -23,10 +23,14 @@ Contract, in short:
   after the link ended for any reason, raises `ConnectionClosed` on every call.
 * `aclose` is idempotent and always returns within about `close_timeout`.
 
-Receiving is pull-driven: control frames (pings, the peer's close) are read and answered
-while some task is inside `receive` (or `aclose`). The runtimes always have a reader task
-doing exactly that; a user of a bare transport who stops receiving also stops answering
-pings, just as with websockets' own buffered reader once its buffer is full.
+Receiving is pull-driven: there is no background reader task. Control frames (pings,
+the peer's close) are read and answered while some task is inside `receive` or `aclose`,
+or, on a client, while the keepalive task waits for its pong. The runtimes always have a
+reader task in `receive`; a peer's pings to a transport nobody receives from go unanswered,
+as with websockets' own reader once its queue is full.
+
+For throughput, `send` (when it only queues) and `receive` (when a message is already
+buffered) return without a checkpoint; every call that waits for I/O is one.
 """
 
 from __future__ import annotations

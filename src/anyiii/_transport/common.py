@@ -51,6 +51,10 @@ _SENDABLE_CODES = frozenset(
 )
 
 
+# Messages the keepalive task may read ahead for an application that is not receiving.
+_KEEPALIVE_BUFFER = 32
+
+
 def check_close_code(code: int) -> None:
     """Raise ValueError for a close code that must not appear in a close frame."""
     if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
@@ -401,13 +405,28 @@ class TransportBase:
             if pong_timeout is None:
                 continue
             with anyio.move_on_after(pong_timeout):
-                await pong.wait()
+                await self._await_pong(pong)
             self._pings.pop(payload, None)
             if not pong.is_set():
                 if self._close_code is None:
                     logger.info("keepalive ping timed out after %s s; closing", pong_timeout)
                     await self._fail(1011, "keepalive ping timeout")
                 return
+
+    async def _await_pong(self, pong: anyio.Event) -> None:
+        """Wait for `pong`, reading the link meanwhile if nobody else is.
+
+        Reading is pull-driven, so without this an idle application that is not inside
+        `receive` would never see the pong and lose its connection. Messages read here
+        wait in `_messages` for the application, but only up to `_KEEPALIVE_BUFFER`:
+        beyond that the application has stopped consuming, and (as in websockets, whose
+        reader pauses when its queue is full) the pong is left unread and the ping fails.
+        """
+        while not pong.is_set() and self._close_code is None:
+            if len(self._messages) >= _KEEPALIVE_BUFFER:
+                await pong.wait()
+            else:
+                await self._read_turn()  # read once, or wait for whoever is reading
 
 
 def exit_close_code(exc: BaseException | None) -> tuple[int, str]:
