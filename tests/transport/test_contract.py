@@ -336,3 +336,15 @@ async def test_send_waits_above_the_high_water_mark(kind: str) -> None:
                         bigs += 1
             assert returned == 200
             assert big_sent == 64
+
+
+async def test_long_close_reason_is_clipped_to_fit_a_close_frame(kind: str) -> None:
+    reason = "é" * 100  # 200 bytes of UTF-8; a close frame has room for 123
+    with anyio.fail_after(10):
+        async with transport_pair(kind) as (client, server):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(client.aclose, 4002, reason)
+                with pytest.raises(ConnectionClosed) as caught:
+                    await server.receive()
+            assert caught.value.code == 4002
+            assert caught.value.reason == "é" * 61
