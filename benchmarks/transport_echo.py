@@ -15,10 +15,15 @@ Phases, each after a warm-up:
 * `pipe100`: a sender keeps 100 messages in flight (window semaphore) while a receiver
   drains; frames per second, and the client's CPU time per frame.
 
-The server echoes the way the embedded engine answers: the reading task queues replies
-with `send_nowait` and a `run_writer` task flushes them (group commit). Rounds alternate
-the backends, each with a fresh server; the table shows medians over rounds. Every phase
-has a deadline and the server exits on its own after 240 s.
+The anyiii server echoes the way the embedded engine answers: the reading task queues
+replies with `send_nowait` and a `run_writer` task flushes them (group commit).
+
+As a yardstick measured in the same rounds, the same phases also run over websockets' own
+I/O layer for the backend (`websockets.asyncio` or `websockets.trio`, compression off) on
+both sides; the ratio columns are anyiii over that, per round, then the median. Absolute
+numbers move with the machine's load; the ratios carry over. Every round runs every
+configuration once, in turn, with a fresh server; the table shows medians over rounds.
+Every phase has a deadline and a server exits on its own after 240 s.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -40,6 +48,7 @@ from anyiii._errors import ConnectionClosed
 from anyiii._transport import Transport, open_websocket, serve_websockets
 
 BACKENDS = ("asyncio", "trio")
+STACKS = ("anyiii", "ws")
 _TEMPLATE = (
     b'{"type":"invokefunction","invocation_id":"8c1f2b4e-0d8a-4e57-9f0e-2b7c1d9a6e31",'
     b'"function_id":"math::add","data":{"a":1,"b":2},"pad":"%s"}'
@@ -69,12 +78,36 @@ async def _echo(transport: Transport) -> None:
         tg.cancel_scope.cancel()
 
 
-async def _serve() -> None:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    print(listener.extra(anyio.abc.SocketAttribute.local_port), flush=True)
+async def _ws_echo(connection: Any) -> None:
+    async for message in connection:
+        await connection.send(message)
+
+
+async def _serve(stack: str, backend: str) -> None:
     with anyio.move_on_after(SERVER_LIFETIME):
         async with anyio.create_task_group() as tg:
-            await tg.start(serve_websockets, listener, _echo)
+            if stack == "anyiii":
+                listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+                port = listener.extra(anyio.abc.SocketAttribute.local_port)
+                await tg.start(serve_websockets, listener, _echo)
+            elif backend == "asyncio":
+                from websockets.asyncio.server import serve
+
+                server = await serve(_ws_echo, "127.0.0.1", 0, compression=None, ping_interval=None)
+                port = next(iter(server.sockets)).getsockname()[1]
+                tg.start_soon(server.serve_forever)
+            else:
+                import trio
+                from websockets.trio.server import serve as trio_serve
+
+                listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+                port = listeners[0].socket.getsockname()[1]
+                tg.start_soon(
+                    lambda: trio_serve(
+                        _ws_echo, listeners=listeners, compression=None, ping_interval=None
+                    )
+                )
+            print(port, flush=True)
             # The parent closes our stdin when it is done with us.
             await anyio.to_thread.run_sync(sys.stdin.read, abandon_on_cancel=True)
             tg.cancel_scope.cancel()
@@ -83,45 +116,62 @@ async def _serve() -> None:
 # -- client ---------------------------------------------------------------------------------
 
 
-async def _sequential(transport: Transport, count: int) -> tuple[float, list[float]]:
+Send = Callable[[bytes], Awaitable[None]]
+Receive = Callable[[], Awaitable[Any]]
+
+
+@asynccontextmanager
+async def _client(stack: str, backend: str, url: str) -> AsyncIterator[tuple[Send, Receive]]:
+    if stack == "anyiii":
+        async with open_websocket(url, ping_interval=None) as transport:
+            yield transport.send, transport.receive
+        return
+    if backend == "asyncio":
+        from websockets.asyncio.client import connect
+    else:
+        from websockets.trio.client import connect  # type: ignore[assignment]
+    async with connect(url, compression=None, ping_interval=None) as connection:
+        yield connection.send, lambda: connection.recv(decode=False)
+
+
+async def _sequential(send: Send, receive: Receive, count: int) -> tuple[float, list[float]]:
     latencies = []
     clock = time.perf_counter
     start = clock()
     for _ in range(count):
         sent = clock()
-        await transport.send(MESSAGE)
-        await transport.receive()
+        await send(MESSAGE)
+        await receive()
         latencies.append(clock() - sent)
     return clock() - start, latencies
 
 
-async def _pipelined(transport: Transport, count: int, window: int) -> float:
+async def _pipelined(send: Send, receive: Receive, count: int, window: int) -> float:
     slots = anyio.Semaphore(window)
 
     async def sender() -> None:
         for _ in range(count):
             await slots.acquire()
-            await transport.send(MESSAGE)
+            await send(MESSAGE)
 
     start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         tg.start_soon(sender)
         for _ in range(count):
-            await transport.receive()
+            await receive()
             slots.release()
     return time.perf_counter() - start
 
 
-async def _measure(port: int, seq: int, pipe: int) -> dict[str, float]:
-    url = f"ws://127.0.0.1:{port}/"
-    async with open_websocket(url, ping_interval=None) as transport:
+async def _measure(stack: str, backend: str, port: int, seq: int, pipe: int) -> dict[str, float]:
+    async with _client(stack, backend, f"ws://127.0.0.1:{port}/") as (send, receive):
         with anyio.fail_after(PHASE_DEADLINE):
-            await _sequential(transport, min(200, seq))
-            elapsed, latencies = await _sequential(transport, seq)
+            await _sequential(send, receive, min(200, seq))
+            elapsed, latencies = await _sequential(send, receive, seq)
         with anyio.fail_after(PHASE_DEADLINE):
-            await _pipelined(transport, min(1000, pipe), 100)
+            await _pipelined(send, receive, min(1000, pipe), 100)
             cpu = time.process_time()
-            pipe_elapsed = await _pipelined(transport, pipe, 100)
+            pipe_elapsed = await _pipelined(send, receive, pipe, 100)
             cpu = time.process_time() - cpu
     latencies.sort()
     return {
@@ -133,9 +183,9 @@ async def _measure(port: int, seq: int, pipe: int) -> dict[str, float]:
     }
 
 
-def _one_round(backend: str, seq: int, pipe: int) -> dict[str, float]:
+def _one_round(stack: str, backend: str, seq: int, pipe: int) -> dict[str, float]:
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", backend],
+        [sys.executable, __file__, "--serve", stack, backend],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -143,7 +193,7 @@ def _one_round(backend: str, seq: int, pipe: int) -> dict[str, float]:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        return anyio.run(_measure, port, seq, pipe, backend=backend)
+        return anyio.run(_measure, stack, backend, port, seq, pipe, backend=backend)
     finally:
         assert server.stdin is not None
         server.stdin.close()
@@ -156,22 +206,27 @@ def _one_round(backend: str, seq: int, pipe: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", choices=BACKENDS, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=2, metavar=("STACK", "BACKEND"), help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seq", type=int, default=2000, help="sequential round trips")
     parser.add_argument("--pipe", type=int, default=10000, help="pipelined frames")
     args = parser.parse_args()
     if args.serve:
+        stack, backend = args.serve
         _pin(1)
-        anyio.run(_serve, backend=args.serve)
+        anyio.run(_serve, stack, backend, backend=backend)
         return
     _pin(0)
-    results: dict[str, list[dict[str, float]]] = {backend: [] for backend in BACKENDS}
+    configs = [(stack, backend) for backend in BACKENDS for stack in STACKS]
+    results: dict[tuple[str, str], list[dict[str, float]]] = {c: [] for c in configs}
     for round_number in range(1, args.rounds + 1):
-        for backend in BACKENDS:
-            results[backend].append(_one_round(backend, args.seq, args.pipe))
+        for stack, backend in configs:
+            results[stack, backend].append(_one_round(stack, backend, args.seq, args.pipe))
         print(f"round {round_number}/{args.rounds} done", file=sys.stderr, flush=True)
+    _print_table(results, args.rounds)
 
+
+def _print_table(results: dict[tuple[str, str], list[dict[str, float]]], rounds: int) -> None:
     columns = [
         ("seq_rps", "seq rt/s", "{:,.0f}"),
         ("p50_us", "p50 µs", "{:.0f}"),
@@ -179,17 +234,27 @@ def main() -> None:
         ("pipe_fps", "pipe100 frames/s", "{:,.0f}"),
         ("cpu_us_per_frame", "client CPU µs/frame (pipe)", "{:.1f}"),
     ]
+    names = {"anyiii": "anyiii sansio+gc", "ws": "websockets' own"}
     print(
-        f"\n175-byte echo, websocket client ⇄ server (2 processes), median of {args.rounds} rounds"
+        f"\n175-byte echo, client ⇄ server in two processes, median of {rounds} rounds; "
+        "ratios are anyiii / websockets' own layer, per round"
     )
-    print("| backend | " + " | ".join(title for _, title, _ in columns) + " |")
-    print("|---|" + "---:|" * len(columns))
+    print("| stack | " + " | ".join(t for _, t, _ in columns) + " | seq ratio | pipe ratio |")
+    print("|---|" + "---:|" * (len(columns) + 2))
     for backend in BACKENDS:
-        cells = [
-            fmt.format(statistics.median(r[key] for r in results[backend]))
-            for key, _, fmt in columns
-        ]
-        print(f"| sansio+gc/anyio/{backend} | " + " | ".join(cells) + " |")
+        ours, theirs = results["anyiii", backend], results["ws", backend]
+        for stack in STACKS:
+            rows = results[stack, backend]
+            cells = [fmt.format(statistics.median(r[key] for r in rows)) for key, _, fmt in columns]
+            if stack == "anyiii":
+                for key in ("seq_rps", "pipe_fps"):
+                    ratio = statistics.median(
+                        a[key] / b[key] for a, b in zip(ours, theirs, strict=True)
+                    )
+                    cells.append(f"{ratio:.2f}x")
+            else:
+                cells += ["", ""]
+            print(f"| {names[stack]} / {backend} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
