@@ -1,0 +1,278 @@
+"""anyiii workers against official `iii-sdk` workers, through the same embedded engine.
+
+    python benchmarks/roundtrip.py [--rounds 3] [--calls 10000] [--quick]
+
+For each SDK (the official Python `iii-sdk`, anyiii on asyncio, anyiii on trio) a callee
+process serves `bench::add` and a caller process measures, in this order: sequential calls
+(1 in flight: p50/p99 latency and rate), then throughput with 10 and with 100 calls in
+flight. Both workers of a measurement use the same SDK; the engine (`anyiii engine`, one
+process for the whole run) is the same for all. The SDKs take turns within every round, in
+a rotating order. The report gives medians over rounds, each worker's resident memory
+(VmRSS at the end) and, per round, anyiii's ratio to the official SDK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_MEASURE = """
+async def measure(call, sequential, total):
+    import time
+    latencies = []
+    for _ in range(200):
+        await call()
+    started = time.perf_counter()
+    for _ in range(sequential):
+        t = time.perf_counter()
+        await call()
+        latencies.append(time.perf_counter() - t)
+    seq_rate = sequential / (time.perf_counter() - started)
+    rates = {}
+    for in_flight in (10, 100):
+        each = total // in_flight
+        started = time.perf_counter()
+        await gather(*(loop(call, each) for _ in range(in_flight)))
+        rates[in_flight] = each * in_flight / (time.perf_counter() - started)
+    latencies.sort()
+    return {
+        "p50_us": latencies[len(latencies) // 2] * 1e6,
+        "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
+        "rate_1": seq_rate, "rate_10": rates[10], "rate_100": rates[100],
+    }
+
+async def loop(call, count):
+    for _ in range(count):
+        await call()
+
+def rss_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+"""
+
+OFFICIAL_CALLEE = textwrap.dedent(
+    """
+    import sys, time
+    from iii import InitOptions, register_worker
+
+    client = register_worker(sys.argv[1], InitOptions(worker_name="bench-callee"))
+
+    async def add(data):
+        return {"c": data["a"] + data["b"]}
+
+    client.register_function("bench::add", add)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            print(line.split()[1], flush=True)
+    """
+)
+
+OFFICIAL_CALLER = _MEASURE + textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from iii import InitOptions, register_worker
+
+    gather = asyncio.gather
+    client = register_worker(sys.argv[1], InitOptions(worker_name="bench-caller"))
+    request = {"function_id": "bench::add", "payload": {"a": 2, "b": 3}}
+
+    async def call():
+        return await client.trigger_async(request)
+
+    async def main():
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                await call()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        result = await measure(call, int(sys.argv[2]), int(sys.argv[3]))
+        result["rss_kib"] = rss_kib()
+        print(json.dumps(result), flush=True)
+
+    asyncio.run(main())
+    client.shutdown()
+    """
+)
+
+ANYIII_CALLEE = textwrap.dedent(
+    """
+    import sys
+    import anyio
+    import anyiii
+
+    async def main():
+        async with anyiii.connect(sys.argv[1], worker_name="bench-callee") as worker:
+
+            @worker.function("bench::add")
+            async def add(data):
+                return {"c": data["a"] + data["b"]}
+
+            print("READY", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                print(line.split()[1], flush=True)
+
+    anyio.run(main, backend=sys.argv[2])
+    """
+)
+
+ANYIII_CALLER = _MEASURE + textwrap.dedent(
+    """
+    import json, sys
+    import anyio
+    import anyiii
+
+    async def gather(*coroutines):
+        async with anyio.create_task_group() as tasks:
+            for coroutine in coroutines:
+                tasks.start_soon(lambda c=coroutine: c)
+
+    async def main():
+        async with anyiii.connect(sys.argv[1], worker_name="bench-caller") as worker:
+            request = {"function_id": "bench::add", "payload": {"a": 2, "b": 3}}
+
+            async def call():
+                return await worker.trigger_async(request)
+
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        await call()
+                        break
+                    except anyiii.InvocationError:
+                        await anyio.sleep(0.05)
+            result = await measure(call, int(sys.argv[2]), int(sys.argv[3]))
+            result["rss_kib"] = rss_kib()
+            print(json.dumps(result), flush=True)
+
+    anyio.run(main, backend=sys.argv[4])
+    """
+)
+
+SDKS = {
+    "official iii-sdk": (OFFICIAL_CALLEE, OFFICIAL_CALLER, []),
+    "anyiii asyncio": (ANYIII_CALLEE, ANYIII_CALLER, ["asyncio"]),
+    "anyiii trio": (ANYIII_CALLEE, ANYIII_CALLER, ["trio"]),
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OTEL_ENABLED="false", PYTHONUNBUFFERED="1")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+@contextmanager
+def _process(*argv: str) -> Iterator[subprocess.Popen[str]]:
+    process = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def _line(process: subprocess.Popen[str], what: str) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        sys.exit(f"{what} exited early (code {process.poll()})")
+    return line.strip()
+
+
+def measure(url: str, sdk: str, sequential: int, total: int) -> dict[str, float]:
+    """Run one callee/caller pair of `sdk` against the engine at `url`."""
+    callee_src, caller_src, extra = SDKS[sdk]
+    backend = extra[0] if extra else ""
+    callee_args = [sys.executable, "-c", callee_src, url, *([backend] if backend else [])]
+    with _process(*callee_args) as callee:
+        if _line(callee, f"the {sdk} callee") != "READY":
+            sys.exit(f"the {sdk} callee did not start")
+        caller_args = [sys.executable, "-c", caller_src, url, str(sequential), str(total)]
+        with _process(*caller_args, *extra) as caller:
+            result: dict[str, float] = json.loads(_line(caller, f"the {sdk} caller"))
+        assert callee.stdin is not None
+        callee.stdin.write("\n")
+        callee.stdin.flush()
+        result["callee_rss_kib"] = float(_line(callee, f"the {sdk} callee"))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=10_000, help="calls per in-flight phase")
+    parser.add_argument("--sequential", type=int, default=2_000)
+    parser.add_argument("--quick", action="store_true", help="one small round (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.calls, args.sequential = 1, 1_000, 200
+    runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in SDKS}
+    engine_cmd = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
+    with _process(*engine_cmd, "--log-level", "warning") as engine:
+        url = _line(engine, "the engine").split()[3]
+        order = list(SDKS)
+        for round_number in range(args.rounds):
+            for sdk in order[round_number % 3 :] + order[: round_number % 3]:
+                result = measure(url, sdk, args.sequential, args.calls)
+                runs[sdk].append(result)
+                print(
+                    f"round {round_number + 1} {sdk:16}: p50 {result['p50_us']:6.0f} µs "
+                    f"p99 {result['p99_us']:6.0f} µs  1: {result['rate_1']:6.0f}/s  "
+                    f"10: {result['rate_10']:6.0f}/s  100: {result['rate_100']:6.0f}/s",
+                    flush=True,
+                )
+    print()
+    print(
+        "| SDK | p50 µs (1 in flight) | p99 µs | calls/s, 1 in flight | 10 in flight "
+        "| 100 in flight | caller RSS MiB | callee RSS MiB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for sdk, results in runs.items():
+
+        def med(key: str, rs: list[dict[str, float]] = results) -> float:
+            return statistics.median(r[key] for r in rs)
+
+        print(
+            f"| {sdk} | {med('p50_us'):,.0f} | {med('p99_us'):,.0f} | {med('rate_1'):,.0f} "
+            f"| {med('rate_10'):,.0f} | {med('rate_100'):,.0f} "
+            f"| {med('rss_kib') / 1024:.1f} | {med('callee_rss_kib') / 1024:.1f} |"
+        )
+    official = runs["official iii-sdk"]
+    for sdk in ("anyiii asyncio", "anyiii trio"):
+        ratios = [
+            ours["rate_100"] / theirs["rate_100"]
+            for ours, theirs in zip(runs[sdk], official, strict=True)
+        ]
+        print(
+            f"{sdk} / official at 100 in flight: {statistics.median(ratios):.2f}x "
+            f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
+
+
+if __name__ == "__main__":
+    main()
