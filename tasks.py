@@ -6,12 +6,17 @@
 Needs only Python >= 3.11 with pip. The first run creates `.venv/` beside this file and
 installs anyiii with its `dev` extra into it; later runs reinstall only when
 `pyproject.toml` changed. Extra arguments after `test` go to pytest.
+
+`test` also installs the official Node SDK the interop tests drive (`npm ci` in
+`tests/interop/node`) when npm is available; without it those tests skip (or fail when the
+`CI` environment variable is set).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 STAMP = VENV / ".anyiii-installed"
+NODE_INTEROP = ROOT / "tests" / "interop" / "node"
 
 
 def _venv_python() -> Path:
@@ -26,11 +32,13 @@ def _venv_python() -> Path:
     return VENV / scripts / ("python.exe" if os.name == "nt" else "python")
 
 
-def _run(*argv: str | Path) -> None:
+def _run(*argv: str | Path, cwd: Path = ROOT, required: bool = True) -> bool:
+    """Run a command; a failure ends this script unless `required` is false."""
     print("+", " ".join(str(a) for a in argv), flush=True)
-    completed = subprocess.run([str(a) for a in argv], cwd=ROOT, check=False)
-    if completed.returncode != 0:
+    completed = subprocess.run([str(a) for a in argv], cwd=cwd, check=False)
+    if completed.returncode != 0 and required:
         sys.exit(completed.returncode)
+    return completed.returncode == 0
 
 
 def _install_fingerprint() -> str:
@@ -52,17 +60,35 @@ def ensure_environment() -> Path:
     return python
 
 
+def ensure_node_packages() -> None:
+    """`npm ci` in `tests/interop/node` when its `node_modules` is missing or older than
+    `package-lock.json`. Without npm, say so and go on; an install failure stops the job only
+    under CI (elsewhere the Node interop tests then skip)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        print("npm not found: the Node interop tests will skip (or fail if CI is set)", flush=True)
+        return
+    modules = NODE_INTEROP / "node_modules"
+    lock = NODE_INTEROP / "package-lock.json"
+    if modules.is_dir() and modules.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    ci = bool(os.environ.get("CI"))
+    if not _run(npm, "ci", "--no-audit", "--no-fund", cwd=NODE_INTEROP, required=ci):
+        print("npm ci failed: the Node interop tests will skip", flush=True)
+
+
 def demo(python: Path, args: list[str]) -> None:
     """The main job: run `anyiii demo`."""
     _run(python, "-m", "anyiii", "demo", *args)
 
 
 def test(python: Path, args: list[str]) -> None:
-    """Lint, format check, strict type check, then the test suite (pytest last, so its
-    summary is the closing line)."""
+    """Lint, format check, strict type check, the Node packages of the interop tests, then
+    the test suite (pytest last, so its summary is the closing line)."""
     _run(python, "-m", "ruff", "check", "src", "tests", "benchmarks", "tasks.py")
     _run(python, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "tasks.py")
     _run(python, "-m", "mypy", "--strict", "src")
+    ensure_node_packages()
     _run(python, "-m", "pytest", *args)
 
 

@@ -1,0 +1,247 @@
+"""The embedded engine with a worker written with the official Python SDK (`iii-sdk` 0.25.0).
+
+Each test starts `anyiii.engine.run()` in-process on ephemeral ports, the official worker
+`workers/py_worker.py` as a subprocess, and an anyiii worker, and walks one item of the
+protocol spec's acceptance checklist (§16.6) across the two SDKs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from interop_support import (
+    PROMPT,
+    OfficialWorker,
+    anyiii_worker,
+    listed_functions,
+    official_worker,
+    python_worker_argv,
+    without_caller,
+)
+
+import anyiii.engine
+from anyiii import InvocationError
+
+PAYLOAD = {"x": 1, "nested": {"list": [1, "two", None, 3.5]}, "text": "héllo"}
+#: Calls that must end promptly still get a deadline below the test's, so a missing answer
+#: fails as a TIMEOUT error instead of a hang.
+CALL_TIMEOUT_MS = 10_000
+
+
+@pytest.fixture(autouse=True)
+def _official_sdk_installed() -> None:
+    if importlib.util.find_spec("iii") is None:
+        pytest.fail("the official Python SDK is missing: install the dev extra (iii-sdk==0.25.0)")
+
+
+def start_python(url: str, tmp_path: Path, *extra: str) -> Any:
+    return official_worker(
+        python_worker_argv(url, *extra), tmp_path / "py_worker.stderr", label="python"
+    )
+
+
+async def anyiii_fail(data: Any) -> Any:
+    raise ValueError("boom")
+
+
+async def anyiii_echo(data: Any) -> Any:
+    return {"echoed": data, "by": "anyiii"}
+
+
+async def test_official_function_is_callable_from_anyiii(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            start_python(engine.url, tmp_path) as official,
+            anyiii_worker(engine.url) as worker,
+        ):
+            result = await worker.trigger_async({"function_id": "py::echo", "payload": PAYLOAD})
+            assert result.pop("_caller_worker_id") == worker.worker_id
+            assert result == PAYLOAD
+            invoked = await official.event("invoked", function_id="py::echo")
+            assert without_caller(invoked["payload"]) == PAYLOAD
+
+
+async def test_anyiii_function_is_callable_from_official(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            anyiii_worker(engine.url, {"anyiii::echo": anyiii_echo}),
+            start_python(engine.url, tmp_path) as official,
+        ):
+            reply = await official.request("anyiii::echo", PAYLOAD)
+            assert reply["event"] == "result", reply
+            value = reply["value"]
+            assert value["by"] == "anyiii"
+            assert value["echoed"].pop("_caller_worker_id") == official.ready["worker_id"]
+            assert value["echoed"] == PAYLOAD
+
+
+async def test_void_call_from_official_reaches_anyiii(tmp_path: Path) -> None:
+    """The official caller's void call returns while the anyiii callee is still running."""
+    received_send, received = anyio.create_memory_object_stream[Any](1)
+    release = anyio.Event()
+
+    async def record(data: Any) -> None:
+        await received_send.send(data)
+        await release.wait()
+
+    with anyio.fail_after(30), received_send, received:
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            anyiii_worker(engine.url, {"anyiii::record": record}),
+            start_python(engine.url, tmp_path) as official,
+        ):
+            reply = await official.request("anyiii::record", PAYLOAD, op="void")
+            assert reply["event"] == "sent", reply
+            with anyio.fail_after(PROMPT):
+                data = await received.receive()
+            assert without_caller(data) == PAYLOAD
+            release.set()
+
+
+async def test_void_call_from_anyiii_reaches_official(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            start_python(engine.url, tmp_path) as official,
+            anyiii_worker(engine.url) as worker,
+        ):
+            result = await worker.trigger_async(
+                {"function_id": "py::slow", "payload": PAYLOAD, "action": {"type": "void"}}
+            )
+            assert result is None  # returned although py::slow sleeps for an hour
+            invoked = await official.event("invoked", function_id="py::slow")
+            assert without_caller(invoked["payload"]) == PAYLOAD
+
+
+async def test_unknown_function_is_function_not_found_quickly(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            start_python(engine.url, tmp_path) as official,
+            anyiii_worker(engine.url) as worker,
+        ):
+            started = anyio.current_time()
+            with pytest.raises(InvocationError) as caught:
+                await worker.trigger_async(
+                    {"function_id": "py::missing", "payload": {}, "timeout_ms": CALL_TIMEOUT_MS}
+                )
+            assert anyio.current_time() - started < PROMPT
+            assert caught.value.code == "function_not_found"
+            assert "py::missing" in caught.value.message
+
+            started = anyio.current_time()
+            reply = await official.request("anyiii::missing", {})
+            assert anyio.current_time() - started < PROMPT
+            assert reply["event"] == "error", reply
+            assert reply["code"] == "function_not_found"
+            assert "anyiii::missing" in reply["message"]
+
+
+async def test_handler_exception_is_invocation_failed_both_ways(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            anyiii_worker(engine.url, {"anyiii::fail": anyiii_fail}) as worker,
+            start_python(engine.url, tmp_path) as official,
+        ):
+            with pytest.raises(InvocationError) as caught:
+                await worker.trigger_async({"function_id": "py::fail", "payload": {}})
+            assert caught.value.code == "invocation_failed"
+            assert "boom" in caught.value.message
+            assert "ValueError" in (caught.value.stacktrace or "")
+
+            reply = await official.request("anyiii::fail", {})
+            assert reply["event"] == "error", reply
+            assert reply["code"] == "invocation_failed"
+            assert "boom" in reply["message"]
+
+
+async def test_killing_official_callee_mid_call_stops_the_call(tmp_path: Path) -> None:
+    outcome: list[BaseException] = []
+
+    async def call_slow(worker: Any) -> None:
+        try:
+            # A bounded call: if the engine never stopped it, it fails with TIMEOUT, not a hang.
+            await worker.trigger_async(
+                {"function_id": "py::slow", "payload": {}, "timeout_ms": CALL_TIMEOUT_MS}
+            )
+        except InvocationError as exc:
+            outcome.append(exc)
+
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            start_python(engine.url, tmp_path) as official,
+            anyiii_worker(engine.url) as worker,
+        ):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call_slow, worker)
+                await official.event("invoked", function_id="py::slow")
+                official.kill()
+                killed = anyio.current_time()
+            assert anyio.current_time() - killed < PROMPT
+            assert len(outcome) == 1
+            error = outcome[0]
+            assert isinstance(error, InvocationError)
+            assert error.code == "invocation_stopped"
+            # The engine, not the caller's connection, ended it: the anyiii worker is intact.
+            assert "py::echo" not in await listed_functions(worker)
+
+
+async def _check_http(official: OfficialWorker, http_url: str, api_path: str) -> None:
+    async with httpx.AsyncClient(base_url=http_url, timeout=PROMPT) as client:
+        response = await client.get(f"/{api_path}", params={"name": "ada"})
+    assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"ok": True, "worker": "python", "method": "GET", "name": "ada"}
+    request = (await official.event("invoked", function_id="py::http"))["payload"]
+    assert request["method"] == "GET"
+    assert request["path"] == api_path
+    assert request["query_params"] == {"name": "ada"}
+    assert request["trigger"] == {"type": "http", "path": api_path, "method": "GET"}
+
+
+async def test_http_trigger_of_official_worker_answers(tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            start_python(engine.url, tmp_path) as official,
+        ):
+            assert engine.http_url is not None
+            await _check_http(official, engine.http_url, official.ready["http_path"])
+
+
+async def test_official_worker_reconnects_after_engine_restart(tmp_path: Path) -> None:
+    """Stop the engine, start a new one on the same port: the official worker (backoff from
+    1 s) reconnects, replays its registrations, and serves calls and its http route again."""
+    with anyio.fail_after(45):
+        async with AsyncExitStack() as outliving:
+            async with anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as first:
+                port = first.port
+                official = await outliving.enter_async_context(start_python(first.url, tmp_path))
+                async with anyiii_worker(first.url) as worker:
+                    result = await worker.trigger_async({"function_id": "py::echo", "payload": 1})
+                    assert result == 1
+
+            async with anyiii.engine.run(host="127.0.0.1", port=port, http_port=0) as second:
+                assert second.port == port
+                async with anyiii_worker(second.url) as worker:
+                    with anyio.fail_after(15):
+                        # Waiting for another process to reconnect: nothing to wait on but
+                        # the engine's own view, so poll it.
+                        while "py::echo" not in await listed_functions(worker):  # noqa: ASYNC110
+                            await anyio.sleep(0.05)
+                    result = await worker.trigger_async(
+                        {"function_id": "py::echo", "payload": PAYLOAD}
+                    )
+                    assert without_caller(result) == PAYLOAD
+                assert second.http_url is not None
+                await _check_http(official, second.http_url, official.ready["http_path"])

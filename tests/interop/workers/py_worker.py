@@ -1,0 +1,166 @@
+"""A worker written with the official Python SDK (`iii-sdk`), driven by anyiii's interop tests.
+
+    python py_worker.py ENGINE_URL [--prefix py] [--http-path py/hello] [--name NAME]
+
+It registers `<prefix>::echo` (returns its payload), `<prefix>::fail` (raises
+`ValueError("boom")`), `<prefix>::slow` (sleeps for an hour) and `<prefix>::http` (answers
+201 with a JSON body), binds `<prefix>::http` to an `http` trigger on `--http-path`, waits
+until the engine lists all of it, then prints the ready event.
+
+Protocol with the test, one JSON object per line:
+
+* stdout events: `{"event": "ready", ...}`; `{"event": "invoked", "function_id", "payload"}`
+  when a handler starts; `{"event": "result", "tag", "value"}` /
+  `{"event": "error", "tag", "code", "message"}` / `{"event": "sent", "tag"}` for commands.
+* stdin commands: `{"op": "call" | "void", "tag", "function_id", "payload"}`: call a
+  function through the engine (blocking, or fire-and-forget) and report the outcome.
+  End of stdin shuts the worker down.
+
+Anything else on stdout (none expected from this SDK) is not JSON and is ignored by the
+tests; the SDK logs to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+import warnings
+from typing import Any
+
+from iii import InitOptions, InvocationError, TriggerAction, register_worker
+
+_print_lock = threading.Lock()
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One event line on stdout, whole, even with several threads printing."""
+    line = json.dumps({"event": event, **fields})
+    with _print_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="the engine's worker WebSocket address, ws://host:port")
+    parser.add_argument("--prefix", default="py", help="function id prefix (default: py)")
+    parser.add_argument("--http-path", default=None, help="api_path (default: <prefix>/hello)")
+    parser.add_argument("--name", default=None, help="worker name (default: <prefix>-official)")
+    return parser.parse_args()
+
+
+def register(client: Any, prefix: str, http_path: str) -> list[str]:
+    """Register the functions and the http binding; return the function ids."""
+
+    async def echo(data: Any) -> Any:
+        emit("invoked", function_id=f"{prefix}::echo", payload=data)
+        return data
+
+    async def fail(data: Any) -> Any:
+        emit("invoked", function_id=f"{prefix}::fail", payload=data)
+        raise ValueError("boom")
+
+    async def slow(data: Any) -> Any:
+        emit("invoked", function_id=f"{prefix}::slow", payload=data)
+        await asyncio.sleep(3600)
+        return {"slept": True}
+
+    async def http(request: Any) -> Any:
+        emit("invoked", function_id=f"{prefix}::http", payload=request)
+        return {
+            "status_code": 201,
+            "body": {
+                "ok": True,
+                "worker": "python",
+                "method": request.get("method"),
+                "name": (request.get("query_params") or {}).get("name"),
+            },
+        }
+
+    handlers = {"echo": echo, "fail": fail, "slow": slow, "http": http}
+    for name, handler in handlers.items():
+        client.register_function(f"{prefix}::{name}", handler)
+    # Deprecated in 0.25 in favour of observe(), but the SDK's own docs say to keep using
+    # it for the engine's http trigger type.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client.register_trigger(
+            {
+                "type": "http",
+                "function_id": f"{prefix}::http",
+                "config": {"api_path": http_path, "http_method": "GET"},
+            }
+        )
+    return [f"{prefix}::{name}" for name in handlers]
+
+
+def wait_until_listed(client: Any, function_ids: list[str], http_function: str) -> None:
+    """Ask the engine until it lists every function and the http binding (at most 20 s).
+
+    The SDK sends registrations in the background, so `register_function` returning does
+    not mean the engine has them yet.
+    """
+    deadline = time.monotonic() + 20
+    while True:
+        functions = client.trigger({"function_id": "engine::functions::list", "payload": {}})
+        listed = {f["function_id"] for f in functions.get("functions", [])}
+        bindings = client.trigger(
+            {"function_id": "engine::registered-triggers::list", "payload": {}}
+        )
+        bound = {
+            b["function_id"]
+            for b in bindings.get("registered_triggers", [])
+            if b.get("trigger_type") == "http"
+        }
+        if set(function_ids) <= listed and http_function in bound:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the engine never listed {function_ids}: it has {sorted(listed)}")
+        time.sleep(0.05)
+
+
+def run_command(client: Any, command: dict[str, Any]) -> None:
+    tag = command.get("tag")
+    request: dict[str, Any] = {
+        "function_id": command["function_id"],
+        "payload": command.get("payload"),
+    }
+    if command["op"] == "void":
+        request["action"] = TriggerAction.Void()
+    try:
+        value = client.trigger(request)
+    except InvocationError as exc:
+        emit("error", tag=tag, code=exc.code, message=exc.message)
+        return
+    except Exception as exc:
+        emit("error", tag=tag, code=type(exc).__name__, message=str(exc))
+        return
+    if command["op"] == "void":
+        emit("sent", tag=tag)
+    else:
+        emit("result", tag=tag, value=value)
+
+
+def main() -> None:
+    args = parse_args()
+    prefix = args.prefix
+    http_path = args.http_path or f"{prefix}/hello"
+    client = register_worker(args.url, InitOptions(worker_name=args.name or f"{prefix}-official"))
+    try:  # the SDK's thread is not a daemon: without shutdown() the process never exits
+        function_ids = register(client, prefix, http_path)
+        wait_until_listed(client, function_ids, f"{prefix}::http")
+        emit("ready", worker_id=client.worker_id, functions=function_ids, http_path=http_path)
+        for line in sys.stdin:
+            if line.strip():
+                command = json.loads(line)
+                threading.Thread(target=run_command, args=(client, command), daemon=True).start()
+    finally:
+        client.shutdown()
+
+
+if __name__ == "__main__":
+    main()
