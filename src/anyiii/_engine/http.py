@@ -280,5 +280,6 @@ async def serve_http(
             except Exception:  # one bad request must never stop the listener
                 logger.exception("error while serving an HTTP request")
 
-    task_status.started()
-    await listener.serve(handle)
+    async with listener:  # anyio's serve() leaves the listening socket open on cancellation
+        task_status.started()
+        await listener.serve(handle)
