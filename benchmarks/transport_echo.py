@@ -16,7 +16,9 @@ Phases, each after a warm-up:
   drains; frames per second, and the client's CPU time per frame.
 
 The anyiii server echoes the way the embedded engine answers: the reading task queues
-replies with `send_nowait` and a `run_writer` task flushes them (group commit).
+replies with `send_nowait` and a `run_writer` task flushes them (group commit), which
+batches writes under load at the price of one task hop per reply. `--echo direct` makes
+it `await send()` each reply instead, like the sketch in transport-measurements.md.
 
 As a yardstick measured in the same rounds, the same phases also run over websockets' own
 I/O layer for the backend (`websockets.asyncio` or `websockets.trio`, compression off) on
@@ -67,6 +69,14 @@ def _pin(cpu: int) -> None:
 # -- server (subprocess) --------------------------------------------------------------------
 
 
+async def _echo_direct(transport: Transport) -> None:
+    try:
+        while True:
+            await transport.send(await transport.receive())
+    except ConnectionClosed:
+        pass
+
+
 async def _echo(transport: Transport) -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(transport.run_writer)
@@ -83,13 +93,14 @@ async def _ws_echo(connection: Any) -> None:
         await connection.send(message)
 
 
-async def _serve(stack: str, backend: str) -> None:
+async def _serve(stack: str, backend: str, echo: str) -> None:
     with anyio.move_on_after(SERVER_LIFETIME):
         async with anyio.create_task_group() as tg:
             if stack == "anyiii":
                 listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
                 port = listener.extra(anyio.abc.SocketAttribute.local_port)
-                await tg.start(serve_websockets, listener, _echo)
+                handler = _echo if echo == "engine" else _echo_direct
+                await tg.start(serve_websockets, listener, handler)
             elif backend == "asyncio":
                 from websockets.asyncio.server import serve
 
@@ -183,9 +194,9 @@ async def _measure(stack: str, backend: str, port: int, seq: int, pipe: int) -> 
     }
 
 
-def _one_round(stack: str, backend: str, seq: int, pipe: int) -> dict[str, float]:
+def _one_round(stack: str, backend: str, echo: str, seq: int, pipe: int) -> dict[str, float]:
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", stack, backend],
+        [sys.executable, __file__, "--serve", stack, backend, "--echo", echo],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -210,18 +221,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seq", type=int, default=2000, help="sequential round trips")
     parser.add_argument("--pipe", type=int, default=10000, help="pipelined frames")
+    parser.add_argument(
+        "--echo",
+        choices=("engine", "direct"),
+        default="engine",
+        help="anyiii server: send_nowait + run_writer like the engine, or await send()",
+    )
     args = parser.parse_args()
     if args.serve:
         stack, backend = args.serve
         _pin(1)
-        anyio.run(_serve, stack, backend, backend=backend)
+        anyio.run(_serve, stack, backend, args.echo, backend=backend)
         return
     _pin(0)
     configs = [(stack, backend) for backend in BACKENDS for stack in STACKS]
     results: dict[tuple[str, str], list[dict[str, float]]] = {c: [] for c in configs}
     for round_number in range(1, args.rounds + 1):
         for stack, backend in configs:
-            results[stack, backend].append(_one_round(stack, backend, args.seq, args.pipe))
+            result = _one_round(stack, backend, args.echo, args.seq, args.pipe)
+            results[stack, backend].append(result)
         print(f"round {round_number}/{args.rounds} done", file=sys.stderr, flush=True)
     _print_table(results, args.rounds)
 
