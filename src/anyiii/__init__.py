@@ -17,6 +17,7 @@ from ._errors import InvocationError as InvocationError
 from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
+from ._run import run as run
 from ._version import __version__ as __version__
 from ._worker.calls import TriggerAction as TriggerAction
 from ._worker.calls import TriggerRequest as TriggerRequest
@@ -50,4 +51,5 @@ __all__ = [
     "__version__",
     "connect",
     "engine",
+    "run",
 ]
