@@ -7,19 +7,44 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_codec_benchmark_quick_run() -> None:
-    """`benchmarks/codec.py --quick` passes its sanity checks and prints its table."""
+def _quick_run(script: str, timeout: float) -> str:
     path = [str(ROOT / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "codec.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
         capture_output=True,
         encoding="utf-8",
-        timeout=30,
+        timeout=timeout,
         check=False,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONIOENCODING": "utf-8"},
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "| measurement | median µs | per second | ratio (median of rounds) |" in completed.stdout
+    return completed.stdout
+
+
+def test_codec_benchmark_quick_run() -> None:
+    """`benchmarks/codec.py --quick` passes its sanity checks and prints its table."""
+    output = _quick_run("codec.py", 30)
+    assert "| measurement | median µs | per second | ratio (median of rounds) |" in output
+
+
+@pytest.mark.timeout(180)
+def test_engine_routing_benchmark_quick_run() -> None:
+    """Official SDK workers through the embedded engine, on both engine backends."""
+    output = _quick_run("engine_routing.py", 170)
+    assert "| engine backend |" in output
+    assert "| asyncio |" in output
+    assert "| trio |" in output
+
+
+@pytest.mark.timeout(180)
+def test_roundtrip_benchmark_quick_run() -> None:
+    """anyiii and official workers through one engine: every SDK measured, ratios printed."""
+    output = _quick_run("roundtrip.py", 170)
+    for sdk in ("official iii-sdk", "anyiii asyncio", "anyiii trio"):
+        assert f"| {sdk} |" in output
+    assert "anyiii asyncio / official at 100 in flight" in output
