@@ -530,8 +530,7 @@ class Worker:
         try:
             with scope:
                 try:
-                    async with self._slots:
-                        result = await handler.run(event.data, event.metadata, self._threads)
+                    result = await self._run_in_slot(handler, event)
                 except anyio.get_cancelled_exc_class():
                     if invocation_id is not None:
                         error = ErrorBody(INVOCATION_CANCELLED, "the invocation was cancelled")
@@ -559,6 +558,19 @@ class Worker:
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
+
+    async def _run_in_slot(self, handler: Handler, event: ev.InvocationRequested) -> Any:
+        """Run the handler once one of `max_concurrency` slots is free."""
+        try:
+            # A free slot is taken without a checkpoint: two scheduling round trips fewer
+            # per invocation than `async with limiter`, which matters at tens of thousands/s.
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._slots.acquire()
+        try:
+            return await handler.run(event.data, event.metadata, self._threads)
+        finally:
+            self._slots.release()
 
     def _answer(
         self,
