@@ -171,15 +171,33 @@ class _HttpConnection:
                 data = b""
             self._h11.receive_data(data)
 
-    async def _send(self, reply: _Reply, *, close: bool = False) -> None:
-        headers = [*reply.headers, ("content-length", str(len(reply.body)))]
+    async def _send(self, reply: _Reply, *, close: bool = False, head: bool = False) -> None:
+        """Send one response. 1xx, 204 and 304 have no body by definition, and the answer to
+        a HEAD request announces its body's length without sending it (RFC 9110 §6.4.1)."""
+        bodiless = reply.status < 200 or reply.status in (204, 304)
+        headers = list(reply.headers)
+        if not bodiless:
+            headers.append(("content-length", str(len(reply.body))))
         if close:
             headers.append(("connection", "close"))
         payload = self._h11.send(h11.Response(status_code=reply.status, headers=headers))
         assert payload is not None
-        payload += self._h11.send(h11.Data(data=reply.body)) or b""
+        if not (bodiless or head):
+            payload += self._h11.send(h11.Data(data=reply.body)) or b""
         payload += self._h11.send(h11.EndOfMessage()) or b""
         await self._stream.send(payload)
+
+    async def _linger(self) -> None:
+        """After refusing a request whose body is still arriving, read and drop the rest for
+        a moment: closing at once would reset the connection under the answer before the
+        client has read it."""
+        with (
+            anyio.move_on_after(1.0),
+            suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError),
+        ):
+            received = 0
+            while received < self._limits.max_body + 2**20:
+                received += len(await self._stream.receive(65536))
 
     async def serve(self) -> None:
         first = True
@@ -199,7 +217,7 @@ class _HttpConnection:
             reply = await self._answer(event)
             if reply is None:
                 return
-            await self._send(reply)
+            await self._send(reply, head=event.method.upper() == b"HEAD")
             if self._h11.our_state is h11.MUST_CLOSE:
                 return
             try:
@@ -238,6 +256,7 @@ class _HttpConnection:
             limit = self._limits.max_body
             reply = _error_reply(413, "PAYLOAD_TOO_LARGE", f"the body exceeds {limit} bytes")
             await self._send(reply, close=True)
+            await self._linger()
             return None
         method = request.method.decode("ascii").upper()
         path = urlsplit(request.target.decode("latin-1")).path

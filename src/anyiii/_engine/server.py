@@ -70,6 +70,7 @@ class _Link:
 
     transport: Transport
     scope: anyio.CancelScope
+    tasks: anyio.abc.TaskGroup | None = None
     close_code: int = 1000
     close_reason: str = ""
 
@@ -172,10 +173,23 @@ class EmbeddedEngine:
             pass  # its reader task is already on the way out and will clean up
 
     def _drop(self, conn: int, code: int, reason: str) -> None:
-        link = self._links.get(conn)
-        if link is not None:
-            link.close_code, link.close_reason = code, reason
+        """Disconnect a worker now: its calls are stopped and its registrations removed at
+        once; its socket is closed in the background (a write stuck on a peer that does not
+        read is given up after the shutdown timeout)."""
+        link = self._links.pop(conn, None)
+        if link is None:
+            return
+        link.close_code, link.close_reason = code, reason
+        self._perform(self._router.close(conn))
+        if link.tasks is not None:
+            link.tasks.start_soon(self._close_link, link)
+        else:
             link.scope.cancel()
+
+    async def _close_link(self, link: _Link) -> None:
+        with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
+            await link.transport.aclose(link.close_code, link.close_reason)
+        link.scope.cancel()
 
     # --- tasks ---------------------------------------------------------------------------------
 
@@ -194,14 +208,15 @@ class EmbeddedEngine:
             self._perform(actions)
             with link.scope:
                 async with anyio.create_task_group() as tg:
+                    link.tasks = tg
                     tg.start_soon(transport.run_writer)
                     await self._read(conn, transport)
                     tg.cancel_scope.cancel()
         except ConnectionClosed:
             pass
         finally:
-            del self._links[conn]
-            self._perform(self._router.close(conn))
+            if self._links.pop(conn, None) is not None:
+                self._perform(self._router.close(conn))
             with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
                 await transport.aclose(link.close_code, link.close_reason)
 
@@ -281,6 +296,7 @@ async def run(
                     max_message_size=chosen.max_message_size,
                     max_queue_bytes=chosen.max_queue_bytes,
                     handshake_timeout=chosen.handshake_timeout,
+                    close_timeout=chosen.shutdown_timeout,
                     task_status=task_status,
                 )
             )

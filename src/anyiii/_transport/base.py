@@ -66,11 +66,13 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 class SendQueueFull(ConnectionClosed):
     """`send_nowait` found more than `max_queue_bytes` waiting for a peer that is not reading.
 
-    It is a `ConnectionClosed` because raising it also ends the connection (close code
-    1008, policy violation): the peer is a slow consumer, its queued messages are dropped,
-    and every later call on the transport raises `ConnectionClosed`. Code that already
-    handles a lost connection therefore handles this case too; the engine catches it to
-    log the worker as a slow consumer. `queued_bytes` and `limit` say how far over it was.
+    It is a `ConnectionClosed` because the connection is over for sending (close code 1008,
+    policy violation): the peer is a slow consumer, its queued messages are dropped, and
+    every later send raises `ConnectionClosed`. The owner then closes the transport with
+    `aclose(1008, ...)`: a write already on the wire may finish, so the close frame can still
+    tell the peer why (bounded by the close timeout) instead of cutting a frame in half. The
+    engine catches it to log and drop the worker as a slow consumer. `queued_bytes` and
+    `limit` say how far over it was.
     """
 
     def __init__(self, queued_bytes: int, limit: int) -> None:

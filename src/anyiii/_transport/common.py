@@ -205,7 +205,11 @@ class TransportBase:
             raise self._closed_error()
         if self._queued + len(message) > self._max_queue:
             exc = SendQueueFull(self._queued + len(message), self._max_queue)
-            self._break(exc.code, exc.reason)
+            # Messages not yet started are dropped and nothing more is accepted; a write
+            # already on the wire may finish, so that closing (`aclose(1008, ...)`) can still
+            # tell the peer why instead of cutting a frame in half.
+            self._queue, self._queued = [], 0
+            self._record_close(exc.code, exc.reason)
             raise exc
         chunks = self._frame_message(message)
         self._queue += chunks
