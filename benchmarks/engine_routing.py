@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
+
+from _processes import first_line, process
 
 CALLEE = textwrap.dedent(
     """
@@ -101,48 +99,17 @@ class Sample:
     c100_rate: float
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OTEL_ENABLED="false", PYTHONUNBUFFERED="1")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
-
-
-@contextmanager
-def _process(*argv: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-    )
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def _first_line(process: subprocess.Popen[str], what: str) -> str:
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        sys.exit(f"{what} exited before it was ready (code {process.poll()})")
-    return line.strip()
-
-
 def measure(backend: str, sequential: int, concurrent: int) -> Sample:
     """Start engine, callee and caller; return the caller's figures."""
     engine_cmd = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
-    with _process(*engine_cmd, "--backend", backend, "--log-level", "warning") as engine:
-        url = _first_line(engine, "the engine").split()[3]
-        with _process(sys.executable, "-c", CALLEE, url) as callee:
-            if _first_line(callee, "the callee") != "READY":
+    with process(*engine_cmd, "--backend", backend, "--log-level", "warning") as engine:
+        url = first_line(engine, "the engine").split()[3]
+        with process(sys.executable, "-c", CALLEE, url) as callee:
+            if first_line(callee, "the callee") != "READY":
                 sys.exit("the callee did not start")
             caller_cmd = [sys.executable, "-c", CALLER, url, str(sequential), str(concurrent)]
-            with _process(*caller_cmd) as caller:
-                result = json.loads(_first_line(caller, "the caller"))
+            with process(*caller_cmd) as caller:
+                result = json.loads(first_line(caller, "the caller"))
     return Sample(**result)
 
 

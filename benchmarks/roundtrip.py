@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from _processes import first_line, process
 
 _MEASURE = """
 async def measure(call, sequential, total):
@@ -172,53 +170,21 @@ SDKS = {
 }
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OTEL_ENABLED="false", PYTHONUNBUFFERED="1")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
-    return env
-
-
-@contextmanager
-def _process(*argv: str) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        argv,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-    )
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-
-
-def _line(process: subprocess.Popen[str], what: str) -> str:
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        sys.exit(f"{what} exited early (code {process.poll()})")
-    return line.strip()
-
-
 def measure(url: str, sdk: str, sequential: int, total: int) -> dict[str, float]:
     """Run one callee/caller pair of `sdk` against the engine at `url`."""
     callee_src, caller_src, extra = SDKS[sdk]
     backend = extra[0] if extra else ""
     callee_args = [sys.executable, "-c", callee_src, url, *([backend] if backend else [])]
-    with _process(*callee_args) as callee:
-        if _line(callee, f"the {sdk} callee") != "READY":
+    with process(*callee_args) as callee:
+        if first_line(callee, f"the {sdk} callee") != "READY":
             sys.exit(f"the {sdk} callee did not start")
         caller_args = [sys.executable, "-c", caller_src, url, str(sequential), str(total)]
-        with _process(*caller_args, *extra) as caller:
-            result: dict[str, float] = json.loads(_line(caller, f"the {sdk} caller"))
+        with process(*caller_args, *extra) as caller:
+            result: dict[str, float] = json.loads(first_line(caller, f"the {sdk} caller"))
         assert callee.stdin is not None
         callee.stdin.write("\n")
         callee.stdin.flush()
-        result["callee_rss_kib"] = float(_line(callee, f"the {sdk} callee"))
+        result["callee_rss_kib"] = float(first_line(callee, f"the {sdk} callee"))
     return result
 
 
@@ -233,8 +199,8 @@ def main() -> None:
         args.rounds, args.calls, args.sequential = 1, 1_000, 200
     runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in SDKS}
     engine_cmd = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
-    with _process(*engine_cmd, "--log-level", "warning") as engine:
-        url = _line(engine, "the engine").split()[3]
+    with process(*engine_cmd, "--log-level", "warning") as engine:
+        url = first_line(engine, "the engine").split()[3]
         order = list(SDKS)
         for round_number in range(args.rounds):
             for sdk in order[round_number % 3 :] + order[: round_number % 3]:

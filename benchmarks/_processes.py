@@ -1,0 +1,47 @@
+"""Process plumbing shared by the multi-process benchmarks (engine, callee, caller)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+__all__ = ["first_line", "process", "script_env"]
+
+
+def script_env() -> dict[str, str]:
+    """The environment for benchmark subprocesses: this checkout's `src` importable, the
+    official SDK's telemetry socket off, output unbuffered."""
+    env = dict(os.environ, OTEL_ENABLED="false", PYTHONUNBUFFERED="1")
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
+    return env
+
+
+@contextmanager
+def process(*argv: str) -> Iterator[subprocess.Popen[str]]:
+    """A subprocess with piped stdin/stdout, killed on the way out whatever happens."""
+    child = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=script_env(),
+    )
+    try:
+        yield child
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def first_line(child: subprocess.Popen[str], what: str) -> str:
+    """The next line `child` prints; exits the benchmark if it died instead."""
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        sys.exit(f"{what} exited early (code {child.poll()})")
+    return line.strip()
