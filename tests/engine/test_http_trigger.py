@@ -501,3 +501,13 @@ async def test_anyiii_worker_serves_an_http_route() -> None:
             [data] = received
             assert data["query_params"] == {"x": "1"}
             assert data["path"] == "hello/:name"
+
+
+def test_an_informational_status_becomes_a_500_invalid_response() -> None:
+    """1xx cannot be the final answer to a request: the handler's result is invalid."""
+    from anyiii._engine.http import map_response
+    from anyiii._protocol.frames import to_raw
+
+    reply = map_response(to_raw({"status_code": 101, "body": {"x": 1}}))
+    assert reply.status == 500
+    assert b'"invalid_response"' in reply.body

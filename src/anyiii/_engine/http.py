@@ -108,6 +108,8 @@ def map_response(result: Raw | None) -> _Reply:
     status = value.get("status_code", value.get("statusCode"))
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         status = 200
+    if status < 200:  # an informational status cannot end a request
+        return _error_reply(500, "invalid_response", f"status_code {status} is not final")
     headers = _response_headers(value.get("headers"))
     content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
     body_value = value.get("body", {})
