@@ -610,9 +610,13 @@ class Worker:
             link.core.start_closing()
         with anyio.move_on_after(grace):
             await self._idle.wait()
-        if link is not None:
+        if link is not None and link.invocations:
             for scope in list(link.invocations.values()):
                 scope.cancel()
+            # Let the cancelled handlers queue their `invocation_cancelled` answers before
+            # the connection closes; they only need to reach their next checkpoint.
+            with anyio.move_on_after(1.0):
+                await self._idle.wait()
 
     def finish(self, failure: BaseException | None) -> None:
         """The worker is done: wake `serve_forever()` and end state subscriptions."""
