@@ -1,4 +1,4 @@
-"""`anyiii.run`: Ctrl-C ends a worker script with status 130, cleanly, on both backends."""
+"""`anyiii.run`: Ctrl-C or SIGTERM end a worker script cleanly (130 / 143), on both backends."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_ctrl_c_exits_with_130_and_no_traceback(backend: str) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_ends_the_program_cleanly(backend: str, signum: int, code: int) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, backend],
         stdout=subprocess.PIPE,
@@ -42,12 +43,12 @@ def test_ctrl_c_exits_with_130_and_no_traceback(backend: str) -> None:
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "READY"
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
         process.wait()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert "Traceback" not in stderr
     assert stderr.strip() == "interrupted"
 

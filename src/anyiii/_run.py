@@ -1,16 +1,18 @@
 """`anyiii.run(main)`: run a worker program the way a command-line program should end.
 
-`anyio.run` lets Ctrl-C escape as a `KeyboardInterrupt` traceback. A worker script wants
-what a shell expects instead: on Ctrl-C the `async with` blocks unwind (handlers drained,
-connection closed, within their bounds) and the process exits with status 130 and no
-traceback.
+`anyio.run` lets Ctrl-C escape as a `KeyboardInterrupt`, which Python raises wherever the
+program happens to be (even inside a library's parser), followed by a traceback. A worker
+script wants what a shell expects instead: Ctrl-C (SIGINT) or SIGTERM *cancels* `main`, so
+its `async with` blocks unwind in order (handlers drained, connection closed, within their
+bounds), and the process exits with status 130 (SIGINT) or 143 (SIGTERM), no traceback.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar, TypeVarTuple, Unpack
+from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 
@@ -19,22 +21,48 @@ __all__ = ["run"]
 T = TypeVar("T")
 Args = TypeVarTuple("Args")
 
-INTERRUPTED_EXIT_CODE = 130
-"""What shells report for a program ended by SIGINT (128 + 2)."""
+_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+"""What shells report for a program ended by a signal (128 + its number)."""
+
+
+async def _until_signalled(
+    main: Callable[[*Args], Awaitable[T]], args: tuple[*Args], received: list[int]
+) -> T | None:
+    result: list[T] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def watch() -> None:
+            with anyio.open_signal_receiver(*_EXIT_CODES) as signals:
+                async for number in signals:
+                    received.append(number)
+                    tasks.cancel_scope.cancel()
+                    return
+
+        async def body() -> None:
+            result.append(await main(*args))
+            tasks.cancel_scope.cancel()
+
+        tasks.start_soon(watch)
+        tasks.start_soon(body)
+    return result[0] if result else None
 
 
 def run(
-    main: Callable[[Unpack[Args]], Awaitable[T]],
+    main: Callable[[*Args], Awaitable[T]],
     *args: *Args,
     backend: str = "asyncio",
 ) -> T:
     """Run `main(*args)` on `backend` ("asyncio" or "trio") and return its result.
 
-    Ctrl-C cancels `main` (so its `async with` blocks clean up) and then exits the process
-    with status 130, printing one short line instead of a traceback.
+    SIGINT (Ctrl-C) and SIGTERM cancel `main`, let it clean up, then exit the process with
+    status 130 or 143 and one short line instead of a traceback.
     """
+    received: list[int] = []
     try:
-        return anyio.run(main, *args, backend=backend)
-    except KeyboardInterrupt:
+        result: Any = anyio.run(_until_signalled, main, args, received, backend=backend)
+    except KeyboardInterrupt:  # a second Ctrl-C while cleaning up
+        received.append(signal.SIGINT)
+    if received:
         print("interrupted", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT_CODE)
+        sys.exit(_EXIT_CODES.get(signal.Signals(received[0]), 130))
+    return result  # type: ignore[no-any-return]
