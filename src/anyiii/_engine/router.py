@@ -259,7 +259,7 @@ class Router:
         for invocation_id, _ in lost.invocations:
             invocation = self.invocations.pop(invocation_id, None)
             if invocation is not None:
-                self._finish(invocation_id, invocation, None, STOPPED, out)
+                self._answer(invocation.caller, invocation_id, None, STOPPED, out)
         for invocation_id, _ in lost.calls:
             invocation = self.invocations.get(invocation_id)
             if invocation is not None and invocation.caller == conn_id:
@@ -303,7 +303,7 @@ class Router:
         out: list[Action] = []
         for invocation_id, invocation in list(self.invocations.items()):
             del self.invocations[invocation_id]
-            self._finish(invocation_id, invocation, None, STOPPED, out)
+            self._answer(invocation.caller, invocation_id, None, STOPPED, out)
         for ack in self._awaited_acks.values():
             self._answer(ack.caller, ack.invocation_id, None, STOPPED, out)
         self._awaited_acks.clear()
@@ -382,9 +382,9 @@ class Router:
             result = event.result
             invocation = self.invocations.pop(result.invocation_id, None)
             if invocation is not None:
-                self._finish(
+                self._answer(
+                    invocation.caller,
                     result.invocation_id,
-                    invocation,
                     present(result.result),
                     result.error,
                     out,
@@ -519,16 +519,6 @@ class Router:
         conn = self.connections.get(caller)
         if conn is not None and invocation_id in conn.core.awaiting_results:
             out.append(Send(caller, conn.core.deliver_result(invocation_id, result, error=error)))
-
-    def _finish(
-        self,
-        invocation_id: str,
-        invocation: Invocation,
-        result: Raw | None,
-        error: ErrorBody | None,
-        out: list[Action],
-    ) -> None:
-        self._answer(invocation.caller, invocation_id, result, error, out)
 
     def _not_found_message(self, function_id: str, namespace: str) -> str:
         elsewhere = sorted(ns for ns, fid in self.functions if fid == function_id)

@@ -99,9 +99,15 @@ class _Link:
 
     @property
     def usable(self) -> bool:
+        """It can still carry answers to invocations already in flight."""
         return self.core.state in (State.CONNECTING, State.OPEN, State.CLOSING) and not (
             self.transport.closed
         )
+
+    @property
+    def open_for_new_work(self) -> bool:
+        """It accepts new calls and registrations (not closing, not lost)."""
+        return self.core.state in (State.CONNECTING, State.OPEN)
 
 
 class FunctionHandle:
@@ -312,9 +318,7 @@ class Worker:
     def _send_registration(self, produce: Callable[[WorkerConnection], bytes]) -> None:
         """Send a registration now if connected; otherwise the next connection replays it."""
         link = self._link
-        if link is None or (
-            link.core.state is not State.OPEN and link.core.state is not (State.CONNECTING)
-        ):
+        if link is None or not link.open_for_new_work:
             return
         with suppress(ConnectionClosed):  # if the link is going, its successor replays
             link.transport.send_nowait(produce(link.core))
@@ -396,15 +400,13 @@ class Worker:
         """The current connection, waiting (within the caller's scope) while reconnecting."""
         while True:
             link = self._link
-            if link is not None and link.core.state in (State.CONNECTING, State.OPEN):
+            if link is not None and link.open_for_new_work:
                 return link
             if self._stopping or self._finished.is_set():
                 raise InvocationError(
                     INVOCATION_STOPPED, "the worker is shutting down", function_id=None
                 )
             await self._connected.wait()
-            if self._link is None:
-                self._connected = anyio.Event()
 
     # --- one connection --------------------------------------------------------------------
 
@@ -606,7 +608,7 @@ class Worker:
         them (each answers its caller with an error while the connection still works)."""
         self._stopping = True
         link = self._link
-        if link is not None and link.core.state in (State.CONNECTING, State.OPEN):
+        if link is not None and link.open_for_new_work:
             link.core.start_closing()
         with anyio.move_on_after(grace):
             await self._idle.wait()
