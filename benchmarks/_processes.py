@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["first_line", "process", "script_env"]
+__all__ = ["engine_url", "first_line", "process", "script_env"]
 
 
 def script_env() -> dict[str, str]:
@@ -45,3 +45,12 @@ def first_line(child: subprocess.Popen[str], what: str) -> str:
     if not line:
         sys.exit(f"{what} exited early (code {child.poll()})")
     return line.strip()
+
+
+@contextmanager
+def engine_url(backend: str = "asyncio") -> Iterator[str]:
+    """Run `anyiii engine` on free ports in a subprocess; yields its worker URL."""
+    argv = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
+    with process(*argv, "--backend", backend, "--log-level", "warning") as engine:
+        # The first line reads "anyiii engine: workers ws://... http http://...".
+        yield first_line(engine, "the engine").split()[3]

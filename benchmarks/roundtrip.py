@@ -19,7 +19,7 @@ import statistics
 import sys
 import textwrap
 
-from _processes import first_line, process
+from _processes import engine_url, first_line, process
 
 _MEASURE = """
 async def measure(call, sequential, total):
@@ -198,9 +198,7 @@ def main() -> None:
     if args.quick:
         args.rounds, args.calls, args.sequential = 1, 1_000, 200
     runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in SDKS}
-    engine_cmd = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
-    with process(*engine_cmd, "--log-level", "warning") as engine:
-        url = first_line(engine, "the engine").split()[3]
+    with engine_url() as url:
         order = list(SDKS)
         for round_number in range(args.rounds):
             for sdk in order[round_number % 3 :] + order[: round_number % 3]:
