@@ -23,9 +23,14 @@ from ._worker.calls import TriggerAction as TriggerAction
 from ._worker.calls import TriggerRequest as TriggerRequest
 from ._worker.connect import ReconnectConfig as ReconnectConfig
 from ._worker.connect import connect as connect
+from ._worker.discovery import FunctionInfo as FunctionInfo
+from ._worker.discovery import FunctionsSubscription as FunctionsSubscription
 from ._worker.state import ConnectionState as ConnectionState
+from ._worker.trigger_types import TriggerConfig as TriggerConfig
+from ._worker.trigger_types import TriggerHandler as TriggerHandler
 from ._worker.worker import FunctionHandle as FunctionHandle
 from ._worker.worker import Trigger as Trigger
+from ._worker.worker import TriggerTypeHandle as TriggerTypeHandle
 from ._worker.worker import Worker as Worker
 from ._worker.worker import WorkerLimits as WorkerLimits
 from ._worker.worker import WorkerStatistics as WorkerStatistics
@@ -37,6 +42,8 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionState",
     "FunctionHandle",
+    "FunctionInfo",
+    "FunctionsSubscription",
     "InvocationError",
     "LocalProtocolError",
     "ProtocolError",
@@ -44,7 +51,10 @@ __all__ = [
     "RemoteProtocolError",
     "Trigger",
     "TriggerAction",
+    "TriggerConfig",
+    "TriggerHandler",
     "TriggerRequest",
+    "TriggerTypeHandle",
     "Worker",
     "WorkerLimits",
     "WorkerStatistics",

@@ -10,6 +10,7 @@ limit; outgoing calls wait on a pending slot registered before their frame is se
 
 from __future__ import annotations
 
+import inspect
 import logging
 import traceback
 import uuid
@@ -22,6 +23,7 @@ import anyio
 import anyio.abc
 import anyio.from_thread
 import anyio.lowlevel
+import anyio.to_thread
 import msgspec
 from msgspec import Raw
 
@@ -33,8 +35,10 @@ from .._protocol.frames import (
     ErrorBody,
     RegisterFunction,
     RegisterTrigger,
+    RegisterTriggerType,
     UnregisterFunction,
     UnregisterTrigger,
+    UnregisterTriggerType,
     VoidAction,
     decode_value,
     to_raw,
@@ -44,10 +48,19 @@ from .._protocol.state import State
 from .._protocol.worker import WorkerConnection
 from .._transport import Transport
 from .calls import PendingCall, parse_request
+from .discovery import FUNCTIONS_AVAILABLE, FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import Handler, HandlerFunction, adapt_handler
 from .state import ConnectionState, StateBroadcaster, StateCallback, StateSubscription
+from .trigger_types import ActiveBinding, binding_config
 
-__all__ = ["FunctionHandle", "Trigger", "Worker", "WorkerLimits", "WorkerStatistics"]
+__all__ = [
+    "FunctionHandle",
+    "Trigger",
+    "TriggerTypeHandle",
+    "Worker",
+    "WorkerLimits",
+    "WorkerStatistics",
+]
 
 logger = logging.getLogger("anyiii.worker")
 
@@ -57,6 +70,8 @@ TIMEOUT: Final = "TIMEOUT"
 WORKER_BUSY: Final = "worker_busy"
 WORKER_STOPPING: Final = "worker_stopping"
 INVOCATION_CANCELLED: Final = "invocation_cancelled"
+TRIGGER_TYPE_NOT_FOUND: Final = "trigger_type_not_found"
+BINDING_RELEASE_TIMEOUT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,7 @@ class _Link:
     core: WorkerConnection
     tasks: anyio.abc.TaskGroup
     invocations: dict[str, anyio.CancelScope] = field(default_factory=dict)
+    bindings: dict[str, ActiveBinding] = field(default_factory=dict)
 
     @property
     def usable(self) -> bool:
@@ -142,6 +158,21 @@ class Trigger:
         return f"Trigger({self.trigger_type!r} → {self.function_id!r}, id={self.id!r})"
 
 
+class TriggerTypeHandle:
+    """A trigger type this worker provides: `await handle.unregister()` stops providing it."""
+
+    def __init__(self, worker: Worker, type_id: str) -> None:
+        self._worker = worker
+        self.id = type_id
+
+    async def unregister(self) -> None:
+        """Stop providing the type; its handler is told to drop every binding it holds."""
+        self._worker.unregister_trigger_type(self.id)
+
+    def __repr__(self) -> str:
+        return f"TriggerTypeHandle({self.id!r})"
+
+
 class Worker:
     """A connected iii worker. Get one from `anyiii.connect()`; do not construct it."""
 
@@ -151,6 +182,8 @@ class Worker:
         self._limits = limits
         self._registry = Registry()
         self._handlers: dict[str, Handler] = {}
+        self._trigger_handlers: dict[str, Any] = {}
+        self._function_subscriptions: list[FunctionsSubscription] = []
         self._pending: dict[str, PendingCall] = {}
         self._link: _Link | None = None
         self._connected = anyio.Event()
@@ -298,6 +331,11 @@ class Worker:
         The engine answers only when a binding fails; such failures are logged.
         """
         await anyio.lowlevel.checkpoint()
+        return self._bind(trigger_type, function_id, config, metadata)
+
+    def _bind(self, trigger_type: str, function_id: str, config: Any, metadata: Any) -> Trigger:
+        if not trigger_type or not function_id:
+            raise ValueError("a trigger needs a non-empty trigger_type and function_id")
         frame = RegisterTrigger(
             id=str(uuid.uuid4()),
             trigger_type=trigger_type,
@@ -314,6 +352,108 @@ class Worker:
         if self._registry.remove_trigger(trigger_id) is not None:
             frame = UnregisterTrigger(id=trigger_id, trigger_type=trigger_type)
             self._send_registration(lambda core: core.unregister(frame))
+
+    def register_trigger_type(
+        self,
+        trigger_type_id: str,
+        handler: Any,
+        *,
+        description: str = "",
+        trigger_request_format: Any = None,
+        call_request_format: Any = None,
+    ) -> TriggerTypeHandle:
+        """Provide the trigger type `trigger_type_id`, now and after every reconnect.
+
+        `handler` is a `TriggerHandler` (any object with `register_trigger(config)` and
+        `unregister_trigger(config)`, async or plain). Each binding of this type, by any
+        worker, reaches `handler.register_trigger` with a `TriggerConfig`; returning accepts
+        it, raising refuses it and the binder's engine reports `trigger_registration_failed`
+        with the exception's message. Fire a binding by calling its `function_id`.
+        """
+        if not trigger_type_id:
+            raise ValueError("trigger_type_id must not be empty")
+        for method in ("register_trigger", "unregister_trigger"):
+            if not callable(getattr(handler, method, None)):
+                raise TypeError(f"a trigger handler needs a {method}(config) method")
+        frame = RegisterTriggerType(
+            id=trigger_type_id,
+            description=description,
+            trigger_request_format=(
+                to_raw(trigger_request_format)
+                if trigger_request_format is not None
+                else msgspec.UNSET
+            ),
+            call_request_format=(
+                to_raw(call_request_format) if call_request_format is not None else msgspec.UNSET
+            ),
+            namespace=self._namespace,
+        )
+        self._trigger_handlers[trigger_type_id] = handler
+        self._registry.add(frame)
+        self._send_registration(lambda core: core.register(frame))
+        return TriggerTypeHandle(self, trigger_type_id)
+
+    def unregister_trigger_type(self, trigger_type_id: str) -> None:
+        """Stop providing `trigger_type_id`; its handler is told to drop each binding.
+
+        The real engine ignores the frame this sends (spec §15.1) and keeps the type until
+        the connection ends; bindings it still delivers are refused with
+        `trigger_type_not_found`.
+        """
+        self._trigger_handlers.pop(trigger_type_id, None)
+        if self._registry.remove_trigger_type(trigger_type_id) is None:
+            return
+        frame = UnregisterTriggerType(id=trigger_type_id, namespace=self._namespace)
+        self._send_registration(lambda core: core.unregister(frame))
+        link = self._link
+        if link is not None:
+            for binding_id, binding in list(link.bindings.items()):
+                if binding.config.trigger_type == trigger_type_id:
+                    del link.bindings[binding_id]
+                    link.tasks.start_soon(binding.unregister)
+
+    def on_functions_available(
+        self, callback: Callable[[list[FunctionInfo]], object]
+    ) -> Callable[[], None]:
+        """Call `callback(functions)` whenever the engine's set of functions changes.
+
+        It binds the engine's `engine::functions-available` trigger to a private function of
+        this worker; `callback` gets the full list of `FunctionInfo` (a plain function runs
+        in a worker thread). The engine says nothing until the first change after
+        subscribing. Returns `stop()`.
+        """
+        is_async = inspect.iscoroutinefunction(callback)
+
+        async def notified(payload: Any) -> None:
+            functions = parse_functions(payload)
+            if is_async:
+                await callback(functions)  # type: ignore[misc]
+            else:
+                await anyio.to_thread.run_sync(callback, functions, limiter=self._threads)
+
+        return self._subscribe_functions(notified)
+
+    def functions_available(self) -> FunctionsSubscription:
+        """`on_functions_available` as an async iterator (use it in `async with`)."""
+        subscription = FunctionsSubscription()
+
+        async def notified(payload: Any) -> None:
+            subscription._push(parse_functions(payload))
+
+        subscription._stop = self._subscribe_functions(notified)
+        self._function_subscriptions.append(subscription)
+        return subscription
+
+    def _subscribe_functions(self, notified: HandlerFunction) -> Callable[[], None]:
+        function_id = f"anyiii::functions-available::{uuid.uuid4().hex[:12]}"
+        self.register_function(function_id, notified, metadata={"internal": True})
+        trigger = self._bind(FUNCTIONS_AVAILABLE, function_id, {}, None)
+
+        def stop() -> None:
+            self._unregister_trigger(trigger.id, trigger.trigger_type)
+            self.unregister_function(function_id)
+
+        return stop
 
     def _send_registration(self, produce: Callable[[WorkerConnection], bytes]) -> None:
         """Send a registration now if connected; otherwise the next connection replays it."""
@@ -413,8 +553,22 @@ class Worker:
     async def run_connection(self, transport: Transport, on_open: Callable[[], None]) -> None:
         """Serve one connection until it ends; raises ConnectionClosed when it does."""
         core = WorkerConnection(namespace=self._namespace)
+        bindings: dict[str, ActiveBinding] = {}
+        try:
+            await self._serve(transport, core, bindings, on_open)
+        finally:
+            if bindings:
+                await self._release_bindings(bindings)
+
+    async def _serve(
+        self,
+        transport: Transport,
+        core: WorkerConnection,
+        bindings: dict[str, ActiveBinding],
+        on_open: Callable[[], None],
+    ) -> None:
         async with anyio.create_task_group() as tasks:
-            link = _Link(transport, core, tasks)
+            link = _Link(transport, core, tasks, bindings=bindings)
             frames = core.open_sequence(
                 self._registry,
                 self._info,
@@ -478,12 +632,46 @@ class Worker:
         elif isinstance(event, ev.ProtocolViolation):
             logger.warning("the engine sent something invalid: %s", event.error)
         elif isinstance(event, ev.TriggerBindingRequested):
-            # Trigger types provided by workers arrive with the next issue; until then,
-            # refuse bindings clearly instead of leaving them unanswered.
-            error = ErrorBody("trigger_type_not_found", "this worker provides no trigger types")
-            self._send_nowait(link, link.core.answer_binding(event.binding.id, error))
+            self._start_binding(link, event.binding)
+        elif isinstance(event, ev.TriggerBindingRemoved):
+            binding = link.bindings.pop(event.trigger_id, None)
+            if binding is not None:
+                link.tasks.start_soon(binding.unregister)
         else:
             logger.debug("engine event %r", event)
+
+    def _start_binding(self, link: _Link, frame: RegisterTrigger) -> None:
+        """Hand a binding of a type we provide to its handler; answer when it has decided."""
+        handler = self._trigger_handlers.get(frame.trigger_type)
+        if handler is None:
+            message = f"this worker does not provide the trigger type {frame.trigger_type!r}"
+            error = ErrorBody(TRIGGER_TYPE_NOT_FOUND, message)
+            self._send_nowait(link, link.core.answer_binding(frame.id, error))
+            return
+        previous = link.bindings.get(frame.id)
+        binding = ActiveBinding(binding_config(frame), handler)
+        link.bindings[frame.id] = binding
+        link.tasks.start_soon(self._register_binding, link, binding, previous)
+
+    async def _register_binding(
+        self, link: _Link, binding: ActiveBinding, previous: ActiveBinding | None
+    ) -> None:
+        if previous is not None:  # delivered again: the handler sees unregister, register
+            await previous.unregister()
+        error = await binding.register()
+        if link.usable:
+            try:
+                frame = link.core.answer_binding(binding.config.id, error)
+            except LocalProtocolError:
+                return  # the connection ended while the handler decided
+            self._send_nowait(link, frame)
+
+    async def _release_bindings(self, bindings: dict[str, ActiveBinding]) -> None:
+        """The connection is gone, and its bindings with it: tell the handlers (bounded)."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(BINDING_RELEASE_TIMEOUT):
+            for binding in list(bindings.values()):
+                await binding.unregister()
+        bindings.clear()
 
     def _lose(self, link: _Link) -> None:
         """The connection ended: fail every call waiting on it, at once."""
@@ -627,6 +815,9 @@ class Worker:
         self._finished.set()
         self._connected.set()
         self._state.close()
+        for subscription in self._function_subscriptions:
+            subscription.close()
+        self._function_subscriptions.clear()
 
     def set_state(self, state: ConnectionState) -> None:
         self._state.set(state)
