@@ -12,11 +12,10 @@ from typing import Any
 import anyio
 import anyio.abc
 import pytest
+from test_runtime import FAST_RECONNECT, stoppable_engine
 
 import anyiii
 from anyiii.engine import EngineSettings
-
-from test_runtime import FAST_RECONNECT, stoppable_engine
 
 
 async def round_trip(worker: anyiii.Worker) -> None:
