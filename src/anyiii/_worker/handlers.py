@@ -30,6 +30,8 @@ HandlerFunction = Callable[..., Any]
 
 _PLAIN = (Any, object, inspect.Parameter.empty, dict, list)
 
+CALLER_KEY = "_caller_worker_id"
+
 
 @dataclass(frozen=True, slots=True)
 class Handler:
@@ -59,6 +61,10 @@ def _decode_payload(data: Raw, payload_type: Any) -> Any:
     value = decode_value(data)
     if payload_type in _PLAIN:
         return value
+    if isinstance(value, dict) and CALLER_KEY in value:
+        # The engine adds the caller's id to object payloads (spec §15.8); a typed
+        # handler did not ask for it, and `dict[str, int]` would reject it.
+        del value[CALLER_KEY]
     return msgspec.convert(value, payload_type, strict=False)
 
 
