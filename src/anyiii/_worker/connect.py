@@ -182,14 +182,14 @@ async def connect(
 
 async def _shut_down(worker: Worker, drain_timeout: float, close_timeout: float) -> None:
     """Drain, cancel what is left, close: each step bounded in time."""
-    await worker.drain(drain_timeout)
+    await worker._drain(drain_timeout)
     link = worker._link
     if link is not None:
         with anyio.move_on_after(close_timeout):
             await link.transport.aclose(1000, "worker shutting down")
     if worker.connection_state is not ConnectionState.FAILED:
-        worker.set_state(ConnectionState.DISCONNECTED)
-    worker.finish(None)
+        worker._set_state(ConnectionState.DISCONNECTED)
+    worker._finish(None)
 
 
 async def _supervise(
@@ -205,17 +205,17 @@ async def _supervise(
     def opened() -> None:
         nonlocal attempt
         attempt = 0
-        worker.set_state(ConnectionState.CONNECTED)
+        worker._set_state(ConnectionState.CONNECTED)
         first_open.set()
 
     while True:
         initial = worker.statistics().connections == 0
-        worker.set_state(ConnectionState.CONNECTING if initial else ConnectionState.RECONNECTING)
+        worker._set_state(ConnectionState.CONNECTING if initial else ConnectionState.RECONNECTING)
         error: ConnectError | ConnectionClosed
         try:
             with single_errors():
                 async with opener() as transport:
-                    await worker.run_connection(transport, opened)
+                    await worker._run_connection(transport, opened)
             error = ConnectionClosed(1000, "the engine closed the connection")
         except (ConnectError, ConnectionClosed) as exc:
             error = exc
@@ -226,12 +226,12 @@ async def _supervise(
             policy.max_retries < 0 or attempt < policy.max_retries
         )
         if fatal is not None or not retries_left:
-            worker.set_state(ConnectionState.FAILED)
+            worker._set_state(ConnectionState.FAILED)
             failure = fatal or error
-            worker.finish(failure)
+            worker._finish(failure)
             raise failure
         assert policy is not None
         delay = policy.delay(attempt)
         attempt += 1
-        worker.set_state(ConnectionState.RECONNECTING)
+        worker._set_state(ConnectionState.RECONNECTING)
         await anyio.sleep(delay)

@@ -550,7 +550,7 @@ class Worker:
 
     # --- one connection --------------------------------------------------------------------
 
-    async def run_connection(self, transport: Transport, on_open: Callable[[], None]) -> None:
+    async def _run_connection(self, transport: Transport, on_open: Callable[[], None]) -> None:
         """Serve one connection until it ends; raises ConnectionClosed when it does."""
         core = WorkerConnection(namespace=self._namespace)
         bindings: dict[str, ActiveBinding] = {}
@@ -791,7 +791,7 @@ class Worker:
 
     # --- shutdown ----------------------------------------------------------------------------
 
-    async def drain(self, grace: float) -> None:
+    async def _drain(self, grace: float) -> None:
         """Stop taking new work and wait up to `grace` seconds for running handlers, then cancel
         them (each answers its caller with an error while the connection still works)."""
         self._stopping = True
@@ -808,7 +808,7 @@ class Worker:
             with anyio.move_on_after(1.0):
                 await self._idle.wait()
 
-    def finish(self, failure: BaseException | None) -> None:
+    def _finish(self, failure: BaseException | None) -> None:
         """The worker is done: wake `serve_forever()` and end state subscriptions."""
         if failure is not None and self._failure is None:
             self._failure = failure
@@ -819,7 +819,7 @@ class Worker:
             subscription.close()
         self._function_subscriptions.clear()
 
-    def set_state(self, state: ConnectionState) -> None:
+    def _set_state(self, state: ConnectionState) -> None:
         self._state.set(state)
 
 
