@@ -33,7 +33,7 @@ def _examples() -> list[object]:
 
 def test_the_concept_pages_have_examples() -> None:
     pages = {param.id.split("-")[0] for param in _examples()}  # type: ignore[attr-defined]
-    assert {"workers", "triggers", "cancellation", "timeouts", "backpressure", "engine"} <= pages
+    assert {"workers", "triggers", "http", "cancellation", "timeouts", "backpressure", "engine"} <= pages
 
 
 @pytest.mark.parametrize(("source", "output", "backend"), _examples())

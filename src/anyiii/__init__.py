@@ -17,6 +17,8 @@ from ._errors import InvocationError as InvocationError
 from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
+from ._http import ApiRequest as ApiRequest
+from ._http import ApiResponse as ApiResponse
 from ._run import run as run
 from ._version import __version__ as __version__
 from ._worker.calls import TriggerAction as TriggerAction
@@ -38,6 +40,8 @@ from ._worker.worker import WorkerStatistics as WorkerStatistics
 __all__ = [
     "AnyiiiError",
     "AnyiiiInternalError",
+    "ApiRequest",
+    "ApiResponse",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionState",
