@@ -1,149 +1,273 @@
-"""`anyiii demo`: two workers and an engine, wired together through the protocol core.
+"""`anyiii demo`: an embedded engine, one worker on trio, one on asyncio, and real HTTP.
 
-There is no socket here yet: the demo moves each frame from one core to the other by hand,
-the way the runtime will move it over a WebSocket, and prints every step with its timing.
-It exits non-zero with a clear message if any step does not produce what the protocol says.
+Everything runs in this process on 127.0.0.1: the engine and the asyncio worker on the
+main thread's asyncio loop, the trio worker on a trio loop in a second thread. They talk
+only through the engine's WebSocket, as separate processes would. Each step is printed
+with its duration; the first step that does not do what it should ends the demo with a
+message naming it and exit status 1. Nothing outlives the demo: the trio thread is told to
+stop and joined, the workers drain and close, the engine stops, also on failure or Ctrl-C.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import traceback
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import AsyncExitStack, asynccontextmanager, nullcontext, suppress
+from dataclasses import dataclass, field
+from typing import Any, Final
 
-from ._protocol import events as ev
-from ._protocol.codes import FUNCTION_NOT_FOUND
-from ._protocol.engine import EngineConnection
-from ._protocol.frames import ErrorBody, RegisterFunction, decode_value, to_raw
-from ._protocol.ids import random_uuid
-from ._protocol.registry import Registry, WorkerInfo
-from ._protocol.worker import WorkerConnection
+import anyio
+import anyio.abc
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+import httpx
+import sniffio
 
-__all__ = ["run_demo"]
+from ._concurrency import single_errors
+from ._errors import InvocationError
+from ._http import ApiRequest, ApiResponse
+from ._worker.connect import connect
+from ._worker.worker import Worker
 
-E = TypeVar("E", bound=ev.Event)
+__all__ = ["DemoFailure", "run_demo"]
+
+STEP_TIMEOUT: Final = 10.0
+JOIN_TIMEOUT: Final = 30.0
+FAIL_STEP_VARIABLE: Final = "ANYIII_DEMO_FAIL_STEP"
+"""Tests set this to a step number to prove that a failing step is reported."""
 
 
 class DemoFailure(Exception):
-    """A step did not do what the protocol promises."""
+    """A step did not do what it should."""
 
 
-def _only(events: Sequence[ev.Event], kind: type[E]) -> E:
-    found = [e for e in events if isinstance(e, kind)]
-    if len(found) != 1:
-        raise DemoFailure(f"expected one {kind.__name__}, got {list(events)!r}")
-    return found[0]
+@dataclass
+class _Steps:
+    """Numbers, times and prints the steps."""
+
+    fail_at: int | None
+    count: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    @asynccontextmanager
+    async def step(self, title: str, *, bounded: bool = True) -> AsyncIterator[list[str]]:
+        """One step: the body appends result lines; the title is printed with its time.
+
+        A bounded step fails after `STEP_TIMEOUT`. A step that enters a context that stays
+        open after it (the engine, a worker) cannot sit in a cancel scope it outlives, so it
+        is unbounded here and relies on that context's own open timeout.
+        """
+        self.count += 1
+        number = self.count
+        lines: list[str] = []
+        began = time.perf_counter()
+        try:
+            with anyio.fail_after(STEP_TIMEOUT) if bounded else nullcontext():
+                yield lines
+                if number == self.fail_at:
+                    raise DemoFailure(f"failure injected by {FAIL_STEP_VARIABLE}")
+        except TimeoutError:
+            raise DemoFailure(
+                f"step {number} ({title}) took longer than {STEP_TIMEOUT:.0f} s"
+            ) from None
+        except DemoFailure as exc:
+            raise DemoFailure(f"step {number} ({title}) failed: {exc}") from exc
+        except Exception as exc:
+            raise DemoFailure(f"step {number} ({title}) failed: {exc!r}") from exc
+        took = (time.perf_counter() - began) * 1000
+        print(f"  {number}. {title:<62} {took:7.1f} ms", flush=True)
+        for line in lines:
+            print(f"       {line}", flush=True)
 
 
-def _show(direction: str, frame: bytes) -> None:
-    text = frame.decode()
-    print(f"      {direction} {text if len(text) <= 110 else text[:107] + '...'}")
+def _backend() -> str:
+    return sniffio.current_async_library()
 
 
-def _step(number: int, title: str, body: Callable[[], None]) -> None:
-    print(f"  {number}. {title}")
-    started = time.perf_counter()
-    body()
-    print(f"      ok ({(time.perf_counter() - started) * 1e6:.0f} µs)")
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise DemoFailure(message)
 
 
-def run_demo(*, exchanges: int = 20_000) -> int:
-    """Run the walkthrough; returns the process exit code."""
-    print("anyiii demo: the sans-IO protocol core (no sockets yet)\n")
-    engine_a = EngineConnection(random_uuid(), random_uuid())
-    engine_b = EngineConnection(random_uuid(), random_uuid())
-    caller, callee = WorkerConnection(), WorkerConnection()
+@dataclass
+class _TrioSide:
+    """The trio worker's thread: how to reach its loop, and how to stop it."""
 
-    def handshake() -> None:
-        for engine, worker, name in ((engine_a, caller, "caller"), (engine_b, callee, "callee")):
-            frame = engine.start()
-            _show("E→W", frame)
-            registered = _only(worker.receive(frame), ev.Registered)
-            print(f"      {name} is worker {registered.worker_id}")
+    token: anyio.lowlevel.EventLoopToken | None = None
+    worker: Worker | None = None
+    stop: anyio.Event | None = None
+    error: BaseException | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
 
-    def register() -> None:
-        registry = Registry()
-        registry.add(RegisterFunction(id="math::add", description="Adds a and b"))
-        info = WorkerInfo(name="demo-callee", pid=1, version="demo")
-        for frame in callee.open_sequence(registry, info):
-            _show("W→E", frame)
-            engine_b.receive(frame)
+    def run_on_trio(self, function: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> Any:
+        """From a plain thread: run `function(*args)` on the trio loop and wait for it."""
+        assert self.token is not None
+        return anyio.from_thread.run(function, *args, token=self.token)
 
-    def call_and_answer() -> None:
-        invocation_id, frame = caller.call("math::add", to_raw({"a": 2, "b": 3}))
-        _show("W→E", frame)
-        request = _only(engine_a.receive(frame), ev.CallRequested).call
-        dispatch = engine_b.dispatch(invocation_id, request.function_id, request.data)
-        _show("E→W", dispatch)
-        invocation = _only(callee.receive(dispatch), ev.InvocationRequested)
-        data = decode_value(invocation.data)
-        if not isinstance(data, dict):
-            raise DemoFailure(f"payload arrived as {data!r}")
-        answer = callee.complete(invocation_id, to_raw({"c": data["a"] + data["b"]}))
-        _show("W→E", answer)
-        result = _only(engine_b.receive(answer), ev.ResultReceived).result
-        relay = engine_a.deliver_result(invocation_id, result.result)  # type: ignore[arg-type]
-        _show("E→W", relay)
-        completed = _only(caller.receive(relay), ev.CallCompleted)
-        value = decode_value(completed.result) if completed.result is not None else None
-        if value != {"c": 5}:
-            raise DemoFailure(f"math::add(2, 3) returned {value!r}")
-        print(f"      math::add(2, 3) = {value}")
+    def stop_and_join(self) -> None:
+        """From a plain thread: let the trio worker leave its block, and wait until it has."""
+        if self.token is not None and self.stop is not None and not self.finished.is_set():
+            with suppress(RuntimeError):  # its loop ended meanwhile
+                anyio.from_thread.run_sync(self.stop.set, token=self.token)
+        self.finished.wait(JOIN_TIMEOUT)
 
-    def unknown_function() -> None:
-        invocation_id, frame = caller.call("math::nope")
-        engine_a.receive(frame)
-        message = "Function math::nope not found in namespace default"
-        relay = engine_a.deliver_result(
-            invocation_id, error=ErrorBody(code=FUNCTION_NOT_FOUND, message=message)
-        )
-        _show("E→W", relay)
-        failed = _only(caller.receive(relay), ev.CallFailed)
-        print(f"      the caller learns at once: {failed.error.code}: {failed.error.message}")
 
-    def callee_dies() -> None:
-        invocation_id, frame = caller.call("math::add", to_raw({"a": 1, "b": 1}))
-        engine_a.receive(frame)
-        engine_b.dispatch(invocation_id, "math::add", to_raw({"a": 1, "b": 1}))
-        lost = _only(engine_b.receive(None), ev.ConnectionLost)
-        _only(callee.receive(None), ev.ConnectionLost)
-        stopped = [i for i, _ in lost.invocations]
-        if stopped != [invocation_id]:
-            raise DemoFailure(f"the engine lost track of {invocation_id}: {lost!r}")
-        print(f"      the engine knows exactly which call to stop: {stopped[0]}")
+async def _trio_worker(url: str, side: _TrioSide) -> None:
+    """Runs on trio: serves demo::greet until told to stop."""
+    async with connect(url, worker_name="demo-trio", reconnect=False) as worker:
 
-    def throughput() -> None:
-        engine_c = EngineConnection(random_uuid(), random_uuid())
-        worker_c = WorkerConnection()
-        worker_c.receive(engine_c.start())
-        payload = to_raw({"a": 2, "b": 3})
-        result = to_raw({"c": 5})
-        started = time.perf_counter()
-        for _ in range(exchanges):
-            invocation_id, frame = caller.call("math::add", payload)
-            engine_a.receive(frame)
-            worker_c.receive(engine_c.dispatch(invocation_id, "math::add", payload))
-            engine_c.receive(worker_c.complete(invocation_id, result))
-            caller.receive(engine_a.deliver_result(invocation_id, result))
-        elapsed = time.perf_counter() - started
-        print(
-            f"      {exchanges} routed invocations through four cores: "
-            f"{elapsed / exchanges * 1e6:.1f} µs each, {exchanges / elapsed:,.0f}/s"
-        )
+        @worker.function("demo::greet", description="greets someone, from trio")
+        async def greet(data: dict[str, Any]) -> dict[str, Any]:
+            return {"greeting": f"hello, {data['name']}", "served_on": _backend()}
 
-    steps = [
-        ("the engine greets each worker (workerregistered)", handshake),
-        ("the callee replays its registrations (spec §4.2 order)", register),
-        ("the caller calls math::add through the engine", call_and_answer),
-        ("a call to a function nobody serves fails fast", unknown_function),
-        ("the callee's connection drops mid-call", callee_dies),
-        ("throughput of the cores alone", throughput),
-    ]
+        side.worker = worker
+        side.stop = anyio.Event()
+        side.token = anyio.lowlevel.current_token()
+        side.ready.set()
+        await side.stop.wait()
+
+
+def _run_trio_thread(url: str, side: _TrioSide) -> None:
     try:
-        for number, (title, body) in enumerate(steps, start=1):
-            _step(number, title, body)
-    except Exception as exc:  # the demo reports any failure as its result
-        print(f"\nFAILED: {type(exc).__name__}: {exc}")
+        anyio.run(_trio_worker, url, side, backend="trio")
+    except Exception as exc:  # reported by the step that needs the trio worker
+        side.error = exc
+    finally:
+        side.ready.set()  # a trio side that failed to start must not leave anyone waiting
+        side.finished.set()
+
+
+async def _demo(steps: _Steps) -> None:
+    side = _TrioSide()
+    with single_errors():
+        async with anyio.create_task_group() as threads, AsyncExitStack() as stack:
+            try:
+                await _run_steps(steps, side, threads, stack)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(side.stop_and_join)
+
+
+async def _run_steps(
+    steps: _Steps, side: _TrioSide, threads: anyio.abc.TaskGroup, stack: AsyncExitStack
+) -> None:
+    from . import engine as engine_api
+
+    async with steps.step("start the embedded engine (asyncio)", bounded=False) as out:
+        engine = await stack.enter_async_context(
+            engine_api.run(host="127.0.0.1", port=0, http_port=0)
+        )
+        out.append(f"workers connect to {engine.url}, HTTP on {engine.http_url}")
+
+    async with steps.step("start a worker on trio (its own thread and loop)") as out:
+        threads.start_soon(anyio.to_thread.run_sync, _run_trio_thread, engine.url, side)
+        await anyio.to_thread.run_sync(side.ready.wait)
+        _expect(side.worker is not None, f"the trio worker did not start: {side.error!r}")
+        out.append("demo-trio serves demo::greet")
+
+    async with steps.step("connect a worker on asyncio", bounded=False) as out:
+        worker = await stack.enter_async_context(
+            connect(engine.url, worker_name="demo-asyncio", reconnect=False)
+        )
+
+        @worker.function("demo::add", description="adds two numbers, on asyncio")
+        async def add(data: dict[str, Any]) -> dict[str, Any]:
+            return {"sum": data["a"] + data["b"], "served_on": _backend()}
+
+        @worker.function("demo::order", description="takes an order over HTTP")
+        async def order(req: ApiRequest[dict[str, Any]]) -> ApiResponse[dict[str, Any]]:
+            body = req.body or {}
+            greeting = await worker.trigger_async(
+                {"function_id": "demo::greet", "payload": {"name": body.get("customer")}}
+            )
+            return ApiResponse(
+                statusCode=201,
+                body={"order": body.get("item"), "note": greeting["greeting"]},
+                headers={"x-served-on": _backend()},
+            )
+
+        listed = await worker.trigger_async(
+            {"function_id": "engine::functions::list", "payload": {}}
+        )
+        ids = sorted(f["function_id"] for f in listed["functions"])
+        _expect({"demo::add", "demo::greet", "demo::order"} <= set(ids), f"the engine lists {ids}")
+        out.append(f"demo-asyncio serves demo::add and demo::order; the engine lists {ids}")
+
+    async with steps.step("call from asyncio to the trio worker") as out:
+        result = await worker.trigger_async(
+            {"function_id": "demo::greet", "payload": {"name": "Ada"}}
+        )
+        _expect(result.get("served_on") == "trio", f"unexpected result {result}")
+        out.append(f"demo::greet {{'name': 'Ada'}} -> {result}")
+
+    async with steps.step("call from trio to the asyncio worker") as out:
+        trio_worker = side.worker
+        assert trio_worker is not None
+        request = {"function_id": "demo::add", "payload": {"a": 2, "b": 3}}
+        result = await anyio.to_thread.run_sync(
+            side.run_on_trio, trio_worker.trigger_async, request
+        )
+        _expect(result == {"sum": 5, "served_on": "asyncio"}, f"unexpected result {result}")
+        out.append(f"demo::add {{'a': 2, 'b': 3}} -> {result}")
+
+    async with steps.step("bind an http trigger: POST /orders -> demo::order") as out:
+        await worker.register_trigger(
+            "http", "demo::order", {"api_path": "orders", "http_method": "POST"}
+        )
+        # Frames are handled in order: once a call returns, the route is bound.
+        await worker.trigger_async({"function_id": "engine::functions::list", "payload": {}})
+        out.append(f"route {engine.http_url}/orders")
+
+    async with steps.step("send a real HTTP request to the trigger") as out:
+        async with httpx.AsyncClient(base_url=str(engine.http_url)) as client:
+            response = await client.post("/orders", json={"item": "green tea", "customer": "Grace"})
+        _expect(response.status_code == 201, f"HTTP {response.status_code}: {response.text}")
+        body = response.json()
+        _expect(body.get("note") == "hello, Grace", f"unexpected body {body}")
+        out.append(
+            f"POST /orders -> {response.status_code} {body} "
+            f"(x-served-on: {response.headers.get('x-served-on')}; the greeting came from trio)"
+        )
+
+    async with steps.step("call a function nobody serves (a clear error)") as out:
+        began = time.perf_counter()
+        try:
+            await worker.trigger_async({"function_id": "demo::missing", "payload": {}})
+        except InvocationError as exc:
+            _expect(exc.code == "function_not_found", f"unexpected error {exc}")
+            took = (time.perf_counter() - began) * 1000
+            out.append(f"InvocationError {exc.code} after {took:.1f} ms: {exc.message}")
+        else:
+            raise DemoFailure("the call to a missing function succeeded")
+
+    async with steps.step("stop both workers and the engine", bounded=False) as out:
+        await anyio.to_thread.run_sync(side.stop_and_join)
+        _expect(side.finished.is_set(), "the trio worker's thread did not finish")
+        _expect(side.error is None, f"the trio worker failed: {side.error!r}")
+        await stack.aclose()
+        out.append("each worker drained and closed its connection; the engine stopped")
+
+
+def run_demo(*, verbose: bool = False) -> int:
+    """Run the demo; returns the process exit status (0 when every step passed)."""
+    fail_at = os.environ.get(FAIL_STEP_VARIABLE)
+    steps = _Steps(fail_at=int(fail_at) if fail_at and fail_at.isdigit() else None)
+    print("anyiii demo: an embedded engine, one worker on trio, one on asyncio", flush=True)
+    try:
+        anyio.run(_demo, steps, backend="asyncio")
+    except DemoFailure as exc:
+        if verbose:
+            traceback.print_exception(exc)
+        print(f"FAILED: {exc}", flush=True)
         return 1
-    print("\nall steps passed")
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        return 130
+    total = (time.perf_counter() - steps.started) * 1000
+    print(f"all {steps.count} steps passed in {total:.0f} ms", flush=True)
     return 0

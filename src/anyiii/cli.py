@@ -1,4 +1,4 @@
-"""The `anyiii` command line: `anyiii demo` (more commands arrive with the engine)."""
+"""The `anyiii` command line: `anyiii demo` and `anyiii engine`."""
 
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anyiii", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="walk two workers through the protocol core and report what happened"
+        "demo",
+        help="run an embedded engine with a trio worker and an asyncio worker, call across "
+        "them and over HTTP, and report each step",
     )
     demo.add_argument(
-        "--exchanges",
-        type=int,
-        default=20_000,
-        help="invocations to push through the cores for the throughput figure",
+        "--verbose", action="store_true", help="print the traceback when a step fails"
     )
     engine = commands.add_parser("engine", help="run the embedded iii engine")
     engine.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -38,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "demo":
         from ._demo import run_demo
 
-        sys.exit(run_demo(exchanges=args.exchanges))
+        sys.exit(run_demo(verbose=args.verbose))
     if args.command == "engine":
         from ._engine.cli import run_engine_command
 
