@@ -8,6 +8,7 @@ implementation detail.
 
 from __future__ import annotations
 
+from . import blocking as blocking
 from . import engine as engine
 from ._errors import AnyiiiError as AnyiiiError
 from ._errors import AnyiiiInternalError as AnyiiiInternalError
@@ -36,22 +37,30 @@ from ._worker.worker import TriggerTypeHandle as TriggerTypeHandle
 from ._worker.worker import Worker as Worker
 from ._worker.worker import WorkerLimits as WorkerLimits
 from ._worker.worker import WorkerStatistics as WorkerStatistics
+from .blocking import BlockingWorker as BlockingWorker
+from .blocking import InitOptions as InitOptions
+from .blocking import ReconnectionConfig as ReconnectionConfig
+from .blocking import WorkerShutDown as WorkerShutDown
+from .blocking import register_worker as register_worker
 
 __all__ = [
     "AnyiiiError",
     "AnyiiiInternalError",
     "ApiRequest",
     "ApiResponse",
+    "BlockingWorker",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionState",
     "FunctionHandle",
     "FunctionInfo",
     "FunctionsSubscription",
+    "InitOptions",
     "InvocationError",
     "LocalProtocolError",
     "ProtocolError",
     "ReconnectConfig",
+    "ReconnectionConfig",
     "RemoteProtocolError",
     "Trigger",
     "TriggerAction",
@@ -61,9 +70,12 @@ __all__ = [
     "TriggerTypeHandle",
     "Worker",
     "WorkerLimits",
+    "WorkerShutDown",
     "WorkerStatistics",
     "__version__",
+    "blocking",
     "connect",
     "engine",
+    "register_worker",
     "run",
 ]

@@ -14,8 +14,12 @@ __all__ = ["ConnectionState", "StateBroadcaster", "StateCallback", "StateSubscri
 logger = logging.getLogger("anyiii.worker")
 
 
-class ConnectionState(enum.Enum):
-    """The names the official SDKs use for a worker's connection state."""
+class ConnectionState(enum.StrEnum):
+    """The names the official SDKs use for a worker's connection state.
+
+    A `str` enum, so `state == "connected"` holds as it does with the official SDK's
+    plain strings.
+    """
 
     DISCONNECTED = "disconnected"
     CONNECTING = "connecting"
