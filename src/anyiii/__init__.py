@@ -26,6 +26,10 @@ from ._worker.calls import TriggerAction as TriggerAction
 from ._worker.calls import TriggerRequest as TriggerRequest
 from ._worker.connect import ReconnectConfig as ReconnectConfig
 from ._worker.connect import connect as connect
+from ._worker.context import Context as Context
+from ._worker.context import NoInvocationContext as NoInvocationContext
+from ._worker.context import TraceContext as TraceContext
+from ._worker.context import get_context as get_context
 from ._worker.discovery import FunctionInfo as FunctionInfo
 from ._worker.discovery import FunctionsSubscription as FunctionsSubscription
 from ._worker.state import ConnectionState as ConnectionState
@@ -52,16 +56,19 @@ __all__ = [
     "ConnectError",
     "ConnectionClosed",
     "ConnectionState",
+    "Context",
     "FunctionHandle",
     "FunctionInfo",
     "FunctionsSubscription",
     "InitOptions",
     "InvocationError",
     "LocalProtocolError",
+    "NoInvocationContext",
     "ProtocolError",
     "ReconnectConfig",
     "ReconnectionConfig",
     "RemoteProtocolError",
+    "TraceContext",
     "Trigger",
     "TriggerAction",
     "TriggerConfig",
@@ -76,6 +83,7 @@ __all__ = [
     "blocking",
     "connect",
     "engine",
+    "get_context",
     "register_worker",
     "run",
 ]

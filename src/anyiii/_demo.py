@@ -25,7 +25,6 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import httpx
-import sniffio
 
 from ._concurrency import single_errors
 from ._errors import InvocationError
@@ -85,6 +84,9 @@ class _Steps:
 
 
 def _backend() -> str:
+    """Which event loop runs this code (sniffio comes with trio, which the demo needs)."""
+    import sniffio
+
     return sniffio.current_async_library()
 
 

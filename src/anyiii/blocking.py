@@ -174,15 +174,6 @@ def _reconnect(value: Any) -> ReconnectConfig | bool:
     raise TypeError(f"reconnection_config must be a ReconnectionConfig, not {value!r}")
 
 
-def _otel_enabled(otel: Any) -> bool:
-    if otel is None or os.environ.get("OTEL_ENABLED", "").lower() in ("false", "0", "no"):
-        return False
-    enabled = (
-        otel.get("enabled", True) if isinstance(otel, Mapping) else getattr(otel, "enabled", True)
-    )
-    return bool(enabled)
-
-
 class BlockingWorker:
     """The synchronous client `register_worker` returns (the official SDK's `III`).
 
@@ -230,8 +221,6 @@ class BlockingWorker:
     async def _serve(self) -> None:
         options = self._options
         limits = options.limits or WorkerLimits(invocation_timeout_ms=options.invocation_timeout_ms)
-        if options.otel is not None and not _otel_enabled(options.otel):
-            logger.debug("OpenTelemetry is turned off by the otel option")
         async with anyio.from_thread.BlockingPortal() as portal:
             try:
                 async with connect(
@@ -245,6 +234,7 @@ class BlockingWorker:
                     open_timeout=options.open_timeout,
                     drain_timeout=options.drain_timeout,
                     close_timeout=options.close_timeout,
+                    otel=options.otel,
                 ) as worker:
                     self._stop = anyio.Event()
                     self._portal = portal

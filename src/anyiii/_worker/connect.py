@@ -16,7 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +28,7 @@ from .._protocol.registry import WorkerInfo
 from .._transport import Transport, open_httpx_websocket, open_websocket
 from .._version import __version__
 from .state import ConnectionState
+from .telemetry import telemetry_from_option
 from .worker import Worker, WorkerLimits
 
 __all__ = ["DEFAULT_URL", "ReconnectConfig", "TransportOpener", "connect"]
@@ -104,6 +105,7 @@ async def connect(
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     max_message_size: int = 64 * 2**20,
+    otel: Any = None,
 ) -> AsyncIterator[Worker]:
     """Connect a worker to an iii engine for the duration of the `async with` block.
 
@@ -115,6 +117,11 @@ async def connect(
     `open_timeout` seconds (`ConnectError` otherwise). With `reconnect` (the default) a lost
     connection is replaced with backoff and every registration is replayed;
     `reconnect=False` raises `ConnectionClosed` out of the block instead.
+
+    `otel` turns on OpenTelemetry spans and trace propagation (the official SDK's option
+    shape: `True` or `{"enabled": True, "service_name": ...}`; a no-op without
+    `opentelemetry-api`). Without it, calls made inside a handler still carry the inbound
+    W3C trace context on.
 
     Entering and leaving are both checkpoints; leaving takes at most about
     `drain_timeout + close_timeout` seconds.
@@ -130,6 +137,7 @@ async def connect(
         info=_worker_info(worker_name, chosen_namespace, description),
         namespace=chosen_namespace,
         limits=limits or WorkerLimits(),
+        telemetry=telemetry_from_option(otel),
     )
     handshake = _headers(headers)
     opener: TransportOpener

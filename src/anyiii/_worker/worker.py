@@ -48,9 +48,11 @@ from .._protocol.state import State
 from .._protocol.worker import WorkerConnection
 from .._transport import Transport
 from .calls import PendingCall, parse_request
+from .context import Context, TraceContext, enter_context, leave_context, outgoing_trace
 from .discovery import FUNCTIONS_AVAILABLE, FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import Handler, HandlerFunction, adapt_handler
 from .state import ConnectionState, StateBroadcaster, StateCallback, StateSubscription
+from .telemetry import Telemetry
 from .trigger_types import ActiveBinding, binding_config
 
 __all__ = [
@@ -176,8 +178,16 @@ class TriggerTypeHandle:
 class Worker:
     """A connected iii worker. Get one from `anyiii.connect()`; do not construct it."""
 
-    def __init__(self, *, info: WorkerInfo, namespace: str | None, limits: WorkerLimits) -> None:
+    def __init__(
+        self,
+        *,
+        info: WorkerInfo,
+        namespace: str | None,
+        limits: WorkerLimits,
+        telemetry: Telemetry | None = None,
+    ) -> None:
         self._info = info
+        self._telemetry = telemetry
         self._namespace = namespace
         self._limits = limits
         self._registry = Registry()
@@ -491,15 +501,29 @@ class Worker:
         link = await self._wait_connected()
         data = to_raw(call.payload)
         metadata = to_raw(call.metadata) if call.metadata is not None else None
+        traceparent, baggage = (
+            self._telemetry.outgoing() if self._telemetry is not None else outgoing_trace()
+        )
         if isinstance(call.action, VoidAction):
             frame = link.core.call_void(
-                function_id, data, metadata=metadata, namespace=call.namespace
+                function_id,
+                data,
+                metadata=metadata,
+                namespace=call.namespace,
+                traceparent=traceparent,
+                baggage=baggage,
             )
             await link.transport.send(frame)
             return None
         queue = call.action.queue if isinstance(call.action, EnqueueAction) else None
         invocation_id, frame = link.core.call(
-            function_id, data, metadata=metadata, namespace=call.namespace, enqueue=queue
+            function_id,
+            data,
+            metadata=metadata,
+            namespace=call.namespace,
+            enqueue=queue,
+            traceparent=traceparent,
+            baggage=baggage,
         )
         slot = PendingCall()
         self._pending[invocation_id] = slot
@@ -720,7 +744,7 @@ class Worker:
         try:
             with scope:
                 try:
-                    result = await self._run_in_slot(handler, event)
+                    result = await self._run_handler(handler, event)
                 except anyio.get_cancelled_exc_class():
                     if invocation_id is not None:
                         error = ErrorBody(INVOCATION_CANCELLED, "the invocation was cancelled")
@@ -748,6 +772,26 @@ class Worker:
             self._running -= 1
             if self._running == 0:
                 self._idle.set()
+
+    async def _run_handler(self, handler: Handler, event: ev.InvocationRequested) -> Any:
+        """Run the handler with its invocation context current (and its span, with OTel)."""
+        context = Context(
+            self,
+            event.function_id,
+            event.invocation_id,
+            event.metadata,
+            TraceContext(event.traceparent, event.baggage),
+        )
+        token = enter_context(context)
+        try:
+            if self._telemetry is None:
+                return await self._run_in_slot(handler, event)
+            with self._telemetry.invocation_span(
+                event.function_id, event.invocation_id, event.traceparent, event.baggage
+            ):
+                return await self._run_in_slot(handler, event)
+        finally:
+            leave_context(token)
 
     async def _run_in_slot(self, handler: Handler, event: ev.InvocationRequested) -> Any:
         """Run the handler once one of `max_concurrency` slots is free."""

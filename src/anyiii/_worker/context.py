@@ -1,0 +1,192 @@
+"""`anyiii.get_context()`: what the running handler is serving, from anywhere inside it.
+
+The worker sets a context variable around each handler run. Context variables follow the
+handler into everything it starts: child tasks (anyio copies the context when it spawns)
+and worker threads (`anyio.to_thread.run_sync` runs the function in a copy), so helpers
+deep inside a handler need no extra parameters. Outside a handler `get_context()` raises
+`NoInvocationContext`.
+
+The trace fields are the W3C `traceparent` and `baggage` the invocation arrived with;
+calls the handler makes carry the same trace on (a new span id under the same trace id,
+and the same baggage), so a request can be followed across workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from collections.abc import MutableMapping
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any, Final
+
+from msgspec import Raw
+
+from .._errors import AnyiiiError
+from .._protocol.frames import decode_value
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+__all__ = [
+    "Context",
+    "NoInvocationContext",
+    "TraceContext",
+    "enter_context",
+    "get_context",
+    "leave_context",
+    "outgoing_trace",
+]
+
+_TRACEPARENT: Final = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_INVALID_TRACE: Final = "0" * 32
+_INVALID_SPAN: Final = "0" * 16
+
+handler_logger = logging.getLogger("anyiii.handler")
+
+
+class NoInvocationContext(AnyiiiError, RuntimeError):
+    """`get_context()` was called outside a function handler."""
+
+
+class TraceContext:
+    """The W3C trace context of an invocation: `traceparent` and `baggage` as received.
+
+    `trace_id`, `span_id` and `sampled` are read from `traceparent`; they are None when it
+    is absent or malformed (a bad header never fails the invocation).
+    """
+
+    __slots__ = ("baggage", "sampled", "span_id", "trace_id", "traceparent")
+
+    def __init__(self, traceparent: str | None, baggage: str | None) -> None:
+        self.traceparent = traceparent
+        self.baggage = baggage
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.sampled: bool | None = None
+        match = _TRACEPARENT.match(traceparent.strip().lower()) if traceparent else None
+        if match is not None:
+            version, trace_id, span_id, flags = match.groups()
+            if version != "ff" and trace_id != _INVALID_TRACE and span_id != _INVALID_SPAN:
+                self.trace_id, self.span_id = trace_id, span_id
+                self.sampled = bool(int(flags, 16) & 1)
+
+    def child_traceparent(self) -> str | None:
+        """A traceparent for a call made under this context: same trace, a new span id."""
+        if self.trace_id is None:
+            return None
+        flags = "01" if self.sampled else "00"
+        return f"00-{self.trace_id}-{secrets.token_hex(8)}-{flags}"
+
+    def __repr__(self) -> str:
+        return f"TraceContext(traceparent={self.traceparent!r}, baggage={self.baggage!r})"
+
+
+class _InvocationLogger(logging.LoggerAdapter[logging.Logger]):
+    """Adds the invocation's ids to every record, keeping any `extra` the caller passes."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+class Context:
+    """What a handler is serving: see `anyiii.get_context()`.
+
+    `function_id`, `invocation_id` (None for a fire-and-forget call), `metadata` (the
+    caller's or the trigger's, decoded), `trace` (a `TraceContext`), `worker` (the
+    `anyiii.Worker` running the handler) and `logger` (a `logging` logger adapter whose
+    records carry `function_id`, `invocation_id`, `trace_id` and `span_id` attributes).
+    """
+
+    __slots__ = (
+        "_logger",
+        "_metadata",
+        "_raw_metadata",
+        "function_id",
+        "invocation_id",
+        "trace",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        worker: Worker,
+        function_id: str,
+        invocation_id: str | None,
+        metadata: Raw | None,
+        trace: TraceContext,
+    ) -> None:
+        self.worker = worker
+        self.function_id = function_id
+        self.invocation_id = invocation_id
+        self.trace = trace
+        self._raw_metadata = metadata
+        self._metadata: Any = _UNDECODED
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def metadata(self) -> Any:
+        """The invocation's metadata as plain Python values (None when there was none)."""
+        if self._metadata is _UNDECODED:
+            raw = self._raw_metadata
+            self._metadata = decode_value(raw) if raw is not None else None
+        return self._metadata
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger (`anyiii.handler`) whose records carry this invocation's ids."""
+        if self._logger is None:
+            self._logger = _InvocationLogger(
+                handler_logger,
+                {
+                    "function_id": self.function_id,
+                    "invocation_id": self.invocation_id,
+                    "trace_id": self.trace.trace_id,
+                    "span_id": self.trace.span_id,
+                },
+            )
+        return self._logger
+
+    def __repr__(self) -> str:
+        return f"Context(function_id={self.function_id!r}, invocation_id={self.invocation_id!r})"
+
+
+_UNDECODED: Final = object()
+
+_current: ContextVar[Context | None] = ContextVar("anyiii_invocation", default=None)
+
+
+def get_context() -> Context:
+    """The context of the handler this code runs in (also in its tasks and threads).
+
+    Raises `NoInvocationContext` outside a handler.
+    """
+    context = _current.get()
+    if context is None:
+        raise NoInvocationContext(
+            "get_context() is only available while a function handler runs "
+            "(in the handler, or in tasks and threads it started)"
+        )
+    return context
+
+
+def enter_context(context: Context) -> Token[Context | None]:
+    """Make `context` current for the handler about to run."""
+    return _current.set(context)
+
+
+def leave_context(token: Token[Context | None]) -> None:
+    """Undo `enter_context`."""
+    _current.reset(token)
+
+
+def outgoing_trace() -> tuple[str | None, str | None]:
+    """The traceparent and baggage a call made here should carry (None, None outside a
+    handler, or when the inbound invocation had no valid trace)."""
+    context = _current.get()
+    if context is None:
+        return None, None
+    return context.trace.child_traceparent(), context.trace.baggage
