@@ -33,6 +33,15 @@ from ._worker.context import get_context as get_context
 from ._worker.discovery import FunctionInfo as FunctionInfo
 from ._worker.discovery import FunctionsSubscription as FunctionsSubscription
 from ._worker.state import ConnectionState as ConnectionState
+from ._worker.streams import IStream as IStream
+from ._worker.streams import StreamDeleteInput as StreamDeleteInput
+from ._worker.streams import StreamDeleteResult as StreamDeleteResult
+from ._worker.streams import StreamGetInput as StreamGetInput
+from ._worker.streams import StreamHandle as StreamHandle
+from ._worker.streams import StreamListGroupsInput as StreamListGroupsInput
+from ._worker.streams import StreamListInput as StreamListInput
+from ._worker.streams import StreamSetInput as StreamSetInput
+from ._worker.streams import StreamSetResult as StreamSetResult
 from ._worker.trigger_types import TriggerConfig as TriggerConfig
 from ._worker.trigger_types import TriggerHandler as TriggerHandler
 from ._worker.worker import FunctionHandle as FunctionHandle
@@ -45,6 +54,7 @@ from .blocking import BlockingWorker as BlockingWorker
 from .blocking import InitOptions as InitOptions
 from .blocking import ReconnectionConfig as ReconnectionConfig
 from .blocking import WorkerShutDown as WorkerShutDown
+from .blocking import create_stream as create_stream
 from .blocking import register_worker as register_worker
 
 __all__ = [
@@ -61,6 +71,7 @@ __all__ = [
     "FunctionInfo",
     "FunctionsSubscription",
     "InitOptions",
+    "IStream",
     "InvocationError",
     "LocalProtocolError",
     "NoInvocationContext",
@@ -68,6 +79,14 @@ __all__ = [
     "ReconnectConfig",
     "ReconnectionConfig",
     "RemoteProtocolError",
+    "StreamDeleteInput",
+    "StreamDeleteResult",
+    "StreamGetInput",
+    "StreamHandle",
+    "StreamListGroupsInput",
+    "StreamListInput",
+    "StreamSetInput",
+    "StreamSetResult",
     "TraceContext",
     "Trigger",
     "TriggerAction",
@@ -82,6 +101,7 @@ __all__ = [
     "__version__",
     "blocking",
     "connect",
+    "create_stream",
     "engine",
     "get_context",
     "register_worker",

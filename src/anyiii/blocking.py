@@ -34,6 +34,7 @@ from ._errors import AnyiiiError
 from ._worker.connect import DEFAULT_URL, ReconnectConfig, connect
 from ._worker.discovery import FunctionInfo
 from ._worker.state import ConnectionState
+from ._worker.streams import StreamHandle
 from ._worker.worker import FunctionHandle, Trigger, TriggerTypeHandle, Worker, WorkerLimits
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "TriggerRef",
     "TriggerTypeRef",
     "WorkerShutDown",
+    "create_stream",
     "register_worker",
 ]
 
@@ -384,6 +386,12 @@ class BlockingWorker:
         _, worker = self._check()
         self._call(worker.unregister_trigger_type, type_id)
 
+    def create_stream(self, name: str, impl: Any) -> StreamHandle:
+        """Serve the storage of stream `name` with `impl`; see `Worker.create_stream`."""
+        _, worker = self._check()
+        handle: StreamHandle = self._call(worker.create_stream, name, impl)
+        return handle
+
     def trigger(self, request: Any) -> Any:
         """Call a function and wait for its result (blocks this thread).
 
@@ -473,6 +481,12 @@ class BlockingWorker:
 
     def __repr__(self) -> str:
         return f"BlockingWorker({self._address!r}, {self.get_connection_state().value})"
+
+
+def create_stream(client: Worker | BlockingWorker, name: str, impl: Any) -> StreamHandle:
+    """`client.create_stream(name, impl)`, in the official SDK's free-function form
+    (`iii.helpers.create_stream(iii, name, stream)`)."""
+    return client.create_stream(name, impl)
 
 
 def register_worker(

@@ -52,6 +52,7 @@ from .context import Context, TraceContext, enter_context, leave_context, outgoi
 from .discovery import FUNCTIONS_AVAILABLE, FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import Handler, HandlerFunction, adapt_handler
 from .state import ConnectionState, StateBroadcaster, StateCallback, StateSubscription
+from .streams import StreamHandle, register_stream
 from .telemetry import Telemetry
 from .trigger_types import ActiveBinding, binding_config
 
@@ -472,6 +473,15 @@ class Worker:
             return
         with suppress(ConnectionClosed):  # if the link is going, its successor replays
             link.transport.send_nowait(produce(link.core))
+
+    def create_stream(self, name: str, impl: Any) -> StreamHandle:
+        """Serve the storage of stream `name` with `impl` (an `IStream`).
+
+        Registers `stream::get(<name>)`, `stream::set(<name>)`, `stream::delete(<name>)`,
+        `stream::list(<name>)` and `stream::list_groups(<name>)`, which the real engine
+        calls instead of its own store for that stream (spec §10.4).
+        """
+        return register_stream(self, name, impl)
 
     # --- calls -------------------------------------------------------------------------------
 
