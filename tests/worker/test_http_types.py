@@ -153,3 +153,17 @@ async def test_an_invalid_status_from_a_handler_is_an_error_not_a_hang() -> None
             response = await client.get("/invalid")
             assert response.status_code == 500
             assert "HTTP status" in response.json()["error"]["message"]
+
+
+def test_pydantic_models_from_official_sdk_code_are_encoded_with_a_readable_status() -> None:
+    """Handlers written for the official SDK return its pydantic `HttpResponse`; anyiii
+    encodes it by alias as that SDK does, but sends the status as `status_code`, the key
+    the real engine reads (spec §15.3), where the official SDK sends `statusCode`."""
+    from iii_helpers.http import HttpResponse
+
+    from anyiii._protocol.frames import decode_value, to_raw
+
+    encoded = decode_value(to_raw(HttpResponse(statusCode=201, body={"id": 1}, headers={})))
+    assert encoded == {"status_code": 201, "body": {"id": 1}, "headers": {}}
+    with pytest.raises(TypeError, match="cannot encode a object"):
+        to_raw(object())

@@ -301,7 +301,22 @@ class _Envelope(msgspec.Struct):
     function_id: object = None
 
 
+def _user_value(value: object) -> object:
+    """How to encode user values msgspec does not know: pydantic models (which code written
+    for the official SDK returns), dumped by alias as that SDK does. An http response model
+    dumped that way says `statusCode`, which the real engine ignores (spec §15.3), so a
+    top-level `statusCode` is sent as `status_code` instead."""
+    dump = getattr(value, "model_dump", None)
+    if not callable(dump):
+        raise TypeError(f"cannot encode a {type(value).__name__} as JSON")
+    dumped = dump(mode="json", by_alias=True)
+    if isinstance(dumped, dict) and "statusCode" in dumped and "status_code" not in dumped:
+        dumped["status_code"] = dumped.pop("statusCode")
+    return dumped
+
+
 _encoder: Final = msgspec.json.Encoder()
+_value_encoder: Final = msgspec.json.Encoder(enc_hook=_user_value)
 _decoder: Final = msgspec.json.Decoder(AnyFrame)
 _envelope_decoder: Final = msgspec.json.Decoder(_Envelope)
 _value_decoder: Final = msgspec.json.Decoder()
@@ -365,12 +380,12 @@ def to_raw(value: object) -> Raw:
         return NULL
     if isinstance(value, Raw):
         return value
-    return Raw(_encoder.encode(value))
+    return Raw(_value_encoder.encode(value))
 
 
 def encode_value(value: object) -> bytes:
     """Encode a user value (handler result, payload) to JSON bytes."""
-    return _encoder.encode(value)
+    return _value_encoder.encode(value)
 
 
 def decode_value(raw: Raw | bytes | str) -> object:

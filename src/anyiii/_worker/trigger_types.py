@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import anyio
 import msgspec
@@ -38,7 +38,10 @@ logger = logging.getLogger("anyiii.worker")
 TRIGGER_REGISTRATION_FAILED: Final = "trigger_registration_failed"
 
 
-class TriggerConfig(msgspec.Struct, frozen=True, kw_only=True):
+ConfigT = TypeVar("ConfigT")
+
+
+class TriggerConfig(msgspec.Struct, Generic[ConfigT], frozen=True, kw_only=True):
     """One binding of a trigger type this worker provides, as its handler sees it.
 
     `config` and `metadata` are the binder's JSON values. To fire the binding, call
@@ -50,27 +53,28 @@ class TriggerConfig(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     trigger_type: str
     function_id: str
-    config: Any = None
+    config: ConfigT | None = None
     metadata: Any = None
     namespace: str | None = None
 
 
-class TriggerHandler(ABC):
+class TriggerHandler(ABC, Generic[ConfigT]):
     """What a trigger type's provider implements. Both methods may be async or plain.
 
-    Subclassing is optional: any object with these two methods works.
+    Subclassing is optional: any object with these two methods works. Generic over the
+    binding config's type, as in the official SDK (`TriggerHandler[MyConfig]`).
     """
 
     @abstractmethod
-    async def register_trigger(self, config: TriggerConfig) -> None:
+    async def register_trigger(self, config: TriggerConfig[ConfigT]) -> None:
         """Start firing this binding; raise to refuse it (the message reaches the binder)."""
 
     @abstractmethod
-    async def unregister_trigger(self, config: TriggerConfig) -> None:
+    async def unregister_trigger(self, config: TriggerConfig[ConfigT]) -> None:
         """Stop firing this binding."""
 
 
-def binding_config(frame: RegisterTrigger) -> TriggerConfig:
+def binding_config(frame: RegisterTrigger) -> TriggerConfig[Any]:
     """The handler's view of a binding the engine forwarded."""
     return TriggerConfig(
         id=frame.id,
@@ -87,7 +91,7 @@ def _value(field: msgspec.Raw | msgspec.UnsetType) -> Any:
     return None if raw is None else decode_value(raw)
 
 
-async def call_handler(method: Any, config: TriggerConfig) -> None:
+async def call_handler(method: Any, config: TriggerConfig[Any]) -> None:
     """Call a handler method that may be async or plain."""
     outcome = method(config)
     if inspect.isawaitable(outcome):
@@ -102,7 +106,7 @@ class ActiveBinding:
 
     __slots__ = ("accepted", "config", "handler", "settled")
 
-    def __init__(self, config: TriggerConfig, handler: Any) -> None:
+    def __init__(self, config: TriggerConfig[Any], handler: Any) -> None:
         self.config = config
         self.handler = handler
         self.accepted = False
