@@ -8,15 +8,7 @@ waiting for a log line is event driven, bounded by the test's `fail_after`.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,96 +16,7 @@ import anyio.abc
 import httpx
 import pytest
 from engine_peers import decode, raw_client, raw_worker
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-ENGINE_BACKENDS = ["asyncio", "trio"]
-
-
-@dataclass(eq=False)
-class EngineProcess:
-    process: anyio.abc.Process
-    stdout_line: str = ""
-    stderr: str = ""
-    url: str = ""
-    http_url: str = ""
-    _changed: anyio.Event = field(default_factory=anyio.Event)
-    _stderr_done: bool = False
-
-    async def _pump_stderr(self) -> None:
-        assert self.process.stderr is not None
-        try:
-            async for chunk in self.process.stderr:
-                self.stderr += chunk.decode(errors="replace")
-                self._changed.set()
-        finally:
-            self._stderr_done = True
-            self._changed.set()
-
-    async def wait_for_log(self, pattern: str) -> re.Match[str]:
-        """Wait until stderr has a line matching `pattern`; return the match."""
-        while True:
-            found = re.search(pattern, self.stderr, re.MULTILINE)
-            if found is not None:
-                return found
-            assert not self._stderr_done, f"no {pattern!r} in stderr:\n{self.stderr}"
-            if self._changed.is_set():
-                self._changed = anyio.Event()
-            await self._changed.wait()
-
-    async def read_first_line(self) -> str:
-        assert self.process.stdout is not None
-        data = b""
-        while b"\n" not in data:
-            try:
-                data += await self.process.stdout.receive()
-            except anyio.EndOfStream:
-                raise AssertionError(
-                    f"the engine printed no line; stdout {data!r}, stderr:\n{self.stderr}"
-                ) from None
-        return data.split(b"\n", 1)[0].decode()
-
-    async def stop(self, signum: int) -> int:
-        """Send `signum`; return the exit code, which must come within a few seconds."""
-        self.process.send_signal(signum)
-        with anyio.fail_after(10):
-            return await self.process.wait()
-
-
-def _command(backend: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "anyiii", "engine", "--backend", backend, *args]
-
-
-def _env() -> dict[str, str]:
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": str(SRC) + (os.pathsep + path if path else "")}
-
-
-@asynccontextmanager
-async def engine_process(backend: str, *args: str) -> AsyncIterator[EngineProcess]:
-    """Start the engine CLI on free ports; yield once it printed its addresses."""
-    command = _command(backend, "--port", "0", "--http-port", "0", *args)
-    process = await anyio.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()
-    )
-    async with process, anyio.create_task_group() as tg:
-        engine = EngineProcess(process)
-        tg.start_soon(engine._pump_stderr)
-        try:
-            engine.stdout_line = await engine.read_first_line()
-            ws = re.search(r"\bws://127\.0\.0\.1:(\d+)\b", engine.stdout_line)
-            http = re.search(r"\bhttp://127\.0\.0\.1:(\d+)\b", engine.stdout_line)
-            assert ws is not None, engine.stdout_line
-            assert http is not None, engine.stdout_line
-            assert int(ws.group(1)) > 0
-            assert int(http.group(1)) > 0
-            engine.url, engine.http_url = ws.group(0), http.group(0)
-            yield engine
-        finally:
-            if process.returncode is None:
-                process.kill()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await process.wait()
-            tg.cancel_scope.cancel()
+from engine_process import ENGINE_BACKENDS, engine_command, engine_env, engine_process
 
 
 @pytest.mark.parametrize("backend", ENGINE_BACKENDS)
@@ -186,8 +89,8 @@ async def test_occupied_port_exits_1_with_a_message(backend: str) -> None:
         ) as listener:
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             result = await anyio.run_process(
-                _command(backend, "--port", str(port), "--http-port", "0"),
-                env=_env(),
+                engine_command(backend, "--port", str(port), "--http-port", "0"),
+                env=engine_env(),
                 check=False,
             )
         assert result.returncode == 1
