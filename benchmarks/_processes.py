@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["engine_url", "first_line", "process", "script_env"]
+__all__ = ["cpu_seconds", "engine_process", "engine_url", "first_line", "process", "script_env"]
 
 
 def script_env() -> dict[str, str]:
@@ -48,9 +48,23 @@ def first_line(child: subprocess.Popen[str], what: str) -> str:
 
 
 @contextmanager
-def engine_url(backend: str = "asyncio") -> Iterator[str]:
-    """Run `anyiii engine` on free ports in a subprocess; yields its worker URL."""
+def engine_process(backend: str = "asyncio") -> Iterator[tuple[str, int]]:
+    """Run `anyiii engine` on free ports in a subprocess; yields its worker URL and pid."""
     argv = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
     with process(*argv, "--backend", backend, "--log-level", "warning") as engine:
         # The first line reads "anyiii engine: workers ws://... http http://...".
-        yield first_line(engine, "the engine").split()[3]
+        yield first_line(engine, "the engine").split()[3], engine.pid
+
+
+@contextmanager
+def engine_url(backend: str = "asyncio") -> Iterator[str]:
+    """Run `anyiii engine` on free ports in a subprocess; yields its worker URL."""
+    with engine_process(backend) as (url, _):
+        yield url
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

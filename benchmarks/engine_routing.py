@@ -17,14 +17,14 @@ import argparse
 import statistics
 import time
 
-from _processes import engine_url
+from _processes import engine_process
 from roundtrip import measure as measure_pair
 
 
 def measure(backend: str, sequential: int, calls: int) -> dict[str, float]:
     """One official callee/caller pair through an engine running on `backend`."""
-    with engine_url(backend) as url:
-        return measure_pair(url, "official iii-sdk", sequential, calls)
+    with engine_process(backend) as (url, pid):
+        return measure_pair(url, pid, "official iii-sdk", sequential, calls)
 
 
 def main() -> None:

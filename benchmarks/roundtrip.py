@@ -19,7 +19,7 @@ import statistics
 import sys
 import textwrap
 
-from _processes import engine_url, first_line, process
+from _processes import cpu_seconds, engine_process, first_line, process
 
 _MEASURE = """
 async def measure(call, sequential, total):
@@ -34,16 +34,25 @@ async def measure(call, sequential, total):
         latencies.append(time.perf_counter() - t)
     seq_rate = sequential / (time.perf_counter() - started)
     rates = {}
+    calls = 200 + sequential
     for in_flight in (10, 100):
         each = total // in_flight
+        if in_flight == 100:
+            print("c100", flush=True)  # the harness samples the callee's and engine's CPU
+        cpu = time.process_time()
         started = time.perf_counter()
         await gather(*(loop(call, each) for _ in range(in_flight)))
         rates[in_flight] = each * in_flight / (time.perf_counter() - started)
+        cpu_per_call = (time.process_time() - cpu) / (each * in_flight) * 1e6
+        calls += each * in_flight
+        if in_flight == 100:
+            print("c100 done", flush=True)
     latencies.sort()
     return {
         "p50_us": latencies[len(latencies) // 2] * 1e6,
         "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
         "rate_1": seq_rate, "rate_10": rates[10], "rate_100": rates[100],
+        "caller_cpu_us_100": cpu_per_call, "calls": calls, "calls_100": each * 100,
     }
 
 async def loop(call, count):
@@ -72,7 +81,7 @@ OFFICIAL_CALLEE = textwrap.dedent(
     sys.stdin.readline()
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
-            print(line.split()[1], flush=True)
+            print(line.split()[1], time.process_time(), flush=True)
     """
 )
 
@@ -109,7 +118,7 @@ OFFICIAL_CALLER = _MEASURE + textwrap.dedent(
 
 ANYIII_CALLEE = textwrap.dedent(
     """
-    import sys
+    import sys, time
     import anyio
     import anyiii
 
@@ -124,7 +133,7 @@ ANYIII_CALLEE = textwrap.dedent(
             await anyio.to_thread.run_sync(sys.stdin.readline)
         for line in open("/proc/self/status"):
             if line.startswith("VmRSS:"):
-                print(line.split()[1], flush=True)
+                print(line.split()[1], time.process_time(), flush=True)
 
     anyio.run(main, backend=sys.argv[2])
     """
@@ -170,8 +179,12 @@ SDKS = {
 }
 
 
-def measure(url: str, sdk: str, sequential: int, total: int) -> dict[str, float]:
-    """Run one callee/caller pair of `sdk` against the engine at `url`."""
+def measure(url: str, engine_pid: int, sdk: str, sequential: int, total: int) -> dict[str, float]:
+    """Run one callee/caller pair of `sdk` against the engine at `url`.
+
+    Besides rates and memory, it reports CPU time per call during the 100-in-flight phase,
+    for the caller, the callee and the engine (whose share is the same work for every SDK).
+    """
     callee_src, caller_src, extra = SDKS[sdk]
     backend = extra[0] if extra else ""
     callee_args = [sys.executable, "-c", callee_src, url, *([backend] if backend else [])]
@@ -180,11 +193,20 @@ def measure(url: str, sdk: str, sequential: int, total: int) -> dict[str, float]
             sys.exit(f"the {sdk} callee did not start")
         caller_args = [sys.executable, "-c", caller_src, url, str(sequential), str(total)]
         with process(*caller_args, *extra) as caller:
+            if first_line(caller, f"the {sdk} caller") != "c100":
+                sys.exit(f"the {sdk} caller did not reach the 100-in-flight phase")
+            before = cpu_seconds(engine_pid), cpu_seconds(callee.pid)
+            if first_line(caller, f"the {sdk} caller") != "c100 done":
+                sys.exit(f"the {sdk} caller did not finish the 100-in-flight phase")
+            after = cpu_seconds(engine_pid), cpu_seconds(callee.pid)
             result: dict[str, float] = json.loads(first_line(caller, f"the {sdk} caller"))
+        calls = result["calls_100"]
+        result["engine_cpu_us"] = (after[0] - before[0]) / calls * 1e6
+        result["callee_cpu_us"] = (after[1] - before[1]) / calls * 1e6
         assert callee.stdin is not None
         callee.stdin.write("\n")
         callee.stdin.flush()
-        result["callee_rss_kib"] = float(first_line(callee, f"the {sdk} callee"))
+        result["callee_rss_kib"] = float(first_line(callee, f"the {sdk} callee").split()[0])
     return result
 
 
@@ -198,16 +220,18 @@ def main() -> None:
     if args.quick:
         args.rounds, args.calls, args.sequential = 1, 1_000, 200
     runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in SDKS}
-    with engine_url() as url:
+    with engine_process() as (url, engine_pid):
         order = list(SDKS)
         for round_number in range(args.rounds):
             for sdk in order[round_number % 3 :] + order[: round_number % 3]:
-                result = measure(url, sdk, args.sequential, args.calls)
+                result = measure(url, engine_pid, sdk, args.sequential, args.calls)
                 runs[sdk].append(result)
                 print(
                     f"round {round_number + 1} {sdk:16}: p50 {result['p50_us']:6.0f} µs "
                     f"p99 {result['p99_us']:6.0f} µs  1: {result['rate_1']:6.0f}/s  "
-                    f"10: {result['rate_10']:6.0f}/s  100: {result['rate_100']:6.0f}/s",
+                    f"10: {result['rate_10']:6.0f}/s  100: {result['rate_100']:6.0f}/s  "
+                    f"CPU µs/call caller {result['caller_cpu_us_100']:4.0f} "
+                    f"callee {result['callee_cpu_us']:4.0f} engine {result['engine_cpu_us']:4.0f}",
                     flush=True,
                 )
     print()
@@ -225,6 +249,15 @@ def main() -> None:
             f"| {sdk} | {med('p50_us'):,.0f} | {med('p99_us'):,.0f} | {med('rate_1'):,.0f} "
             f"| {med('rate_10'):,.0f} | {med('rate_100'):,.0f} "
             f"| {med('rss_kib') / 1024:.1f} | {med('callee_rss_kib') / 1024:.1f} |"
+        )
+    print()
+    print("| SDK | caller CPU µs/call at 100 in flight | callee CPU µs/call | engine CPU µs/call |")
+    print("|---|---:|---:|---:|")
+    for sdk, results in runs.items():
+        print(
+            f"| {sdk} | {statistics.median(r['caller_cpu_us_100'] for r in results):.0f} "
+            f"| {statistics.median(r['callee_cpu_us'] for r in results):.0f} "
+            f"| {statistics.median(r['engine_cpu_us'] for r in results):.0f} |"
         )
     official = runs["official iii-sdk"]
     for sdk in ("anyiii asyncio", "anyiii trio"):

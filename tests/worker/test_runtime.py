@@ -320,3 +320,35 @@ async def test_many_concurrent_calls_leave_nothing_behind() -> None:
                 assert sorted(results) == list(range(1, 10_001))  # type: ignore[type-var]
                 assert caller.statistics().pending_calls == 0
                 assert callee.statistics().running_invocations == 0
+
+
+async def test_metadata_reaches_positional_and_keyword_only_parameters() -> None:
+    """`h(data, metadata)` and the official SDK's `h(data, *, metadata=None)` both get it;
+    `h(data)` does not."""
+
+    async def positional(data: object, metadata: object) -> object:
+        return metadata
+
+    def keyword(data: object, *, metadata: object = "unset") -> object:
+        return metadata
+
+    async def neither(data: object, *, other: object = "kept") -> object:
+        return other
+
+    with anyio.fail_after(20):
+        async with anyiii.engine.run(http_port=None) as engine, anyiii.connect(engine.url) as w:
+            w.register_function("meta::positional", positional)
+            w.register_function("meta::keyword", keyword)
+            w.register_function("meta::neither", neither)
+            for function_id in ("meta::positional", "meta::keyword"):
+                result = await w.trigger_async(
+                    {"function_id": function_id, "payload": {}, "metadata": {"m": 1}}
+                )
+                assert result == {"m": 1}
+                assert await call(w, function_id) is None
+            assert (
+                await w.trigger_async(
+                    {"function_id": "meta::neither", "payload": {}, "metadata": {"m": 1}}
+                )
+                == "kept"
+            )

@@ -1,6 +1,7 @@
 """Turning a user's function into something the worker can run for an invocation.
 
-A handler may be `async def h(data)` or `async def h(data, metadata)`, or a plain `def`,
+A handler may be `async def h(data)` or `async def h(data, metadata)` (or, as the official
+SDK also allows, `async def h(data, *, metadata=None)`), or a plain `def`,
 which runs in a worker thread under a capacity limiter so it cannot block the event loop.
 When the payload parameter is annotated with a msgspec Struct, a dataclass or another
 msgspec-understood type, the payload is converted to it (unknown keys such as the engine's
@@ -40,6 +41,7 @@ class Handler:
     function: HandlerFunction
     payload_type: Any
     wants_metadata: bool
+    metadata_keyword: bool
     is_async: bool
     request_format: dict[str, Any] | None
     response_format: dict[str, Any] | None
@@ -48,12 +50,15 @@ class Handler:
         """Decode the payload as the function asks, call it, and return what it returned."""
         payload = _decode_payload(data, self.payload_type)
         args: tuple[Any, ...] = (payload,)
+        kwargs: dict[str, Any] = {}
         if self.wants_metadata:
             args += (decode_value(metadata) if metadata is not None else None,)
+        elif self.metadata_keyword:
+            kwargs["metadata"] = decode_value(metadata) if metadata is not None else None
         if self.is_async:
-            return await self.function(*args)
+            return await self.function(*args, **kwargs)
         return await anyio.to_thread.run_sync(
-            functools.partial(self.function, *args), limiter=limiter
+            functools.partial(self.function, *args, **kwargs), limiter=limiter
         )
 
 
@@ -105,6 +110,9 @@ def adapt_handler(function: HandlerFunction) -> Handler:
         function=function,
         payload_type=payload_type,
         wants_metadata=len(positional) >= 2 or varargs,
+        metadata_keyword=any(
+            p.kind is p.KEYWORD_ONLY and p.name == "metadata" for p in signature.parameters.values()
+        ),
         is_async=is_async,
         request_format=_schema(payload_type),
         response_format=_schema(returns),
