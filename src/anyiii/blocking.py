@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -39,11 +39,9 @@ from ._worker.worker import FunctionHandle, Trigger, TriggerTypeHandle, Worker, 
 
 __all__ = [
     "BlockingWorker",
-    "FunctionRef",
     "InitOptions",
     "ReconnectionConfig",
-    "TriggerRef",
-    "TriggerTypeRef",
+    "Ref",
     "WorkerShutDown",
     "create_stream",
     "register_worker",
@@ -114,54 +112,27 @@ class WorkerShutDown(AnyiiiError, RuntimeError):
     """The client was shut down; it cannot be used any more."""
 
 
-class FunctionRef:
-    """A registered function: `.id`, and `.unregister()` to remove it."""
+HandleT = TypeVar("HandleT", FunctionHandle, Trigger, TriggerTypeHandle, StreamHandle)
 
-    def __init__(self, client: BlockingWorker, handle: FunctionHandle) -> None:
+
+class Ref(Generic[HandleT]):
+    """A registration made through the blocking client: a function, a trigger binding, a
+    provided trigger type or a stream. `.unregister()` removes it (blocking); every other
+    attribute (`id`, `trigger_type`, `function_id`, ...) is the native handle's."""
+
+    def __init__(self, client: BlockingWorker, handle: HandleT) -> None:
         self._client = client
-        self._handle = handle
-        self.id = handle.id
+        self.handle: HandleT = handle
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
 
     def unregister(self) -> None:
-        """Stop serving the function."""
-        self._client._call(self._handle.unregister)
+        """Remove the registration, on this connection and every later one."""
+        self._client._call(self.handle.unregister)
 
     def __repr__(self) -> str:
-        return f"FunctionRef({self.id!r})"
-
-
-class TriggerRef:
-    """A trigger binding: `.id`, and `.unregister()` to remove it."""
-
-    def __init__(self, client: BlockingWorker, trigger: Trigger) -> None:
-        self._client = client
-        self._trigger = trigger
-        self.id = trigger.id
-        self.trigger_type = trigger.trigger_type
-        self.function_id = trigger.function_id
-
-    def unregister(self) -> None:
-        """Remove the binding."""
-        self._client._call(self._trigger.unregister)
-
-    def __repr__(self) -> str:
-        return f"TriggerRef({self.trigger_type!r} → {self.function_id!r})"
-
-
-class TriggerTypeRef:
-    """A provided trigger type: `.id`, and `.unregister()` to stop providing it."""
-
-    def __init__(self, client: BlockingWorker, handle: TriggerTypeHandle) -> None:
-        self._client = client
-        self._handle = handle
-        self.id = handle.id
-
-    def unregister(self) -> None:
-        """Stop providing the type."""
-        self._client._call(self._handle.unregister)
-
-    def __repr__(self) -> str:
-        return f"TriggerTypeRef({self.id!r})"
+        return f"Ref({self.handle!r})"
 
 
 def _reconnect(value: Any) -> ReconnectConfig | bool:
@@ -302,7 +273,7 @@ class BlockingWorker:
         metadata: Any = None,
         request_format: Any = None,
         response_format: Any = None,
-    ) -> FunctionRef:
+    ) -> Ref[FunctionHandle]:
         """Serve `function_id` with `handler` (async, or plain: run in a thread)."""
         _, worker = self._check()
 
@@ -316,7 +287,7 @@ class BlockingWorker:
                 response_format=response_format,
             )
 
-        return FunctionRef(self, self._call(register))
+        return Ref(self, self._call(register))
 
     def register_trigger(
         self,
@@ -325,7 +296,7 @@ class BlockingWorker:
         config: Any = None,
         *,
         metadata: Any = None,
-    ) -> TriggerRef:
+    ) -> Ref[Trigger]:
         """Bind a trigger: `register_trigger({"type", "function_id", "config", "metadata"})`
         as in SDK 0.25, or `register_trigger(type, function_id, config)` as in the seed."""
         if isinstance(trigger, Mapping):
@@ -345,7 +316,7 @@ class BlockingWorker:
             )
 
         bound = self._call(register)
-        return TriggerRef(self, bound)
+        return Ref(self, bound)
 
     def register_trigger_type(
         self,
@@ -355,7 +326,7 @@ class BlockingWorker:
         description: str = "",
         trigger_request_format: Any = None,
         call_request_format: Any = None,
-    ) -> TriggerTypeRef:
+    ) -> Ref[TriggerTypeHandle]:
         """Provide a trigger type: `({"id", "description", ...}, handler)` as in SDK 0.25,
         or `(id, handler, description=...)`. See `anyiii.TriggerHandler`."""
         if isinstance(trigger_type, Mapping):
@@ -378,7 +349,7 @@ class BlockingWorker:
                 call_request_format=call_request_format,
             )
 
-        return TriggerTypeRef(self, self._call(register))
+        return Ref(self, self._call(register))
 
     def unregister_trigger_type(self, trigger_type: str | Mapping[str, Any]) -> None:
         """Stop providing a trigger type (given by id, or as the dict it was registered with)."""
@@ -386,11 +357,10 @@ class BlockingWorker:
         _, worker = self._check()
         self._call(worker.unregister_trigger_type, type_id)
 
-    def create_stream(self, name: str, impl: Any) -> StreamHandle:
+    def create_stream(self, name: str, impl: Any) -> Ref[StreamHandle]:
         """Serve the storage of stream `name` with `impl`; see `Worker.create_stream`."""
         _, worker = self._check()
-        handle: StreamHandle = self._call(worker.create_stream, name, impl)
-        return handle
+        return Ref(self, self._call(worker.create_stream, name, impl))
 
     def trigger(self, request: Any) -> Any:
         """Call a function and wait for its result (blocks this thread).
@@ -483,7 +453,9 @@ class BlockingWorker:
         return f"BlockingWorker({self._address!r}, {self.get_connection_state().value})"
 
 
-def create_stream(client: Worker | BlockingWorker, name: str, impl: Any) -> StreamHandle:
+def create_stream(
+    client: Worker | BlockingWorker, name: str, impl: Any
+) -> StreamHandle | Ref[StreamHandle]:
     """`client.create_stream(name, impl)`, in the official SDK's free-function form
     (`iii.helpers.create_stream(iii, name, stream)`)."""
     return client.create_stream(name, impl)

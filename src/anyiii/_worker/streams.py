@@ -38,29 +38,27 @@ TData = TypeVar("TData")
 OPERATIONS = ("get", "set", "delete", "list", "list_groups")
 
 
-class StreamGetInput(msgspec.Struct, frozen=True, kw_only=True):
-    """`stream::get` input: one item."""
+class _ItemAddress(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one item lives: stream, group, item."""
 
     stream_name: str
     group_id: str
     item_id: str
 
 
-class StreamSetInput(msgspec.Struct, frozen=True, kw_only=True):
-    """`stream::set` input: one item and its new value."""
+class StreamGetInput(_ItemAddress, frozen=True, kw_only=True):
+    """`stream::get` input: one item (`stream_name`, `group_id`, `item_id`)."""
 
-    stream_name: str
-    group_id: str
-    item_id: str
+
+class StreamSetInput(_ItemAddress, frozen=True, kw_only=True):
+    """`stream::set` input: one item (`stream_name`, `group_id`, `item_id`) and its new
+    value, `data`."""
+
     data: Any
 
 
-class StreamDeleteInput(msgspec.Struct, frozen=True, kw_only=True):
-    """`stream::delete` input: one item."""
-
-    stream_name: str
-    group_id: str
-    item_id: str
+class StreamDeleteInput(_ItemAddress, frozen=True, kw_only=True):
+    """`stream::delete` input: one item (`stream_name`, `group_id`, `item_id`)."""
 
 
 class StreamListInput(msgspec.Struct, frozen=True, kw_only=True):
