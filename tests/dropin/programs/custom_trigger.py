@@ -5,6 +5,7 @@
 One worker provides the trigger type `dropin::webhook`; another binds its function to
 it; the provider fires the binding. Prints one JSON line per observation.
 """
+
 from __future__ import annotations
 
 import json

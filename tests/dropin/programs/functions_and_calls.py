@@ -5,6 +5,7 @@
 Prints one JSON line per observation. anyiii's drop-in test runs it as is and with its
 `from iii ...` imports switched to `from anyiii ...`, and compares the lines.
 """
+
 from __future__ import annotations
 
 import json

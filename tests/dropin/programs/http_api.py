@@ -5,6 +5,7 @@
 Serves routes through the engine's `http` trigger and requests them over real HTTP.
 Prints one JSON line per observation (see functions_and_calls.py).
 """
+
 from __future__ import annotations
 
 import json
