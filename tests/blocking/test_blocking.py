@@ -324,3 +324,51 @@ async def test_bad_options_are_clear_errors(facade_backend: str) -> None:
                     f"ws://127.0.0.1:{port}", options(facade_backend, open_timeout=1.0)
                 )
             )
+
+
+async def test_context_streams_and_the_otel_option_through_the_facade(facade_backend: str) -> None:
+    class Store:
+        def __init__(self) -> None:
+            self.items: dict[str, Any] = {}
+
+        async def get(self, input: anyiii.StreamGetInput) -> Any:
+            return self.items.get(input.item_id)
+
+        async def set(self, input: anyiii.StreamSetInput) -> anyiii.StreamSetResult[Any]:
+            old, self.items[input.item_id] = self.items.get(input.item_id), input.data
+            return anyiii.StreamSetResult(old_value=old, new_value=input.data)
+
+        async def delete(self, input: anyiii.StreamDeleteInput) -> anyiii.StreamDeleteResult:
+            return anyiii.StreamDeleteResult(old_value=self.items.pop(input.item_id, None))
+
+        async def list(self, input: anyiii.StreamListInput) -> list[Any]:
+            return [*self.items.values()]
+
+        async def list_groups(self, input: anyiii.StreamListGroupsInput) -> list[str]:
+            return ["g"] if self.items else []
+
+    async with engine() as running:
+
+        def scenario() -> None:
+            otel = options(facade_backend, otel={"enabled": False})
+            with anyiii.register_worker(running.url, otel) as client:
+
+                async def who(data: Any) -> Any:
+                    context = anyiii.get_context()
+                    return [context.function_id, context.metadata, context.worker.name]
+
+                client.register_function("ctx::who", who)
+                stream = client.create_stream("kv", Store())
+                assert stream.function_ids[0] == "stream::get(kv)"
+                settle(client)
+                answer = client.trigger({"function_id": "ctx::who", "payload": {}, "metadata": 7})
+                assert answer[:2] == ["ctx::who", 7]
+                item = {"stream_name": "kv", "group_id": "g", "item_id": "a"}
+                client.trigger({"function_id": "stream::set(kv)", "payload": {**item, "data": 1}})
+                assert client.trigger({"function_id": "stream::get(kv)", "payload": item}) == 1
+                stream.unregister()
+                settle(client)
+                with pytest.raises(anyiii.InvocationError):
+                    client.trigger({"function_id": "stream::get(kv)", "payload": item})
+
+        await in_thread(scenario)
