@@ -127,6 +127,9 @@ async def _trio_worker(url: str, side: _TrioSide) -> None:
         async def greet(data: dict[str, Any]) -> dict[str, Any]:
             return {"greeting": f"hello, {data['name']}", "served_on": _backend()}
 
+        # Frames of one connection are handled in order: once this call returns, the
+        # engine has the function, whatever the other worker asks it next.
+        await worker.trigger_async({"function_id": "engine::functions::list", "payload": {}})
         side.worker = worker
         side.stop = anyio.Event()
         side.token = anyio.lowlevel.current_token()

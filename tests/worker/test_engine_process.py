@@ -12,6 +12,7 @@ import signal
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from engine_process import engine_process
@@ -177,6 +178,10 @@ async def test_a_caller_timeout_across_the_engine_drops_the_late_answer() -> Non
             assert caught.value.code == "TIMEOUT"
             assert caller.statistics().pending_calls == 0
             release.set()
+            # The handler answers (synchronously, as it returns) before its invocation stops
+            # counting as running; no event marks that moment, so look at the counter.
+            while callee.statistics().running_invocations:
+                await anyio.lowlevel.checkpoint()
             await applied(callee)  # its answer reached the engine and was routed on
             await applied(caller)  # ... and arrived here before this round trip's answer
             assert caller.statistics().late_results == 1
