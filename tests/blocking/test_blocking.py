@@ -372,3 +372,46 @@ async def test_context_streams_and_the_otel_option_through_the_facade(facade_bac
                     client.trigger({"function_id": "stream::get(kv)", "payload": item})
 
         await in_thread(scenario)
+
+
+SCRIPT = """
+import sys
+import anyiii
+
+client = anyiii.register_worker(sys.argv[1], anyiii.InitOptions(backend=sys.argv[2]))
+client.register_function("s::ok", lambda data: "ok")
+print("ready", flush=True)
+if sys.argv[3] == "serve":
+    client.serve_forever()
+else:
+    print("exiting without shutdown", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ending", ["ctrl-c", "forgotten"])
+async def test_a_script_ends_cleanly_on_ctrl_c_or_without_shutdown(
+    facade_backend: str, ending: str
+) -> None:
+    """Ctrl-C during `serve_forever()` shuts the client down and ends the process; a script
+    that never calls `shutdown()` still exits (the thread is a daemon, shut down at exit)."""
+    import signal
+    import subprocess
+    import sys
+
+    async with engine() as running:
+        mode = "serve" if ending == "ctrl-c" else "exit"
+        argv = [sys.executable, "-c", SCRIPT, running.url, facade_backend, mode]
+        with anyio.fail_after(30):
+            async with await anyio.open_process(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            ) as process:
+                assert process.stdout is not None
+                first = await process.stdout.receive()
+                assert first.startswith(b"ready")
+                if ending == "ctrl-c":
+                    process.send_signal(signal.SIGINT)
+                code = await process.wait()
+        if ending == "ctrl-c":
+            assert code in (130, -signal.SIGINT), code
+        else:
+            assert code == 0
