@@ -745,7 +745,8 @@ class Worker:
         scope = anyio.CancelScope()
         if invocation_id is not None:
             link.invocations[invocation_id] = scope
-        link.tasks.start_soon(self._run_invocation, link, event, handler, scope)
+        # An explicit name spares anyio from deriving one for every invocation.
+        link.tasks.start_soon(self._run_invocation, link, event, handler, scope, name="invocation")
 
     async def _run_invocation(
         self, link: _Link, event: ev.InvocationRequested, handler: Handler, scope: anyio.CancelScope
