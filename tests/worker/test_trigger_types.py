@@ -7,6 +7,8 @@ to the provider's type, on asyncio and trio.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -16,6 +18,27 @@ from test_runtime import FAST_RECONNECT, stoppable_engine
 
 import anyiii
 from anyiii.engine import EngineSettings
+
+
+@asynccontextmanager
+async def provider_and_binder() -> AsyncIterator[tuple[anyiii.Worker, anyiii.Worker]]:
+    """An engine with two workers: one to provide trigger types, one to bind to them."""
+    async with (
+        anyiii.engine.run(http_port=None) as engine,
+        anyiii.connect(engine.url) as provider,
+        anyiii.connect(engine.url) as binder,
+    ):
+        yield provider, binder
+
+
+async def durable_binding(
+    worker: anyiii.Worker, trigger_type: str, function_id: str, config: Any = None
+) -> Any:
+    """Bind through `engine::register_trigger`, which answers with the provider's decision."""
+    payload = {"trigger_type": trigger_type, "function_id": function_id, "config": config}
+    return await worker.trigger_async(
+        {"function_id": "engine::register_trigger", "payload": payload}
+    )
 
 
 async def round_trip(worker: anyiii.Worker) -> None:
@@ -130,27 +153,14 @@ class EventOnLog(logging.Handler):
 async def test_a_refusal_reaches_the_binder_with_the_handlers_message() -> None:
     handler = RecordingHandler()
     with anyio.fail_after(20):
-        async with (
-            anyiii.engine.run(http_port=None) as engine,
-            anyiii.connect(engine.url) as provider,
-            anyiii.connect(engine.url) as binder,
-        ):
+        async with provider_and_binder() as (provider, binder):
             provider.register_trigger_type("files::watch", handler)
             await round_trip(provider)
             binder.register_function("app::changed", lambda data: None)
             # The durable built-in waits for the provider's answer, so the refusal comes
             # back to the caller synchronously.
             with pytest.raises(anyiii.InvocationError) as caught:
-                await binder.trigger_async(
-                    {
-                        "function_id": "engine::register_trigger",
-                        "payload": {
-                            "trigger_type": "files::watch",
-                            "function_id": "app::changed",
-                            "config": {"refuse": "/etc"},
-                        },
-                    }
-                )
+                await durable_binding(binder, "files::watch", "app::changed", {"refuse": "/etc"})
             assert "trigger_registration_failed" in caught.value.message
             assert "cannot watch /etc" in caught.value.message
             assert handler.active == {}
@@ -181,20 +191,11 @@ async def test_plain_handler_methods_and_unknown_types_are_answered() -> None:
             registered.remove(config.id)
 
     with anyio.fail_after(20):
-        async with (
-            anyiii.engine.run(http_port=None) as engine,
-            anyiii.connect(engine.url) as provider,
-            anyiii.connect(engine.url) as binder,
-        ):
+        async with provider_and_binder() as (provider, binder):
             provider.register_trigger_type("plain::type", Plain())
             await round_trip(provider)
             binder.register_function("app::f", lambda data: None)
-            result = await binder.trigger_async(
-                {
-                    "function_id": "engine::register_trigger",
-                    "payload": {"trigger_type": "plain::type", "function_id": "app::f"},
-                }
-            )
+            result = await durable_binding(binder, "plain::type", "app::f")
             await done.wait()
             assert registered == [result["id"]]
             with pytest.raises(TypeError, match="register_trigger"):
@@ -224,11 +225,7 @@ async def test_bindings_made_before_the_provider_exists_are_delivered_later() ->
 async def test_unregistering_the_type_releases_its_bindings() -> None:
     handler = RecordingHandler()
     with anyio.fail_after(20):
-        async with (
-            anyiii.engine.run(http_port=None) as engine,
-            anyiii.connect(engine.url) as provider,
-            anyiii.connect(engine.url) as binder,
-        ):
+        async with provider_and_binder() as (provider, binder):
             handle = provider.register_trigger_type("gone::type", handler)
             binder.register_function("app::f", lambda data: None)
             await binder.register_trigger("gone::type", "app::f")
