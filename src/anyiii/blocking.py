@@ -18,6 +18,7 @@ process alive.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import threading
@@ -235,10 +236,10 @@ class BlockingWorker:
             )
         return portal, worker
 
-    def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         portal, _ = self._check()
         try:
-            return portal.call(function, *args)
+            return portal.call(functools.partial(function, *args, **kwargs))
         except RuntimeError:
             if self._failure is not None:  # the worker stopped while we called
                 raise self._failure from None
@@ -276,18 +277,16 @@ class BlockingWorker:
     ) -> Ref[FunctionHandle]:
         """Serve `function_id` with `handler` (async, or plain: run in a thread)."""
         _, worker = self._check()
-
-        def register() -> FunctionHandle:
-            return worker.register_function(
-                function_id,
-                handler,
-                description=description,
-                metadata=metadata,
-                request_format=request_format,
-                response_format=response_format,
-            )
-
-        return Ref(self, self._call(register))
+        handle = self._call(
+            worker.register_function,
+            function_id,
+            handler,
+            description=description,
+            metadata=metadata,
+            request_format=request_format,
+            response_format=response_format,
+        )
+        return Ref(self, handle)
 
     def register_trigger(
         self,
@@ -309,13 +308,9 @@ class BlockingWorker:
         if not isinstance(trigger_type, str) or not isinstance(function_id, str):
             raise ValueError("a trigger needs a trigger type and a function_id")
         _, worker = self._check()
-
-        async def register() -> Trigger:
-            return await worker.register_trigger(
-                trigger_type, function_id, config, metadata=metadata
-            )
-
-        bound = self._call(register)
+        bound = self._call(
+            worker.register_trigger, trigger_type, function_id, config, metadata=metadata
+        )
         return Ref(self, bound)
 
     def register_trigger_type(
@@ -339,17 +334,15 @@ class BlockingWorker:
         if not isinstance(type_id, str):
             raise ValueError("a trigger type needs an id")
         _, worker = self._check()
-
-        def register() -> TriggerTypeHandle:
-            return worker.register_trigger_type(
-                type_id,
-                handler,
-                description=description,
-                trigger_request_format=trigger_request_format,
-                call_request_format=call_request_format,
-            )
-
-        return Ref(self, self._call(register))
+        handle = self._call(
+            worker.register_trigger_type,
+            type_id,
+            handler,
+            description=description,
+            trigger_request_format=trigger_request_format,
+            call_request_format=call_request_format,
+        )
+        return Ref(self, handle)
 
     def unregister_trigger_type(self, trigger_type: str | Mapping[str, Any]) -> None:
         """Stop providing a trigger type (given by id, or as the dict it was registered with)."""
