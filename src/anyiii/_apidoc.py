@@ -20,6 +20,8 @@ from typing import Any
 
 import msgspec
 
+from ._protocol.diagram import replace_block
+
 __all__ = ["public_modules", "render", "update_document"]
 
 START = "<!-- generated: api start -->"
@@ -158,13 +160,7 @@ def undocumented() -> list[str]:
 
 def update_document(text: str) -> str:
     """`text` with the generated block replaced by a fresh rendering."""
-    head, found, rest = text.partition(START)
-    if not found:
-        raise ValueError(f"the document has no {START!r} marker")
-    _, found, tail = rest.partition(END)
-    if not found:
-        raise ValueError(f"the document has no {END!r} marker")
-    return f"{head}{START}\n\n{render()}\n{END}{tail}"
+    return replace_block(text, START, END, f"\n{render()}")
 
 
 if __name__ == "__main__":

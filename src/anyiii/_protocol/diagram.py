@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .state import ROLE_INPUTS, TRANSITIONS, Input, Role, State
 
-__all__ = ["render", "update_document"]
+__all__ = ["render", "replace_block", "update_document"]
 
 
 def _marker(role: Role, end: bool) -> str:
@@ -44,17 +44,22 @@ def render(role: Role) -> str:
     return "\n".join(lines)
 
 
+def replace_block(text: str, start: str, end: str, body: str) -> str:
+    """`text` with what stands between the markers `start` and `end` replaced by `body`
+    (on lines of its own). Raises ValueError when a marker is missing."""
+    head, found, rest = text.partition(start)
+    if not found:
+        raise ValueError(f"the document has no {start!r} marker")
+    _, found, tail = rest.partition(end)
+    if not found:
+        raise ValueError(f"the document has no {end!r} marker")
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
 def update_document(text: str) -> str:
     """`text` with every generated block replaced by a fresh rendering."""
     for role in Role:
-        start, end = _marker(role, end=False), _marker(role, end=True)
-        head, found, rest = text.partition(start)
-        if not found:
-            raise ValueError(f"the document has no {start!r} marker")
-        _, found, tail = rest.partition(end)
-        if not found:
-            raise ValueError(f"the document has no {end!r} marker")
-        text = f"{head}{start}\n{render(role)}\n{end}{tail}"
+        text = replace_block(text, _marker(role, end=False), _marker(role, end=True), render(role))
     return text
 
 
