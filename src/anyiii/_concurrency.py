@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["flatten", "single_errors"]
+__all__ = ["OneShot", "flatten", "single_errors"]
+
+R = TypeVar("R")
+E = TypeVar("E")
 
 
 def flatten(error: BaseException) -> list[BaseException]:
@@ -40,3 +44,34 @@ def single_errors() -> Iterator[None]:
         if not real:
             raise leaves[0] from None
         raise
+
+
+class OneShot(Generic[R, E]):
+    """A result that arrives once: a value or an error, whichever is set first.
+
+    The worker's outgoing calls and the engine's own calls (an HTTP request waiting for its
+    handler) both wait on one. Setting it never blocks and never raises, so a reader task
+    can resolve it; a second `resolve` is ignored (a late answer after a loss, say).
+    """
+
+    __slots__ = ("_done", "error", "result")
+
+    def __init__(self) -> None:
+        self._done = anyio.Event()
+        self.result: R | None = None
+        self.error: E | None = None
+
+    @property
+    def resolved(self) -> bool:
+        """True once a result or an error is set."""
+        return self._done.is_set()
+
+    def resolve(self, result: R | None, error: E | None) -> None:
+        """Set the outcome, unless one is already set."""
+        if not self._done.is_set():
+            self.result, self.error = result, error
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until the outcome is set (cancellable)."""
+        await self._done.wait()

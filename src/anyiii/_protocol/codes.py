@@ -1,7 +1,8 @@
-"""Names the protocol gives meaning to: error codes and built-in function ids.
+"""Names the protocol gives meaning to: error codes, built-in ids, reserved keys.
 
-The codes the official engine and SDKs use are spelled as they are on the wire (spec §7);
-the few that are anyiii's own say so.
+Each fact is written here once; the worker runtime, the embedded engine and the HTTP
+listener import it from here. The codes the official engine and SDKs use are spelled as
+they are on the wire (spec §7); the few that are anyiii's own say so.
 """
 
 from __future__ import annotations
@@ -9,28 +10,97 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "BAD_REQUEST",
+    "CALLER_WORKER_ID_KEY",
+    "CHANNEL_SEND_FAILED",
+    "DEFAULT_NAMESPACE",
+    "DESERIALIZATION_ERROR",
+    "ENQUEUE_ERROR",
+    "FUNCTIONS_AVAILABLE",
     "FUNCTION_NAMESPACE_CONFLICT",
     "FUNCTION_NOT_FOUND",
+    "HTTP_TRIGGER",
+    "INVALID_ARGUMENTS",
     "INVALID_INVOCATION_ID",
+    "INVALID_NAMESPACE",
+    "INVALID_RESPONSE",
+    "INVOCATION_CANCELLED",
     "INVOCATION_FAILED",
     "INVOCATION_STOPPED",
     "MALFORMED_FRAME",
+    "NOT_FOUND",
+    "PAYLOAD_TOO_LARGE",
     "REGISTER_WORKER",
+    "TIMEOUT",
     "TRIGGER_REGISTRATION_FAILED",
+    "TRIGGER_TYPE_NOT_FOUND",
+    "WORKERS_AVAILABLE",
+    "WORKER_BUSY",
+    "WORKER_STOPPING",
 ]
+
+# --- names ---------------------------------------------------------------------------------
+
+DEFAULT_NAMESPACE: Final = "default"
+"""The namespace of a worker that names none, and of the engine's built-ins (spec §6)."""
+
+CALLER_WORKER_ID_KEY: Final = "_caller_worker_id"
+"""The key the engine adds to worker-originated object payloads (spec §5.4); handlers'
+typed payloads ignore it."""
 
 REGISTER_WORKER: Final = "engine::workers::register"
 """The built-in every worker calls (void) right after connecting (spec §4.2)."""
+
+HTTP_TRIGGER: Final = "http"
+"""The trigger type served by the engine's REST listener (spec §10.1)."""
+
+FUNCTIONS_AVAILABLE: Final = "engine::functions-available"
+"""The built-in trigger type fired when the set of functions changes (spec §9)."""
+
+WORKERS_AVAILABLE: Final = "engine::workers-available"
+"""The built-in trigger type fired when workers connect, leave or update (spec §9)."""
+
+# --- error codes the official engine and SDKs send --------------------------------------------
 
 FUNCTION_NOT_FOUND: Final = "function_not_found"
 INVOCATION_FAILED: Final = "invocation_failed"
 INVOCATION_STOPPED: Final = "invocation_stopped"
 TRIGGER_REGISTRATION_FAILED: Final = "trigger_registration_failed"
+ENQUEUE_ERROR: Final = "enqueue_error"
+CHANNEL_SEND_FAILED: Final = "channel_send_failed"
+DESERIALIZATION_ERROR: Final = "deserialization_error"
+INVALID_ARGUMENTS: Final = "INVALID_ARGUMENTS"
+INVALID_NAMESPACE: Final = "INVALID_NAMESPACE"
+NOT_FOUND: Final = "NOT_FOUND"
+TIMEOUT: Final = "TIMEOUT"
+"""A caller's own wait for a result ran out (the official SDKs' code)."""
+
 FUNCTION_NAMESPACE_CONFLICT: Final = "FUNCTION_NAMESPACE_CONFLICT"
 """The one `registrationrejected` code that is not fatal (spec §3.11)."""
 
+# --- HTTP listener envelopes (spec §10.1) -------------------------------------------------------
+
+BAD_REQUEST: Final = "BAD_REQUEST"
+PAYLOAD_TOO_LARGE: Final = "PAYLOAD_TOO_LARGE"
+INVALID_RESPONSE: Final = "invalid_response"
+"""anyiii's own: a handler's result cannot be mapped to an HTTP response."""
+
+# --- anyiii's own ---------------------------------------------------------------------------------
+
 MALFORMED_FRAME: Final = "malformed_frame"
-"""anyiii's own: the frame of this invocation (or of its result) could not be decoded."""
+"""The frame of this invocation (or of its result) could not be decoded."""
 
 INVALID_INVOCATION_ID: Final = "invalid_invocation_id"
-"""anyiii's own: a call's invocation id is not UUID text (the Rust engine drops those)."""
+"""A call's invocation id is not UUID text (the Rust engine drops those)."""
+
+WORKER_BUSY: Final = "worker_busy"
+"""The worker is at its `WorkerLimits`; the invocation was refused at once."""
+
+WORKER_STOPPING: Final = "worker_stopping"
+"""The worker is draining and takes no new invocations."""
+
+INVOCATION_CANCELLED: Final = "invocation_cancelled"
+"""The handler was cancelled (the worker's shutdown) before it answered."""
+
+TRIGGER_TYPE_NOT_FOUND: Final = "trigger_type_not_found"
+"""A binding reached a worker that does not (or no longer) provide its trigger type."""
