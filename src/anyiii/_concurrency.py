@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 import anyio
 
-__all__ = ["OneShot", "flatten", "single_errors"]
+__all__ = ["OneShot", "flatten", "reraise_unwrapped", "single_errors"]
 
 R = TypeVar("R")
 E = TypeVar("E")
@@ -40,10 +40,25 @@ def single_errors() -> Iterator[None]:
             if not isinstance(leaf, cancelled) and all(leaf is not seen for seen in real):
                 real.append(leaf)
         if len(real) == 1:
-            raise real[0] from None
+            reraise_unwrapped(real[0])
         if not real:
-            raise leaves[0] from None
+            reraise_unwrapped(leaves[0])
         raise
+
+
+def reraise_unwrapped(exc: BaseException) -> NoReturn:
+    """Raise `exc`, taken out of a group, with its own `__context__` kept.
+
+    Raising inside an `except` block would make the group the exception's context, so a
+    traceback would show the task-group plumbing instead of what the user's code was
+    handling when it raised.
+    """
+    context = exc.__context__
+    try:
+        raise exc
+    finally:
+        exc.__context__ = context
+        del exc, context
 
 
 class OneShot(Generic[R, E]):

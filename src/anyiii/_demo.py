@@ -29,8 +29,7 @@ import httpx
 from ._concurrency import single_errors
 from ._errors import InvocationError
 from ._http import ApiRequest, ApiResponse
-from ._worker.connect import connect
-from ._worker.worker import Worker
+from ._worker import Worker, connect
 
 __all__ = ["DemoFailure", "run_demo"]
 

@@ -32,11 +32,19 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._errors import AnyiiiError
-from ._worker.connect import DEFAULT_URL, ReconnectConfig, connect
-from ._worker.discovery import FunctionInfo
-from ._worker.state import ConnectionState
-from ._worker.streams import StreamHandle
-from ._worker.worker import FunctionHandle, Trigger, TriggerTypeHandle, Worker, WorkerLimits
+from ._worker import (
+    DEFAULT_URL,
+    ConnectionState,
+    FunctionHandle,
+    FunctionInfo,
+    ReconnectConfig,
+    StreamHandle,
+    Trigger,
+    TriggerTypeHandle,
+    Worker,
+    WorkerLimits,
+    connect,
+)
 
 __all__ = [
     "BlockingWorker",

@@ -27,7 +27,7 @@ from engine_peers import (
     read_to_eof,
 )
 
-from anyiii._worker.connect import connect
+from anyiii._worker import connect
 from anyiii.engine import EmbeddedEngine, EngineSettings, HttpLimits, run
 
 

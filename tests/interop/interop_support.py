@@ -25,8 +25,7 @@ import anyio.abc
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from anyiii._worker.connect import connect
-from anyiii._worker.worker import Worker
+from anyiii._worker import Worker, connect
 
 HERE: Final = Path(__file__).resolve().parent
 WORKERS: Final = HERE / "workers"

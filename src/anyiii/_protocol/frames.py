@@ -30,6 +30,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType, field
 
 from .._errors import RemoteProtocolError
+from .codes import DEFAULT_NAMESPACE
 
 __all__ = [
     "FRAME_TYPES",
@@ -85,7 +86,7 @@ def _empty() -> str:
 
 
 def _default_namespace() -> str:
-    return "default"
+    return DEFAULT_NAMESPACE
 
 
 class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -30,7 +30,12 @@ from msgspec import Raw
 
 from .._errors import LocalProtocolError, RemoteProtocolError
 from . import events as ev
-from .codes import FUNCTION_NAMESPACE_CONFLICT, MALFORMED_FRAME, REGISTER_WORKER
+from .codes import (
+    DEFAULT_NAMESPACE,
+    FUNCTION_NAMESPACE_CONFLICT,
+    MALFORMED_FRAME,
+    REGISTER_WORKER,
+)
 from .connection import BaseConnection
 from .frames import (
     NULL,
@@ -176,7 +181,7 @@ class WorkerConnection(BaseConnection):
         if namespace is not None:
             return namespace
         if function_id.startswith("engine::"):
-            return "default" if self._namespace is not None else None
+            return DEFAULT_NAMESPACE if self._namespace is not None else None
         return self._namespace
 
     def call(

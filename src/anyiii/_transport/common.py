@@ -34,10 +34,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from types import TracebackType
-from typing import NoReturn, Self
+from typing import Self
 
 import anyio
 
+from anyiii._concurrency import reraise_unwrapped
 from anyiii._errors import ConnectionClosed
 from anyiii._transport.base import SendQueueFull
 
@@ -468,14 +469,4 @@ async def keepalive_running(
     except BaseExceptionGroup as group:
         if len(group.exceptions) != 1:
             raise
-        _reraise(group.exceptions[0])
-
-
-def _reraise(exc: BaseException) -> NoReturn:
-    # Keep the exception's own context instead of the group we are unwrapping it from.
-    context = exc.__context__
-    try:
-        raise exc
-    finally:
-        exc.__context__ = context
-        del exc, context
+        reraise_unwrapped(group.exceptions[0])

@@ -1,1 +1,76 @@
-"""The async worker runtime: `connect()`, the `Worker`, reconnection, handlers (anyio only)."""
+"""The async worker runtime: the one module the public face imports the worker layer from.
+
+Layout (see docs/architecture.md): `worker.py` the public `Worker` facade, `runtime.py`
+what lasts across connections, `session.py` one connection, `invocations.py` running
+inbound invocations, `calls.py` outgoing calls, `lifecycle.py` `connect()` with
+supervision and bounded shutdown; the rest are the pieces users see (context, discovery,
+streams, trigger types, connection state).
+"""
+
+from __future__ import annotations
+
+from .calls import TriggerAction as TriggerAction
+from .calls import TriggerRequest as TriggerRequest
+from .context import CallingWorker as CallingWorker
+from .context import Context as Context
+from .context import NoInvocationContext as NoInvocationContext
+from .context import TraceContext as TraceContext
+from .context import get_context as get_context
+from .discovery import FunctionInfo as FunctionInfo
+from .discovery import FunctionsSubscription as FunctionsSubscription
+from .invocations import WorkerLimits as WorkerLimits
+from .lifecycle import DEFAULT_URL as DEFAULT_URL
+from .lifecycle import ReconnectConfig as ReconnectConfig
+from .lifecycle import TransportOpener as TransportOpener
+from .lifecycle import connect as connect
+from .state import ConnectionState as ConnectionState
+from .streams import IStream as IStream
+from .streams import StreamDeleteInput as StreamDeleteInput
+from .streams import StreamDeleteResult as StreamDeleteResult
+from .streams import StreamGetInput as StreamGetInput
+from .streams import StreamHandle as StreamHandle
+from .streams import StreamListGroupsInput as StreamListGroupsInput
+from .streams import StreamListInput as StreamListInput
+from .streams import StreamSetInput as StreamSetInput
+from .streams import StreamSetResult as StreamSetResult
+from .trigger_types import TriggerConfig as TriggerConfig
+from .trigger_types import TriggerHandler as TriggerHandler
+from .worker import FunctionHandle as FunctionHandle
+from .worker import Trigger as Trigger
+from .worker import TriggerTypeHandle as TriggerTypeHandle
+from .worker import Worker as Worker
+from .worker import WorkerStatistics as WorkerStatistics
+
+__all__ = [
+    "DEFAULT_URL",
+    "CallingWorker",
+    "ConnectionState",
+    "Context",
+    "FunctionHandle",
+    "FunctionInfo",
+    "FunctionsSubscription",
+    "IStream",
+    "NoInvocationContext",
+    "ReconnectConfig",
+    "StreamDeleteInput",
+    "StreamDeleteResult",
+    "StreamGetInput",
+    "StreamHandle",
+    "StreamListGroupsInput",
+    "StreamListInput",
+    "StreamSetInput",
+    "StreamSetResult",
+    "TraceContext",
+    "TransportOpener",
+    "Trigger",
+    "TriggerAction",
+    "TriggerConfig",
+    "TriggerHandler",
+    "TriggerRequest",
+    "TriggerTypeHandle",
+    "Worker",
+    "WorkerLimits",
+    "WorkerStatistics",
+    "connect",
+    "get_context",
+]

@@ -1,4 +1,5 @@
-"""The shape of an outgoing call request, as the official SDKs take it.
+"""Outgoing calls: the request's shape (as the official SDKs take it) and the calls
+waiting for their answers.
 
 `worker.trigger_async({"function_id": ..., "payload": ..., "action": ..., "timeout_ms": ...,
 "metadata": ..., "namespace": ...})` — a dict, or any object with those attributes (such as
@@ -12,12 +13,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import msgspec
 
-from .._protocol.frames import EnqueueAction, ErrorBody, VoidAction
+from .._concurrency import OneShot
+from .._errors import InvocationError
+from .._protocol.frames import EnqueueAction, ErrorBody, VoidAction, decode_value
 
-__all__ = ["CallRequest", "PendingCall", "TriggerAction", "TriggerRequest", "parse_request"]
+__all__ = [
+    "CallRequest",
+    "CallSlot",
+    "PendingCalls",
+    "call_outcome",
+    "TriggerAction",
+    "TriggerRequest",
+    "parse_request",
+]
 
 
 class TriggerRequest(msgspec.Struct, kw_only=True):
@@ -102,17 +112,58 @@ def parse_request(request: object) -> CallRequest:
     )
 
 
-class PendingCall:
-    """The slot an outgoing call waits on: set once, by its result or by its loss."""
+CallSlot = OneShot[msgspec.Raw, ErrorBody]
+"""Where one outgoing call's answer lands: its result, or its error."""
 
-    __slots__ = ("done", "error", "result")
+
+class PendingCalls:
+    """The outgoing calls of a worker that wait for an answer, by invocation id.
+
+    A call opens its slot before its frame is sent (so no answer can arrive unclaimed) and
+    closes it when it stops waiting, whether answered, timed out or cancelled. Resolving
+    never blocks, so the reader task can do it; a lost connection fails every slot at once.
+    """
+
+    __slots__ = ("_slots",)
 
     def __init__(self) -> None:
-        self.done = anyio.Event()
-        self.result: msgspec.Raw | None = None
-        self.error: ErrorBody | None = None
+        self._slots: dict[str, CallSlot] = {}
 
-    def resolve(self, result: msgspec.Raw | None, error: ErrorBody | None) -> None:
-        if not self.done.is_set():
-            self.result, self.error = result, error
-            self.done.set()
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def open(self, invocation_id: str) -> CallSlot:
+        """A new slot for the call `invocation_id`."""
+        slot = CallSlot()
+        self._slots[invocation_id] = slot
+        return slot
+
+    def close(self, invocation_id: str) -> None:
+        """The call stopped waiting; a later answer finds no slot and is dropped."""
+        self._slots.pop(invocation_id, None)
+
+    def resolve(
+        self, invocation_id: str, result: msgspec.Raw | None, error: ErrorBody | None
+    ) -> None:
+        """Deliver an answer to the call waiting for it, if it still waits."""
+        slot = self._slots.get(invocation_id)
+        if slot is not None:
+            slot.resolve(result, error)
+
+    def fail_all(self, error: ErrorBody) -> None:
+        """Answer every waiting call with `error` (the connection carrying them is gone)."""
+        for slot in self._slots.values():
+            slot.resolve(None, error)
+
+
+def call_outcome(slot: CallSlot, function_id: str, invocation_id: str) -> Any:
+    """The answered call's result as Python values, or its error raised as InvocationError."""
+    if slot.error is not None:
+        raise InvocationError(
+            slot.error.code,
+            slot.error.message,
+            function_id=function_id,
+            stacktrace=slot.error.stacktrace,
+            invocation_id=invocation_id,
+        )
+    return decode_value(slot.result) if slot.result is not None else None

@@ -18,17 +18,15 @@ import re
 import secrets
 from collections.abc import MutableMapping
 from contextvars import ContextVar, Token
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from msgspec import Raw
 
 from .._errors import AnyiiiError
 from .._protocol.frames import decode_value
 
-if TYPE_CHECKING:
-    from .worker import Worker
-
 __all__ = [
+    "CallingWorker",
     "Context",
     "NoInvocationContext",
     "TraceContext",
@@ -43,6 +41,24 @@ _INVALID_TRACE: Final = "0" * 32
 _INVALID_SPAN: Final = "0" * 16
 
 handler_logger = logging.getLogger("anyiii.handler")
+
+
+class CallingWorker(Protocol):
+    """The worker running a handler, as the handler sees it through `Context.worker`.
+
+    It is the `anyiii.Worker` itself; this names what a handler typically uses of it
+    (calls and identity), so this module does not depend on the worker's class.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def worker_id(self) -> str | None: ...
+
+    async def trigger_async(self, request: Any) -> Any: ...
+
+    def trigger(self, request: Any) -> Any: ...
 
 
 class NoInvocationContext(AnyiiiError, RuntimeError):
@@ -113,7 +129,7 @@ class Context:
 
     def __init__(
         self,
-        worker: Worker,
+        worker: CallingWorker,
         function_id: str,
         invocation_id: str | None,
         metadata: Raw | None,

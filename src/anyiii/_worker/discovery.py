@@ -9,13 +9,13 @@ change. The list is the full, unfiltered one, `engine::*` built-ins included.
 
 from __future__ import annotations
 
-import logging
-from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
-import anyio
 import msgspec
+
+from .._protocol.codes import FUNCTIONS_AVAILABLE
+from .subscriptions import LatestValues
 
 __all__ = [
     "FUNCTIONS_AVAILABLE",
@@ -23,10 +23,6 @@ __all__ = [
     "FunctionsSubscription",
     "parse_functions",
 ]
-
-logger = logging.getLogger("anyiii.worker")
-
-FUNCTIONS_AVAILABLE: Final = "engine::functions-available"
 
 
 class FunctionInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,11 +52,7 @@ def parse_functions(payload: Any) -> list[FunctionInfo]:
         raise ValueError(f"not a functions-available notification: {exc}") from None
 
 
-def _nothing() -> None:
-    pass
-
-
-class FunctionsSubscription:
+class FunctionsSubscription(LatestValues[list[FunctionInfo]]):
     """An async iterator of function lists, one per change the engine announces.
 
     Each notification carries the whole list, so only the latest one matters: the buffer
@@ -70,36 +62,5 @@ class FunctionsSubscription:
     leaving the block removes the subscription from the engine.
     """
 
-    def __init__(self) -> None:
-        self._latest: deque[list[FunctionInfo]] = deque(maxlen=1)
-        self._changed = anyio.Event()
-        self._closed = False
-        self._stop: Callable[[], None] = _nothing
-
-    def _push(self, functions: list[FunctionInfo]) -> None:
-        self._latest.append(functions)
-        self._changed.set()
-
-    def close(self) -> None:
-        """Stop the subscription (unbinds it); a waiting iteration ends."""
-        if not self._closed:
-            self._closed = True
-            self._changed.set()
-            self._stop()
-
-    async def __aenter__(self) -> FunctionsSubscription:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __aiter__(self) -> FunctionsSubscription:
-        return self
-
-    async def __anext__(self) -> list[FunctionInfo]:
-        while not self._latest:
-            if self._closed:
-                raise StopAsyncIteration
-            self._changed = anyio.Event()
-            await self._changed.wait()
-        return self._latest.popleft()
+    def __init__(self, on_close: Callable[[], None]) -> None:
+        super().__init__(1, on_close=on_close)

@@ -1,8 +1,12 @@
 """Turning a user's function into something the worker can run for an invocation.
 
 A handler may be `async def h(data)` or `async def h(data, metadata)` (or, as the official
-SDK also allows, `async def h(data, *, metadata=None)`), or a plain `def`,
-which runs in a worker thread under a capacity limiter so it cannot block the event loop.
+SDK also allows, `async def h(data, *, metadata=None)`), or a plain `def`.
+
+One rule holds for every user callable the worker runs (handlers, `IStream` methods,
+`TriggerHandler` methods, discovery callbacks): `call_user` awaits an async one on the
+event loop and runs a plain one in a worker thread under the worker's thread limiter, so
+user code can never block the loop that carries everyone's invocations.
 When the payload parameter is annotated with a msgspec Struct, a dataclass or another
 msgspec-understood type, the payload is converted to it (unknown keys such as the engine's
 `_caller_worker_id` are ignored) and the annotations give the function's
@@ -23,15 +27,42 @@ import anyio.to_thread
 import msgspec
 from msgspec import Raw
 
+from .._protocol.codes import CALLER_WORKER_ID_KEY
 from .._protocol.frames import decode_value
 
-__all__ = ["Handler", "HandlerFunction", "adapt_handler"]
+__all__ = ["Handler", "HandlerFunction", "adapt_handler", "call_user", "is_async_callable"]
 
 HandlerFunction = Callable[..., Any]
 
 _PLAIN = (Any, object, inspect.Parameter.empty, dict, list)
 
-CALLER_KEY = "_caller_worker_id"
+
+def is_async_callable(function: object) -> bool:
+    """True for an `async def` function or method, or an object with an async `__call__`."""
+    return inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 -- callable objects with async __call__
+    )
+
+
+async def call_user(
+    function: Callable[..., Any],
+    *args: Any,
+    limiter: anyio.CapacityLimiter,
+    is_async: bool | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Call user code by the one rule: async on the loop, plain in a thread under `limiter`.
+
+    A plain callable that returns an awaitable (a lambda wrapping a coroutine function, say)
+    gets that awaitable awaited on the loop. `is_async` skips the inspection when the caller
+    already knows (handlers are inspected once, at registration).
+    """
+    if is_async if is_async is not None else is_async_callable(function):
+        return await function(*args, **kwargs)
+    outcome = await anyio.to_thread.run_sync(
+        functools.partial(function, *args, **kwargs), limiter=limiter
+    )
+    return await outcome if inspect.isawaitable(outcome) else outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +86,8 @@ class Handler:
             args += (decode_value(metadata) if metadata is not None else None,)
         elif self.metadata_keyword:
             kwargs["metadata"] = decode_value(metadata) if metadata is not None else None
-        if self.is_async:
-            return await self.function(*args, **kwargs)
-        return await anyio.to_thread.run_sync(
-            functools.partial(self.function, *args, **kwargs), limiter=limiter
+        return await call_user(
+            self.function, *args, limiter=limiter, is_async=self.is_async, **kwargs
         )
 
 
@@ -66,10 +95,10 @@ def _decode_payload(data: Raw, payload_type: Any) -> Any:
     value = decode_value(data)
     if payload_type in _PLAIN:
         return value
-    if isinstance(value, dict) and CALLER_KEY in value:
+    if isinstance(value, dict) and CALLER_WORKER_ID_KEY in value:
         # The engine adds the caller's id to object payloads (spec §15.8); a typed
         # handler did not ask for it, and `dict[str, int]` would reject it.
-        del value[CALLER_KEY]
+        del value[CALLER_WORKER_ID_KEY]
     return msgspec.convert(value, payload_type, strict=False)
 
 
@@ -103,9 +132,7 @@ def adapt_handler(function: HandlerFunction) -> Handler:
         hints = {}
     payload_type = hints.get(positional[0].name, Any) if positional else Any
     returns = hints.get("return", Any)
-    is_async = inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
-        getattr(function, "__call__", None)  # noqa: B004 -- callable objects with async __call__
-    )
+    is_async = is_async_callable(function)
     return Handler(
         function=function,
         payload_type=payload_type,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections import deque
 from collections.abc import Callable
 
-import anyio
+from .subscriptions import LatestValues
 
 __all__ = ["ConnectionState", "StateBroadcaster", "StateCallback", "StateSubscription"]
 
@@ -31,7 +30,7 @@ class ConnectionState(enum.StrEnum):
 StateCallback = Callable[[ConnectionState], object]
 
 
-class StateSubscription:
+class StateSubscription(LatestValues[ConnectionState]):
     """An async iterator of connection states, starting with the state when subscribed.
 
     It buffers at most `size` states; when the consumer lags, the oldest are dropped, so a
@@ -40,29 +39,7 @@ class StateSubscription:
     """
 
     def __init__(self, first: ConnectionState, size: int = 8) -> None:
-        self._queue: deque[ConnectionState] = deque([first], maxlen=size)
-        self._changed = anyio.Event()
-        self._closed = False
-
-    def _push(self, state: ConnectionState) -> None:
-        self._queue.append(state)
-        self._changed.set()
-
-    def close(self) -> None:
-        """Stop the subscription; a waiting iteration ends."""
-        self._closed = True
-        self._changed.set()
-
-    def __aiter__(self) -> StateSubscription:
-        return self
-
-    async def __anext__(self) -> ConnectionState:
-        while not self._queue:
-            if self._closed:
-                raise StopAsyncIteration
-            self._changed = anyio.Event()
-            await self._changed.wait()
-        return self._queue.popleft()
+        super().__init__(size, (first,))
 
 
 class StateBroadcaster:
@@ -98,9 +75,9 @@ class StateBroadcaster:
                 callback(state)
             except Exception:  # a user callback must not break the connection
                 logger.exception("connection state callback %r failed", callback)
-        self._subscriptions = [s for s in self._subscriptions if not s._closed]
+        self._subscriptions = [s for s in self._subscriptions if not s.closed]
         for subscription in self._subscriptions:
-            subscription._push(state)
+            subscription.push(state)
 
     def close(self) -> None:
         """End every subscription (the worker is gone)."""

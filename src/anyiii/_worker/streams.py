@@ -11,14 +11,13 @@ engine then calls those for that stream. `create_stream` registers the five for 
 from __future__ import annotations
 
 import builtins
-import inspect
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-if TYPE_CHECKING:
-    from .worker import FunctionHandle, Worker
+from .handlers import is_async_callable
 
 __all__ = [
     "IStream",
@@ -32,6 +31,29 @@ __all__ = [
     "StreamSetResult",
     "register_stream",
 ]
+
+
+class _Registration(Protocol):
+    """A registered function, as a stream handle needs it."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def unregister(self) -> None: ...
+
+
+class FunctionRegistrar(Protocol):
+    """What `register_stream` needs from a worker: registering one function."""
+
+    def register_function(
+        self,
+        function_id: str,
+        handler: Callable[..., Any],
+        *,
+        description: str | None = None,
+        request_format: Any = None,
+    ) -> _Registration: ...
+
 
 TData = TypeVar("TData")
 
@@ -88,8 +110,8 @@ class StreamDeleteResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IStream(ABC, Generic[TData]):
-    """Storage for one stream. Methods may be async or plain (plain ones block the event
-    loop while they run, so keep them quick or make them async)."""
+    """Storage for one stream. Methods may be async or plain (plain ones run in a worker
+    thread, like plain function handlers, so they never block the event loop)."""
 
     @abstractmethod
     async def get(self, input: StreamGetInput) -> TData | None:
@@ -115,7 +137,7 @@ class IStream(ABC, Generic[TData]):
 class StreamHandle:
     """The functions registered for one stream: `await handle.unregister()` removes them."""
 
-    def __init__(self, name: str, functions: list[FunctionHandle]) -> None:
+    def __init__(self, name: str, functions: list[_Registration]) -> None:
         self.name = name
         self.function_ids = [handle.id for handle in functions]
         self._functions = functions
@@ -144,20 +166,28 @@ def _operation(impl: Any, name: str, operation: str) -> Any:
         raise TypeError(f"a stream implementation needs a {operation}(input) method")
     input_type = _INPUTS[operation]
 
-    async def handler(data: Any) -> Any:
+    def request_of(data: Any) -> Any:
         request = msgspec.convert(data, input_type, strict=False)
         if request.stream_name != name:  # type: ignore[attr-defined]
             raise ValueError(
                 f"stream::{operation}({name}) was called for stream {request.stream_name!r}"  # type: ignore[attr-defined]
             )
-        outcome = method(request)
-        return await outcome if inspect.isawaitable(outcome) else outcome
+        return request
 
+    async def async_handler(data: Any) -> Any:
+        return await method(request_of(data))
+
+    def plain_handler(data: Any) -> Any:
+        return method(request_of(data))
+
+    # The handler is async exactly when the method is, so the worker's one rule for plain
+    # callables (a worker thread under the limiter) applies to plain stream methods too.
+    handler: Callable[[Any], Any] = async_handler if is_async_callable(method) else plain_handler
     handler.__name__ = f"stream_{operation}"
     return handler
 
 
-def register_stream(worker: Worker, name: str, impl: Any) -> StreamHandle:
+def register_stream(worker: FunctionRegistrar, name: str, impl: Any) -> StreamHandle:
     """Register `stream::<operation>(<name>)` for each operation of `impl`."""
     if not isinstance(name, str) or not name.strip() or "(" in name or ")" in name:
         raise ValueError(f"a stream name must be a non-empty name without parentheses: {name!r}")

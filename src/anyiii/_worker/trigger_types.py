@@ -14,28 +14,26 @@ register/unregister pairs per binding id.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import msgspec
 
+from .._protocol.codes import TRIGGER_REGISTRATION_FAILED
 from .._protocol.frames import ErrorBody, RegisterTrigger, decode_value, present
+from .handlers import call_user
 
 __all__ = [
-    "TRIGGER_REGISTRATION_FAILED",
     "ActiveBinding",
     "TriggerConfig",
     "TriggerHandler",
     "binding_config",
-    "call_handler",
+    "check_trigger_handler",
 ]
 
 logger = logging.getLogger("anyiii.worker")
-
-TRIGGER_REGISTRATION_FAILED: Final = "trigger_registration_failed"
 
 
 ConfigT = TypeVar("ConfigT")
@@ -59,7 +57,8 @@ class TriggerConfig(msgspec.Struct, Generic[ConfigT], frozen=True, kw_only=True)
 
 
 class TriggerHandler(ABC, Generic[ConfigT]):
-    """What a trigger type's provider implements. Both methods may be async or plain.
+    """What a trigger type's provider implements. Both methods may be async or plain (plain
+    ones run in a worker thread, like plain function handlers).
 
     Subclassing is optional: any object with these two methods works. Generic over the
     binding config's type, as in the official SDK (`TriggerHandler[MyConfig]`).
@@ -91,11 +90,11 @@ def _value(field: msgspec.Raw | msgspec.UnsetType) -> Any:
     return None if raw is None else decode_value(raw)
 
 
-async def call_handler(method: Any, config: TriggerConfig[Any]) -> None:
-    """Call a handler method that may be async or plain."""
-    outcome = method(config)
-    if inspect.isawaitable(outcome):
-        await outcome
+def check_trigger_handler(handler: object) -> None:
+    """Raise TypeError unless `handler` has both methods a trigger handler needs."""
+    for method in ("register_trigger", "unregister_trigger"):
+        if not callable(getattr(handler, method, None)):
+            raise TypeError(f"a trigger handler needs a {method}(config) method")
 
 
 class ActiveBinding:
@@ -104,18 +103,21 @@ class ActiveBinding:
     `accepted` says whether the handler took it, and so whether it must be unregistered.
     """
 
-    __slots__ = ("accepted", "config", "handler", "settled")
+    __slots__ = ("accepted", "config", "handler", "limiter", "settled")
 
-    def __init__(self, config: TriggerConfig[Any], handler: Any) -> None:
+    def __init__(
+        self, config: TriggerConfig[Any], handler: Any, limiter: anyio.CapacityLimiter
+    ) -> None:
         self.config = config
         self.handler = handler
+        self.limiter = limiter
         self.accepted = False
         self.settled = anyio.Event()
 
     async def register(self) -> ErrorBody | None:
         """Run the handler's `register_trigger`; the answer for the engine (None = accepted)."""
         try:
-            await call_handler(self.handler.register_trigger, self.config)
+            await call_user(self.handler.register_trigger, self.config, limiter=self.limiter)
         except Exception as exc:
             return ErrorBody(TRIGGER_REGISTRATION_FAILED, str(exc) or type(exc).__name__)
         else:
@@ -131,7 +133,7 @@ class ActiveBinding:
             return
         self.accepted = False
         try:
-            await call_handler(self.handler.unregister_trigger, self.config)
+            await call_user(self.handler.unregister_trigger, self.config, limiter=self.limiter)
         except Exception:
             logger.exception(
                 "unregister_trigger of %s binding %s failed",

@@ -3,8 +3,12 @@
 The block owns one task group. In it, a small supervisor opens a connection, serves it
 until it ends, and (unless `reconnect=False`) opens the next one with exponential backoff,
 replaying the worker's registry each time. Leaving the block drains running handlers for a
-bounded time, cancels what is left, closes the connection within a bounded, shielded
-timeout, and only then returns: no task outlives the block.
+bounded time, cancels what is left, closes the connection and releases its trigger
+bindings, each step within its own bounded, shielded timeout, and only then returns: no
+task outlives the block.
+
+The supervisor and the shutdown see the worker only through the `Supervised` protocol, the
+handful of operations they need.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import socket
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -27,11 +31,13 @@ from .._errors import ConnectError, ConnectionClosed
 from .._protocol.registry import WorkerInfo
 from .._transport import Transport, open_httpx_websocket, open_websocket
 from .._version import __version__
+from .invocations import WorkerLimits
+from .runtime import Runtime, ShutdownTimeouts
 from .state import ConnectionState
 from .telemetry import telemetry_from_option
-from .worker import Worker, WorkerLimits
+from .worker import Worker
 
-__all__ = ["DEFAULT_URL", "ReconnectConfig", "TransportOpener", "connect"]
+__all__ = ["DEFAULT_URL", "ReconnectConfig", "Supervised", "TransportOpener", "connect"]
 
 DEFAULT_URL: Final = "ws://127.0.0.1:49134"
 
@@ -56,6 +62,37 @@ class ReconnectConfig:
         """Seconds to wait before retry number `attempt` (0-based)."""
         base = min(self.initial_delay * self.multiplier**attempt, self.max_delay)
         return max(0.0, base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+class Supervised(Protocol):
+    """What the supervision loop and the shutdown need of a worker, and nothing more."""
+
+    @property
+    def stopping(self) -> bool:
+        """The worker is leaving: do not reconnect."""
+
+    @property
+    def connections(self) -> int:
+        """How many connections have opened so far."""
+
+    @property
+    def failure(self) -> BaseException | None:
+        """A fatal refusal from the engine: do not reconnect, end with it."""
+
+    def set_state(self, state: ConnectionState) -> None:
+        """Announce a connection state."""
+
+    async def run_connection(self, transport: Transport, on_open: Callable[[], None]) -> None:
+        """Serve one connection until it ends (raises ConnectionClosed)."""
+
+    async def drain(self) -> None:
+        """Stop taking work, finish or cancel running handlers (bounded)."""
+
+    async def close_connection(self) -> None:
+        """Close the current connection politely (bounded)."""
+
+    def finish(self, failure: BaseException | None) -> None:
+        """The worker is done, with `failure` if it failed."""
 
 
 def _env(name: str) -> str | None:
@@ -101,7 +138,9 @@ async def connect(
     limits: WorkerLimits | None = None,
     open_timeout: float = 10.0,
     drain_timeout: float = 5.0,
+    cancel_timeout: float = 1.0,
     close_timeout: float = 5.0,
+    release_timeout: float = 5.0,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     max_message_size: int = 64 * 2**20,
@@ -123,8 +162,11 @@ async def connect(
     `opentelemetry-api`). Without it, calls made inside a handler still carry the inbound
     W3C trace context on.
 
-    Entering and leaving are both checkpoints; leaving takes at most about
-    `drain_timeout + close_timeout` seconds.
+    Entering and leaving are both checkpoints. Leaving drains running handlers for up to
+    `drain_timeout` seconds, cancels the rest and gives them `cancel_timeout` seconds to
+    answer `invocation_cancelled`, closes the WebSocket within `close_timeout`, and tells
+    trigger handlers to drop their bindings within `release_timeout`: at most
+    `drain_timeout + cancel_timeout + close_timeout + release_timeout` seconds in all.
     """
     chosen_url = url or _env("III_URL") or DEFAULT_URL
     if not chosen_url.startswith(("ws://", "wss://")):
@@ -133,12 +175,17 @@ async def connect(
         raise ValueError("namespace must not be blank")
     chosen_namespace = namespace or _env("III_NAMESPACE")
     policy = ReconnectConfig() if reconnect is True else reconnect or None
-    worker = Worker(
+    shutdown = ShutdownTimeouts(
+        drain=drain_timeout, cancel=cancel_timeout, close=close_timeout, release=release_timeout
+    )
+    runtime = Runtime(
         info=_worker_info(worker_name, chosen_namespace, description),
         namespace=chosen_namespace,
         limits=limits or WorkerLimits(),
+        shutdown=shutdown,
         telemetry=telemetry_from_option(otel),
     )
+    worker = Worker(runtime)
     handshake = _headers(headers)
     opener: TransportOpener
     if callable(transport):
@@ -171,8 +218,8 @@ async def connect(
     first_open = anyio.Event()
     with single_errors():
         async with anyio.create_task_group() as tasks:
-            worker._token = anyio.lowlevel.current_token()
-            tasks.start_soon(_supervise, worker, opener, policy, first_open, chosen_url)
+            runtime.token = anyio.lowlevel.current_token()
+            tasks.start_soon(_supervise, runtime, opener, policy, first_open)
             try:
                 with anyio.fail_after(open_timeout):
                     await first_open.wait()
@@ -184,28 +231,23 @@ async def connect(
                 yield worker
             finally:
                 with anyio.CancelScope(shield=True):
-                    await _shut_down(worker, drain_timeout, close_timeout)
+                    await _shut_down(runtime)
                 tasks.cancel_scope.cancel()
 
 
-async def _shut_down(worker: Worker, drain_timeout: float, close_timeout: float) -> None:
-    """Drain, cancel what is left, close: each step bounded in time."""
-    await worker._drain(drain_timeout)
-    link = worker._link
-    if link is not None:
-        with anyio.move_on_after(close_timeout):
-            await link.transport.aclose(1000, "worker shutting down")
-    if worker.connection_state is not ConnectionState.FAILED:
-        worker._set_state(ConnectionState.DISCONNECTED)
-    worker._finish(None)
+async def _shut_down(worker: Supervised) -> None:
+    """Drain, cancel what is left, close: each step bounded in time (releasing the
+    connection's bindings, also bounded, follows when the supervisor is cancelled)."""
+    await worker.drain()
+    await worker.close_connection()
+    worker.finish(None)
 
 
 async def _supervise(
-    worker: Worker,
+    worker: Supervised,
     opener: TransportOpener,
     policy: ReconnectConfig | None,
     first_open: anyio.Event,
-    url: str,
 ) -> None:
     """Open connections one after another until the worker stops or gives up."""
     attempt = 0
@@ -213,33 +255,33 @@ async def _supervise(
     def opened() -> None:
         nonlocal attempt
         attempt = 0
-        worker._set_state(ConnectionState.CONNECTED)
+        worker.set_state(ConnectionState.CONNECTED)
         first_open.set()
 
     while True:
-        initial = worker.statistics().connections == 0
-        worker._set_state(ConnectionState.CONNECTING if initial else ConnectionState.RECONNECTING)
+        initial = worker.connections == 0
+        worker.set_state(ConnectionState.CONNECTING if initial else ConnectionState.RECONNECTING)
         error: ConnectError | ConnectionClosed
         try:
             with single_errors():
                 async with opener() as transport:
-                    await worker._run_connection(transport, opened)
+                    await worker.run_connection(transport, opened)
             error = ConnectionClosed(1000, "the engine closed the connection")
         except (ConnectError, ConnectionClosed) as exc:
             error = exc
-        if worker._stopping:
+        if worker.stopping:
             return
-        fatal = worker._failure
+        fatal = worker.failure
         retries_left = policy is not None and (
             policy.max_retries < 0 or attempt < policy.max_retries
         )
         if fatal is not None or not retries_left:
-            worker._set_state(ConnectionState.FAILED)
+            worker.set_state(ConnectionState.FAILED)
             failure = fatal or error
-            worker._finish(failure)
+            worker.finish(failure)
             raise failure
         assert policy is not None
         delay = policy.delay(attempt)
         attempt += 1
-        worker._set_state(ConnectionState.RECONNECTING)
+        worker.set_state(ConnectionState.RECONNECTING)
         await anyio.sleep(delay)
