@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from anyiii._docgen import update_protocol_document as update_document
 from anyiii._protocol import diagram
-from anyiii._protocol.diagram import render, update_document
+from anyiii._protocol.diagram import render
 from anyiii._protocol.state import TRANSITIONS, Input, Role, State
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
@@ -16,7 +17,7 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "protocol.md"
 def test_state_diagrams_match_the_transition_table() -> None:
     text = DOC.read_text()
     assert update_document(text) == text, (
-        "docs/protocol.md is stale: run `python -m anyiii._protocol.diagram docs/protocol.md`"
+        "docs/protocol.md is stale: run `python -m anyiii._docgen docs/protocol.md`"
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from . import blocking as blocking
 from . import engine as engine
 from ._errors import AnyiiiError as AnyiiiError
-from ._errors import AnyiiiInternalError as AnyiiiInternalError
 from ._errors import ConnectError as ConnectError
 from ._errors import ConnectionClosed as ConnectionClosed
 from ._errors import InvocationError as InvocationError
@@ -59,7 +58,6 @@ from .blocking import register_worker as register_worker
 
 __all__ = [
     "AnyiiiError",
-    "AnyiiiInternalError",
     "ApiRequest",
     "ApiResponse",
     "BlockingWorker",

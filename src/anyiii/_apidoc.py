@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from ._protocol.diagram import replace_block
+from ._docgen import replace_block
 
 __all__ = ["public_modules", "render", "update_document"]
 

@@ -7,8 +7,7 @@ AnyiiiError(Exception)
 ├── ProtocolError           abstract: somebody broke the wire protocol
 │   ├── LocalProtocolError  we (or code driving the core) misused the protocol: a bug
 │   └── RemoteProtocolError the peer sent something malformed or out of place
-├── InvocationError         a call we made failed; carries the engine's error body
-└── AnyiiiInternalError     should never happen; please report it
+└── InvocationError         a call we made failed; carries the engine's error body
 TimeoutError                builtin, from anyio's fail_after (connect and close timeouts)
 ```
 
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 __all__ = [
     "AnyiiiError",
-    "AnyiiiInternalError",
     "ConnectError",
     "ConnectionClosed",
     "InvocationError",
@@ -116,7 +114,3 @@ class InvocationError(AnyiiiError):
         self.function_id = function_id
         self.stacktrace = stacktrace
         self.invocation_id = invocation_id
-
-
-class AnyiiiInternalError(AnyiiiError):
-    """Something that should be impossible happened inside anyiii. Please report it."""

@@ -3,6 +3,7 @@ engine, by an anyiii worker and by the official Python SDK, on asyncio and trio.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -138,12 +139,19 @@ async def test_errors_bad_input_and_unregistering() -> None:
 
 
 async def test_plain_method_implementations_work_too() -> None:
+    """Plain methods run in a worker thread (like plain function handlers), never on the
+    event loop's thread, where they would stall every invocation."""
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
     class Plain:
         def get(self, input: anyiii.StreamGetInput) -> str:
+            threads.append(threading.get_ident())
             return f"{input.group_id}/{input.item_id}"
 
         def set(self, input: anyiii.StreamSetInput) -> None:
-            return None
+            threads.append(threading.get_ident())
+            return
 
         def delete(self, input: anyiii.StreamDeleteInput) -> anyiii.StreamDeleteResult:
             return anyiii.StreamDeleteResult()
@@ -164,6 +172,13 @@ async def test_plain_method_implementations_work_too() -> None:
                 {"stream_name": "plain", "group_id": "g", "item_id": "i"},
             )
             assert got == "g/i"
+            await call(
+                client,
+                "stream::set(plain)",
+                {"stream_name": "plain", "group_id": "g", "item_id": "i", "data": 1},
+            )
+            assert len(threads) == 2
+            assert loop_thread not in threads
 
 
 async def test_the_official_sdk_calls_the_stream_functions(tmp_path: Path) -> None:

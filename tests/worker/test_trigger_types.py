@@ -7,12 +7,14 @@ to the provider's type, on asyncio and trio.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 import pytest
 from test_runtime import FAST_RECONNECT, stoppable_engine
 
@@ -179,15 +181,21 @@ async def test_a_refusal_reaches_the_binder_with_the_handlers_message() -> None:
 
 
 async def test_plain_handler_methods_and_unknown_types_are_answered() -> None:
+    """Plain methods run in a worker thread (like plain function handlers), never on the
+    event loop's thread, where they would stall every invocation."""
     registered: list[str] = []
+    threads: list[int] = []
     done = anyio.Event()
+    loop_thread = threading.get_ident()
 
     class Plain:
         def register_trigger(self, config: anyiii.TriggerConfig) -> None:
+            threads.append(threading.get_ident())
             registered.append(config.id)
-            done.set()
+            anyio.from_thread.run_sync(done.set)
 
         def unregister_trigger(self, config: anyiii.TriggerConfig) -> None:
+            threads.append(threading.get_ident())
             registered.remove(config.id)
 
     with anyio.fail_after(20):
@@ -198,6 +206,8 @@ async def test_plain_handler_methods_and_unknown_types_are_answered() -> None:
             result = await durable_binding(binder, "plain::type", "app::f")
             await done.wait()
             assert registered == [result["id"]]
+            assert threads
+            assert loop_thread not in threads
             with pytest.raises(TypeError, match="register_trigger"):
                 provider.register_trigger_type("bad::type", object())
             with pytest.raises(ValueError, match="empty"):

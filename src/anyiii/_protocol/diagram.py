@@ -1,22 +1,19 @@
 """Render `state.TRANSITIONS` as the Mermaid diagrams and tables of `docs/protocol.md`.
 
-The docs are generated from the table, never written by hand, so they cannot drift: a test
-regenerates them and compares. After changing the table, refresh the docs with
-
-    python -m anyiii._protocol.diagram docs/protocol.md
+Rendering only: pure text from the table. Putting it into the document is
+`anyiii._docgen`'s job (after changing the table: `python -m anyiii._docgen
+docs/protocol.md`); a test regenerates the document and compares, so it cannot drift.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from .state import ROLE_INPUTS, TRANSITIONS, Input, Role, State
 
-__all__ = ["render", "replace_block", "update_document"]
+__all__ = ["marker", "render"]
 
 
-def _marker(role: Role, end: bool) -> str:
+def marker(role: Role, end: bool) -> str:
+    """The comment that opens (or ends) the generated block of `role` in the document."""
     return f"<!-- generated: {role.value} states {'end' if end else 'start'} -->"
 
 
@@ -42,27 +39,3 @@ def render(role: Role) -> str:
             f"| `{state.name}` | {', '.join(stays) or '—'} | {', '.join(refused) or '—'} |"
         )
     return "\n".join(lines)
-
-
-def replace_block(text: str, start: str, end: str, body: str) -> str:
-    """`text` with what stands between the markers `start` and `end` replaced by `body`
-    (on lines of its own). Raises ValueError when a marker is missing."""
-    head, found, rest = text.partition(start)
-    if not found:
-        raise ValueError(f"the document has no {start!r} marker")
-    _, found, tail = rest.partition(end)
-    if not found:
-        raise ValueError(f"the document has no {end!r} marker")
-    return f"{head}{start}\n{body}\n{end}{tail}"
-
-
-def update_document(text: str) -> str:
-    """`text` with every generated block replaced by a fresh rendering."""
-    for role in Role:
-        text = replace_block(text, _marker(role, end=False), _marker(role, end=True), render(role))
-    return text
-
-
-if __name__ == "__main__":
-    path = Path(sys.argv[1])
-    path.write_text(update_document(path.read_text()))

@@ -64,3 +64,7 @@ class FunctionsSubscription(LatestValues[list[FunctionInfo]]):
 
     def __init__(self, on_close: Callable[[], None]) -> None:
         super().__init__(1, on_close=on_close)
+
+    def close(self) -> None:
+        """Stop the subscription and unbind it from the engine; a waiting iteration ends."""
+        super().close()
