@@ -224,3 +224,29 @@ def test_losing_the_connection_fails_every_pending_call() -> None:
             call_outcome(slot, "f", str(n))
         assert caught.value.code == INVOCATION_STOPPED
         assert caught.value.invocation_id == str(n)
+
+
+async def test_drain_gives_cancelled_handlers_only_the_cancel_grace() -> None:
+    """A handler that keeps working after its cancellation does not hold drain past its
+    bound: drain returns after `grace + cancel_grace`, whatever the handler does."""
+    started, release = anyio.Event(), anyio.Event()
+
+    async def lingering(data: Any) -> Any:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await release.wait()
+
+    runner = runner_for({"lingering": adapt_handler(lingering)})
+    async with anyio.create_task_group() as tasks:
+        handler = runner.admit("lingering")
+        assert isinstance(handler, Handler)
+        tasks.start_soon(runner.run, handler, invocation("lingering"), Answers())
+        await started.wait()
+        with anyio.fail_after(5):
+            await runner.drain(0.01, 0.05)
+        assert runner.running == 1  # drain gave up on it, as bounded
+        release.set()
+    assert runner.running == 0
