@@ -98,7 +98,9 @@ class InitOptions:
     the WebSocket handshake, plus `Authorization: Bearer $III_TOKEN` when set), `otel`
     (OpenTelemetry options; see docs/blocking.md). `enable_metrics_reporting` and
     `telemetry` are accepted for compatibility; anyiii reports no worker metrics.
-    `backend` ("asyncio" or "trio") picks the background event loop (an anyiii addition).
+    `backend` ("asyncio" or "trio") picks the background event loop (an anyiii addition);
+    `open_timeout`, `drain_timeout`, `cancel_timeout`, `close_timeout`, `release_timeout`
+    and `limits` are `anyiii.connect()`'s options of the same names.
     """
 
     worker_name: str | None = None
@@ -113,7 +115,9 @@ class InitOptions:
     backend: Literal["asyncio", "trio"] = "asyncio"
     open_timeout: float = OPEN_TIMEOUT
     drain_timeout: float = 5.0
+    cancel_timeout: float = 1.0
     close_timeout: float = 5.0
+    release_timeout: float = 5.0
     limits: WorkerLimits | None = field(default=None)
 
 
@@ -215,7 +219,9 @@ class BlockingWorker:
                     limits=limits,
                     open_timeout=options.open_timeout,
                     drain_timeout=options.drain_timeout,
+                    cancel_timeout=options.cancel_timeout,
                     close_timeout=options.close_timeout,
+                    release_timeout=options.release_timeout,
                     otel=options.otel,
                 ) as worker:
                     self._stop = anyio.Event()
@@ -438,7 +444,13 @@ class BlockingWorker:
                 portal.call(stop.set)
         options = self._options
         if threading.get_ident() != self._thread.ident:
-            self._thread.join(options.drain_timeout + options.close_timeout + JOIN_MARGIN)
+            bound = (
+                options.drain_timeout
+                + options.cancel_timeout
+                + options.close_timeout
+                + options.release_timeout
+            )
+            self._thread.join(bound + JOIN_MARGIN)
 
     async def shutdown_async(self) -> None:
         """`shutdown`, awaitable from your own event loop."""
