@@ -8,28 +8,39 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["cpu_seconds", "engine_process", "engine_url", "first_line", "process", "script_env"]
+__all__ = [
+    "THIS_SRC",
+    "cpu_seconds",
+    "engine_process",
+    "engine_url",
+    "first_line",
+    "process",
+    "script_env",
+]
 
 
-def script_env() -> dict[str, str]:
-    """The environment for benchmark subprocesses: this checkout's `src` importable, the
-    official SDK's telemetry socket off, output unbuffered."""
+THIS_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def script_env(src: str = THIS_SRC) -> dict[str, str]:
+    """The environment for benchmark subprocesses: anyiii imported from `src` (this
+    checkout's by default), the official SDK's telemetry socket off, output unbuffered."""
     env = dict(os.environ, OTEL_ENABLED="false", PYTHONUNBUFFERED="1")
-    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     return env
 
 
 @contextmanager
-def process(*argv: str) -> Iterator[subprocess.Popen[str]]:
-    """A subprocess with piped stdin/stdout, killed on the way out whatever happens."""
+def process(*argv: str, src: str = THIS_SRC) -> Iterator[subprocess.Popen[str]]:
+    """A subprocess with piped stdin/stdout, killed on the way out whatever happens;
+    anyiii is imported from `src`."""
     child = subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=script_env(),
+        env=script_env(src),
     )
     try:
         yield child

@@ -1,6 +1,6 @@
 """anyiii workers against official `iii-sdk` workers, through the same embedded engine.
 
-    python benchmarks/roundtrip.py [--rounds 3] [--calls 10000] [--quick]
+    python benchmarks/roundtrip.py [--rounds 3] [--calls 10000] [--quick] [--baseline-src DIR]
 
 For each SDK (the official Python `iii-sdk`, anyiii on asyncio, anyiii on trio) a callee
 process serves `bench::add` and a caller process measures, in this order: sequential calls
@@ -9,6 +9,11 @@ flight. Both workers of a measurement use the same SDK; the engine (`anyiii engi
 process for the whole run) is the same for all. The SDKs take turns within every round, in
 a rotating order. The report gives medians over rounds, each worker's resident memory
 (VmRSS at the end) and, per round, anyiii's ratio to the official SDK.
+
+`--baseline-src DIR` adds anyiii from another source tree (say an earlier commit checked
+out with `git worktree add /tmp/base <rev>`, then `--baseline-src /tmp/base/src`) as two
+more SDKs in the same rotation, and reports this checkout's ratios to it: a same-run check
+that a change made nothing slower.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import statistics
 import sys
 import textwrap
 
-from _processes import cpu_seconds, engine_process, first_line, process
+from _processes import THIS_SRC, cpu_seconds, engine_process, first_line, process
 
 _MEASURE = """
 async def measure(call, sequential, total):
@@ -177,22 +182,34 @@ SDKS = {
     "anyiii asyncio": (ANYIII_CALLEE, ANYIII_CALLER, ["asyncio"]),
     "anyiii trio": (ANYIII_CALLEE, ANYIII_CALLER, ["trio"]),
 }
+BASELINE = {
+    "baseline asyncio": (ANYIII_CALLEE, ANYIII_CALLER, ["asyncio"]),
+    "baseline trio": (ANYIII_CALLEE, ANYIII_CALLER, ["trio"]),
+}
 
 
-def measure(url: str, engine_pid: int, sdk: str, sequential: int, total: int) -> dict[str, float]:
-    """Run one callee/caller pair of `sdk` against the engine at `url`.
+def measure(
+    url: str,
+    engine_pid: int,
+    sdk: str,
+    sequential: int,
+    total: int,
+    src: str = THIS_SRC,
+) -> dict[str, float]:
+    """Run one callee/caller pair of `sdk` against the engine at `url`, with anyiii
+    imported from `src`.
 
     Besides rates and memory, it reports CPU time per call during the 100-in-flight phase,
     for the caller, the callee and the engine (whose share is the same work for every SDK).
     """
-    callee_src, caller_src, extra = SDKS[sdk]
+    callee_src, caller_src, extra = {**SDKS, **BASELINE}[sdk]
     backend = extra[0] if extra else ""
     callee_args = [sys.executable, "-c", callee_src, url, *([backend] if backend else [])]
-    with process(*callee_args) as callee:
+    with process(*callee_args, src=src) as callee:
         if first_line(callee, f"the {sdk} callee") != "READY":
             sys.exit(f"the {sdk} callee did not start")
         caller_args = [sys.executable, "-c", caller_src, url, str(sequential), str(total)]
-        with process(*caller_args, *extra) as caller:
+        with process(*caller_args, *extra, src=src) as caller:
             if first_line(caller, f"the {sdk} caller") != "c100":
                 sys.exit(f"the {sdk} caller did not reach the 100-in-flight phase")
             before = cpu_seconds(engine_pid), cpu_seconds(callee.pid)
@@ -216,15 +233,24 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000, help="calls per in-flight phase")
     parser.add_argument("--sequential", type=int, default=2_000)
     parser.add_argument("--quick", action="store_true", help="one small round (smoke test)")
+    parser.add_argument(
+        "--baseline-src", help="an anyiii source tree to measure in the same run, for ratios"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls, args.sequential = 1, 1_000, 200
-    runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in SDKS}
+    sources = dict.fromkeys(SDKS, THIS_SRC)
+    if args.baseline_src:
+        sources.update(dict.fromkeys(BASELINE, args.baseline_src))
+    runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in sources}
     with engine_process() as (url, engine_pid):
-        order = list(SDKS)
+        order = list(sources)
         for round_number in range(args.rounds):
-            for sdk in order[round_number % 3 :] + order[: round_number % 3]:
-                result = measure(url, engine_pid, sdk, args.sequential, args.calls)
+            turn = round_number % len(order)
+            for sdk in order[turn:] + order[:turn]:
+                result = measure(
+                    url, engine_pid, sdk, args.sequential, args.calls, src=sources[sdk]
+                )
                 runs[sdk].append(result)
                 print(
                     f"round {round_number + 1} {sdk:16}: p50 {result['p50_us']:6.0f} µs "
@@ -269,6 +295,25 @@ def main() -> None:
             f"{sdk} / official at 100 in flight: {statistics.median(ratios):.2f}x "
             f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
         )
+    if args.baseline_src:
+        report_baseline(runs)
+
+
+def report_baseline(runs: dict[str, list[dict[str, float]]]) -> None:
+    """This checkout against the baseline tree: per-round ratios of throughput at 100 in
+    flight and of CPU per call (caller, callee); below 1.0 CPU means cheaper now."""
+    for backend in ("asyncio", "trio"):
+        ours, base = runs[f"anyiii {backend}"], runs[f"baseline {backend}"]
+        for key, what in (
+            ("rate_100", "throughput at 100 in flight"),
+            ("caller_cpu_us_100", "caller CPU per call"),
+            ("callee_cpu_us", "callee CPU per call"),
+        ):
+            ratios = [o[key] / b[key] for o, b in zip(ours, base, strict=True)]
+            print(
+                f"{backend}: this / baseline {what}: {statistics.median(ratios):.2f}x "
+                f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
+            )
 
 
 if __name__ == "__main__":
