@@ -1,13 +1,21 @@
-"""The embedded engine with a worker written with the official Python SDK (`iii-sdk` 0.25.0).
+"""The embedded engine with workers written with the official SDKs, one test per checklist
+item, run against every peer in `interop_support.PEERS`.
 
 Each test starts `anyiii.engine.run()` in-process on ephemeral ports, the official worker
-`workers/py_worker.py` as a subprocess, and an anyiii worker, and walks one item of the
-protocol spec's acceptance checklist (§16.6) across the two SDKs.
+(`workers/node_worker.mjs` or `workers/py_worker.py`) as a subprocess, and an anyiii worker,
+and walks one item of the protocol spec's acceptance checklist (§16.6) across the two SDKs.
+
+The Node worker runs with the SDK installed from `tests/interop/node` (`npm ci` there;
+`python3 tasks.py test` does it). Without node or that install the Node tests skip, except
+under CI (`CI` set), where they fail. The Python SDK is a dev dependency: missing, it fails.
+
+Node differs from Python on the wire in ways the engine must tolerate (spec §16.6 item 8):
+its `engine::workers::register` call may come before its registrations, and it adds
+`message_type` keys to some frames.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,12 +24,12 @@ import anyio
 import httpx
 import pytest
 from interop_support import (
+    PEERS,
     PROMPT,
     OfficialWorker,
+    Peer,
     anyiii_worker,
     listed_functions,
-    official_worker,
-    python_worker_argv,
     without_caller,
 )
 
@@ -34,16 +42,12 @@ PAYLOAD = {"x": 1, "nested": {"list": [1, "two", None, 3.5]}, "text": "héllo"}
 CALL_TIMEOUT_MS = 10_000
 
 
-@pytest.fixture(autouse=True)
-def _official_sdk_installed() -> None:
-    if importlib.util.find_spec("iii") is None:
-        pytest.fail("the official Python SDK is missing: install the dev extra (iii-sdk==0.25.0)")
-
-
-def start_python(url: str, tmp_path: Path, *extra: str) -> Any:
-    return official_worker(
-        python_worker_argv(url, *extra), tmp_path / "py_worker.stderr", label="python"
-    )
+@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
+def peer(request: pytest.FixtureRequest) -> Peer:
+    """Every test runs against each official SDK that is installed (see `Peer.require`)."""
+    chosen: Peer = request.param
+    chosen.require()
+    return chosen
 
 
 async def anyiii_fail(data: Any) -> Any:
@@ -54,26 +58,27 @@ async def anyiii_echo(data: Any) -> Any:
     return {"echoed": data, "by": "anyiii"}
 
 
-async def test_official_function_is_callable_from_anyiii(tmp_path: Path) -> None:
+async def test_official_function_is_callable_from_anyiii(peer: Peer, tmp_path: Path) -> None:
+    echo = peer.function_id("echo")
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
             anyiii_worker(engine.url) as worker,
         ):
-            result = await worker.trigger_async({"function_id": "py::echo", "payload": PAYLOAD})
+            result = await worker.trigger_async({"function_id": echo, "payload": PAYLOAD})
             assert result.pop("_caller_worker_id") == worker.worker_id
             assert result == PAYLOAD
-            invoked = await official.event("invoked", function_id="py::echo")
+            invoked = await official.event("invoked", function_id=echo)
             assert without_caller(invoked["payload"]) == PAYLOAD
 
 
-async def test_anyiii_function_is_callable_from_official(tmp_path: Path) -> None:
+async def test_anyiii_function_is_callable_from_official(peer: Peer, tmp_path: Path) -> None:
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
             anyiii_worker(engine.url, {"anyiii::echo": anyiii_echo}),
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
         ):
             reply = await official.request("anyiii::echo", PAYLOAD)
             assert reply["event"] == "result", reply
@@ -83,7 +88,7 @@ async def test_anyiii_function_is_callable_from_official(tmp_path: Path) -> None
             assert value["echoed"] == PAYLOAD
 
 
-async def test_void_call_from_official_reaches_anyiii(tmp_path: Path) -> None:
+async def test_void_call_from_official_reaches_anyiii(peer: Peer, tmp_path: Path) -> None:
     """The official caller's void call returns while the anyiii callee is still running."""
     received_send, received = anyio.create_memory_object_stream[Any](1)
     release = anyio.Event()
@@ -96,7 +101,7 @@ async def test_void_call_from_official_reaches_anyiii(tmp_path: Path) -> None:
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
             anyiii_worker(engine.url, {"anyiii::record": record}),
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
         ):
             reply = await official.request("anyiii::record", PAYLOAD, op="void")
             assert reply["event"] == "sent", reply
@@ -106,36 +111,38 @@ async def test_void_call_from_official_reaches_anyiii(tmp_path: Path) -> None:
             release.set()
 
 
-async def test_void_call_from_anyiii_reaches_official(tmp_path: Path) -> None:
+async def test_void_call_from_anyiii_reaches_official(peer: Peer, tmp_path: Path) -> None:
+    slow = peer.function_id("slow")
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
             anyiii_worker(engine.url) as worker,
         ):
             result = await worker.trigger_async(
-                {"function_id": "py::slow", "payload": PAYLOAD, "action": {"type": "void"}}
+                {"function_id": slow, "payload": PAYLOAD, "action": {"type": "void"}}
             )
-            assert result is None  # returned although py::slow sleeps for an hour
-            invoked = await official.event("invoked", function_id="py::slow")
+            assert result is None  # returned although the slow handler never answers
+            invoked = await official.event("invoked", function_id=slow)
             assert without_caller(invoked["payload"]) == PAYLOAD
 
 
-async def test_unknown_function_is_function_not_found_quickly(tmp_path: Path) -> None:
+async def test_unknown_function_is_function_not_found_quickly(peer: Peer, tmp_path: Path) -> None:
+    missing = peer.function_id("missing")
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
             anyiii_worker(engine.url) as worker,
         ):
             started = anyio.current_time()
             with pytest.raises(InvocationError) as caught:
                 await worker.trigger_async(
-                    {"function_id": "py::missing", "payload": {}, "timeout_ms": CALL_TIMEOUT_MS}
+                    {"function_id": missing, "payload": {}, "timeout_ms": CALL_TIMEOUT_MS}
                 )
             assert anyio.current_time() - started < PROMPT
             assert caught.value.code == "function_not_found"
-            assert "py::missing" in caught.value.message
+            assert missing in caught.value.message
 
             started = anyio.current_time()
             reply = await official.request("anyiii::missing", {})
@@ -145,18 +152,18 @@ async def test_unknown_function_is_function_not_found_quickly(tmp_path: Path) ->
             assert "anyiii::missing" in reply["message"]
 
 
-async def test_handler_exception_is_invocation_failed_both_ways(tmp_path: Path) -> None:
+async def test_handler_exception_is_invocation_failed_both_ways(peer: Peer, tmp_path: Path) -> None:
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
             anyiii_worker(engine.url, {"anyiii::fail": anyiii_fail}) as worker,
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
         ):
             with pytest.raises(InvocationError) as caught:
-                await worker.trigger_async({"function_id": "py::fail", "payload": {}})
+                await worker.trigger_async({"function_id": peer.function_id("fail"), "payload": {}})
             assert caught.value.code == "invocation_failed"
             assert "boom" in caught.value.message
-            assert "ValueError" in (caught.value.stacktrace or "")
+            assert peer.stacktrace_marker in (caught.value.stacktrace or "")
 
             reply = await official.request("anyiii::fail", {})
             assert reply["event"] == "error", reply
@@ -164,14 +171,15 @@ async def test_handler_exception_is_invocation_failed_both_ways(tmp_path: Path) 
             assert "boom" in reply["message"]
 
 
-async def test_killing_official_callee_mid_call_stops_the_call(tmp_path: Path) -> None:
+async def test_killing_official_callee_mid_call_stops_the_call(peer: Peer, tmp_path: Path) -> None:
+    slow = peer.function_id("slow")
     outcome: list[BaseException] = []
 
     async def call_slow(worker: Any) -> None:
         try:
             # A bounded call: if the engine never stopped it, it fails with TIMEOUT, not a hang.
             await worker.trigger_async(
-                {"function_id": "py::slow", "payload": {}, "timeout_ms": CALL_TIMEOUT_MS}
+                {"function_id": slow, "payload": {}, "timeout_ms": CALL_TIMEOUT_MS}
             )
         except InvocationError as exc:
             outcome.append(exc)
@@ -179,12 +187,12 @@ async def test_killing_official_callee_mid_call_stops_the_call(tmp_path: Path) -
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
             anyiii_worker(engine.url) as worker,
         ):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call_slow, worker)
-                await official.event("invoked", function_id="py::slow")
+                await official.event("invoked", function_id=slow)
                 official.kill()
                 killed = anyio.current_time()
             assert anyio.current_time() - killed < PROMPT
@@ -193,42 +201,46 @@ async def test_killing_official_callee_mid_call_stops_the_call(tmp_path: Path) -
             assert isinstance(error, InvocationError)
             assert error.code == "invocation_stopped"
             # The engine, not the caller's connection, ended it: the anyiii worker is intact.
-            assert "py::echo" not in await listed_functions(worker)
+            assert peer.function_id("echo") not in await listed_functions(worker)
 
 
-async def _check_http(official: OfficialWorker, http_url: str, api_path: str) -> None:
+async def _check_http(peer: Peer, official: OfficialWorker, http_url: str) -> None:
+    """A GET on the peer's http route reaches its handler and comes back as it answered."""
+    api_path = official.ready["http_path"]
     async with httpx.AsyncClient(base_url=http_url, timeout=PROMPT) as client:
         response = await client.get(f"/{api_path}", params={"name": "ada"})
     assert response.status_code == 201, response.text
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"ok": True, "worker": "python", "method": "GET", "name": "ada"}
-    request = (await official.event("invoked", function_id="py::http"))["payload"]
+    assert response.json() == {"ok": True, "worker": peer.name, "method": "GET", "name": "ada"}
+    request = (await official.event("invoked", function_id=peer.function_id("http")))["payload"]
     assert request["method"] == "GET"
     assert request["path"] == api_path
     assert request["query_params"] == {"name": "ada"}
     assert request["trigger"] == {"type": "http", "path": api_path, "method": "GET"}
 
 
-async def test_http_trigger_of_official_worker_answers(tmp_path: Path) -> None:
+async def test_http_trigger_of_official_worker_answers(peer: Peer, tmp_path: Path) -> None:
     with anyio.fail_after(30):
         async with (
             anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            start_python(engine.url, tmp_path) as official,
+            peer.start(engine.url, tmp_path) as official,
         ):
             assert engine.http_url is not None
-            await _check_http(official, engine.http_url, official.ready["http_path"])
+            await _check_http(peer, official, engine.http_url)
 
 
-async def test_official_worker_reconnects_after_engine_restart(tmp_path: Path) -> None:
-    """Stop the engine, start a new one on the same port: the official worker (backoff from
-    1 s) reconnects, replays its registrations, and serves calls and its http route again."""
+async def test_official_worker_reconnects_after_engine_restart(peer: Peer, tmp_path: Path) -> None:
+    """Stop the engine, start a new one on the same port: the official worker (with its
+    SDK's backoff) reconnects, replays its registrations, and serves calls and its http
+    route again."""
+    echo = peer.function_id("echo")
     with anyio.fail_after(45):
         async with AsyncExitStack() as outliving:
             async with anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as first:
                 port = first.port
-                official = await outliving.enter_async_context(start_python(first.url, tmp_path))
+                official = await outliving.enter_async_context(peer.start(first.url, tmp_path))
                 async with anyiii_worker(first.url) as worker:
-                    result = await worker.trigger_async({"function_id": "py::echo", "payload": 1})
+                    result = await worker.trigger_async({"function_id": echo, "payload": 1})
                     assert result == 1
 
             async with anyiii.engine.run(host="127.0.0.1", port=port, http_port=0) as second:
@@ -237,11 +249,9 @@ async def test_official_worker_reconnects_after_engine_restart(tmp_path: Path) -
                     with anyio.fail_after(15):
                         # Waiting for another process to reconnect: nothing to wait on but
                         # the engine's own view, so poll it.
-                        while "py::echo" not in await listed_functions(worker):  # noqa: ASYNC110
+                        while echo not in await listed_functions(worker):  # noqa: ASYNC110
                             await anyio.sleep(0.05)
-                    result = await worker.trigger_async(
-                        {"function_id": "py::echo", "payload": PAYLOAD}
-                    )
+                    result = await worker.trigger_async({"function_id": echo, "payload": PAYLOAD})
                     assert without_caller(result) == PAYLOAD
                 assert second.http_url is not None
-                await _check_http(official, second.http_url, official.ready["http_path"])
+                await _check_http(peer, official, second.http_url)
