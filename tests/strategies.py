@@ -138,7 +138,9 @@ UNDECODABLE: Final = (
 )
 
 
-def noise(garbage: st.SearchStrategy[Any], foreign: st.SearchStrategy[Any]) -> st.SearchStrategy:
+def noise(
+    garbage: st.SearchStrategy[Any], foreign: st.SearchStrategy[Any]
+) -> st.SearchStrategy[tuple[str, Any]]:
     """(kind, message) pairs a peer may send between real frames: pings and pongs, unknown
     types, `garbage`, frames of the other role (`foreign`), skipped messages."""
     return st.one_of(

@@ -16,7 +16,8 @@ its `engine::workers::register` call may come before its registrations, and it a
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 from interop_support import (
     PEERS,
     PROMPT,
+    Handler,
     OfficialWorker,
     Peer,
     anyiii_worker,
@@ -34,7 +36,7 @@ from interop_support import (
 )
 
 import anyiii.engine
-from anyiii import InvocationError
+from anyiii import InvocationError, Worker
 
 PAYLOAD = {"x": 1, "nested": {"list": [1, "two", None, 3.5]}, "text": "héllo"}
 #: Calls that must end promptly still get a deadline below the test's, so a missing answer
@@ -50,6 +52,36 @@ def peer(request: pytest.FixtureRequest) -> Peer:
     return chosen
 
 
+def local_engine(port: int = 0) -> AbstractAsyncContextManager[anyiii.engine.EmbeddedEngine]:
+    """The embedded engine on loopback: worker port `port` (0: any free one), any http port."""
+    return anyiii.engine.run(host="127.0.0.1", port=port, http_port=0)
+
+
+@asynccontextmanager
+async def engine_and_workers(
+    peer: Peer, tmp_path: Path, functions: Mapping[str, Handler] | None = None
+) -> AsyncIterator[tuple[OfficialWorker, Worker]]:
+    """The embedded engine, `peer`'s official worker and an anyiii worker, torn down in reverse.
+
+    An anyiii worker that serves `functions` joins first, so the official worker may call
+    them as soon as it is ready; otherwise the official worker joins first, so its functions
+    are listed by the time the anyiii worker calls them.
+    """
+    async with local_engine() as engine:
+        if functions:
+            async with (
+                anyiii_worker(engine.url, functions) as worker,
+                peer.start(engine.url, tmp_path) as official,
+            ):
+                yield official, worker
+        else:
+            async with (
+                peer.start(engine.url, tmp_path) as official,
+                anyiii_worker(engine.url) as worker,
+            ):
+                yield official, worker
+
+
 async def anyiii_fail(data: Any) -> Any:
     raise ValueError("boom")
 
@@ -61,11 +93,7 @@ async def anyiii_echo(data: Any) -> Any:
 async def test_official_function_is_callable_from_anyiii(peer: Peer, tmp_path: Path) -> None:
     echo = peer.function_id("echo")
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            peer.start(engine.url, tmp_path) as official,
-            anyiii_worker(engine.url) as worker,
-        ):
+        async with engine_and_workers(peer, tmp_path) as (official, worker):
             result = await worker.trigger_async({"function_id": echo, "payload": PAYLOAD})
             assert result.pop("_caller_worker_id") == worker.worker_id
             assert result == PAYLOAD
@@ -74,12 +102,9 @@ async def test_official_function_is_callable_from_anyiii(peer: Peer, tmp_path: P
 
 
 async def test_anyiii_function_is_callable_from_official(peer: Peer, tmp_path: Path) -> None:
+    serving = {"anyiii::echo": anyiii_echo}
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            anyiii_worker(engine.url, {"anyiii::echo": anyiii_echo}),
-            peer.start(engine.url, tmp_path) as official,
-        ):
+        async with engine_and_workers(peer, tmp_path, serving) as (official, _):
             reply = await official.request("anyiii::echo", PAYLOAD)
             assert reply["event"] == "result", reply
             value = reply["value"]
@@ -98,11 +123,7 @@ async def test_void_call_from_official_reaches_anyiii(peer: Peer, tmp_path: Path
         await release.wait()
 
     with anyio.fail_after(30), received_send, received:
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            anyiii_worker(engine.url, {"anyiii::record": record}),
-            peer.start(engine.url, tmp_path) as official,
-        ):
+        async with engine_and_workers(peer, tmp_path, {"anyiii::record": record}) as (official, _):
             reply = await official.request("anyiii::record", PAYLOAD, op="void")
             assert reply["event"] == "sent", reply
             with anyio.fail_after(PROMPT):
@@ -114,11 +135,7 @@ async def test_void_call_from_official_reaches_anyiii(peer: Peer, tmp_path: Path
 async def test_void_call_from_anyiii_reaches_official(peer: Peer, tmp_path: Path) -> None:
     slow = peer.function_id("slow")
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            peer.start(engine.url, tmp_path) as official,
-            anyiii_worker(engine.url) as worker,
-        ):
+        async with engine_and_workers(peer, tmp_path) as (official, worker):
             result = await worker.trigger_async(
                 {"function_id": slow, "payload": PAYLOAD, "action": {"type": "void"}}
             )
@@ -130,11 +147,7 @@ async def test_void_call_from_anyiii_reaches_official(peer: Peer, tmp_path: Path
 async def test_unknown_function_is_function_not_found_quickly(peer: Peer, tmp_path: Path) -> None:
     missing = peer.function_id("missing")
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            peer.start(engine.url, tmp_path) as official,
-            anyiii_worker(engine.url) as worker,
-        ):
+        async with engine_and_workers(peer, tmp_path) as (official, worker):
             started = anyio.current_time()
             with pytest.raises(InvocationError) as caught:
                 await worker.trigger_async(
@@ -153,12 +166,9 @@ async def test_unknown_function_is_function_not_found_quickly(peer: Peer, tmp_pa
 
 
 async def test_handler_exception_is_invocation_failed_both_ways(peer: Peer, tmp_path: Path) -> None:
+    serving = {"anyiii::fail": anyiii_fail}
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            anyiii_worker(engine.url, {"anyiii::fail": anyiii_fail}) as worker,
-            peer.start(engine.url, tmp_path) as official,
-        ):
+        async with engine_and_workers(peer, tmp_path, serving) as (official, worker):
             with pytest.raises(InvocationError) as caught:
                 await worker.trigger_async({"function_id": peer.function_id("fail"), "payload": {}})
             assert caught.value.code == "invocation_failed"
@@ -185,11 +195,7 @@ async def test_killing_official_callee_mid_call_stops_the_call(peer: Peer, tmp_p
             outcome.append(exc)
 
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            peer.start(engine.url, tmp_path) as official,
-            anyiii_worker(engine.url) as worker,
-        ):
+        async with engine_and_workers(peer, tmp_path) as (official, worker):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call_slow, worker)
                 await official.event("invoked", function_id=slow)
@@ -221,10 +227,7 @@ async def _check_http(peer: Peer, official: OfficialWorker, http_url: str) -> No
 
 async def test_http_trigger_of_official_worker_answers(peer: Peer, tmp_path: Path) -> None:
     with anyio.fail_after(30):
-        async with (
-            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
-            peer.start(engine.url, tmp_path) as official,
-        ):
+        async with local_engine() as engine, peer.start(engine.url, tmp_path) as official:
             assert engine.http_url is not None
             await _check_http(peer, official, engine.http_url)
 
@@ -236,14 +239,14 @@ async def test_official_worker_reconnects_after_engine_restart(peer: Peer, tmp_p
     echo = peer.function_id("echo")
     with anyio.fail_after(45):
         async with AsyncExitStack() as outliving:
-            async with anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as first:
+            async with local_engine() as first:
                 port = first.port
                 official = await outliving.enter_async_context(peer.start(first.url, tmp_path))
                 async with anyiii_worker(first.url) as worker:
                     result = await worker.trigger_async({"function_id": echo, "payload": 1})
                     assert result == 1
 
-            async with anyiii.engine.run(host="127.0.0.1", port=port, http_port=0) as second:
+            async with local_engine(port) as second:
                 assert second.port == port
                 async with anyiii_worker(second.url) as worker:
                     with anyio.fail_after(15):
