@@ -45,6 +45,7 @@ from anyiii._protocol.frames import (
 )
 from anyiii._protocol.registry import Registry, WorkerInfo
 from anyiii._protocol.worker import WorkerConnection
+from strategies import error_bodies, uuid_text
 
 GRACE: Final = 5.0
 POOL: Final = ("svc::a", "svc::b", "svc::c")
@@ -61,21 +62,11 @@ PAYLOADS = st.sampled_from(
     [None, 0, "text", [1, 2], {}, {"k": {"n": None}}, {"_caller_worker_id": "spoofed"}]
 )
 RESULTS = st.sampled_from([None, 0, "ok", [1], {"c": 5}])
-ERRORS = st.builds(
-    ErrorBody,
-    code=st.sampled_from(["invocation_failed", "my_own_code"]),
-    message=st.sampled_from(["boom", ""]),
-    stacktrace=st.none() | st.just("Traceback ..."),
-)
+ERRORS = error_bodies("invocation_failed", "my_own_code")
 # Mostly plain workers in `default`; some in namespace `shop`; some that never call
 # engine::workers::register (their registrations wait for the grace period).
 REGISTER_MODES = st.sampled_from(["default", "default", "default", "shop", "none"])
 PICK = st.integers(0, 15)
-
-
-def uuid_text(prefix: str, n: int) -> str:
-    """Readable, unique UUID text: `prefix` is 8 hex digits naming who made the id."""
-    return f"{prefix}-0000-4000-8000-{n:012x}"
 
 
 @dataclass(eq=False)

@@ -5,10 +5,14 @@ The worker programs live in `workers/` and speak a line protocol on stdin/stdout
 prints it once the engine lists its functions and its http binding), and always kills it
 on the way out. `OfficialWorker.event()` reads its stdout until a matching JSON event shows
 up; `OfficialWorker.request()` asks it to call a function through the engine.
+
+`PEERS` describes each official SDK as data (`Peer`): how to start its worker, how to tell
+whether it is installed, and where its answers differ, so one test module covers them all.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import os
@@ -16,7 +20,8 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -57,6 +62,7 @@ def python_worker_argv(url: str, *extra: str) -> list[str]:
 
 
 def node_worker_argv(url: str, *extra: str) -> list[str]:
+    """The official Node worker, run by the `node` on PATH (see `require_node`)."""
     node = shutil.which("node")
     assert node is not None
     return [node, str(NODE_WORKER), url, *extra]
@@ -77,6 +83,12 @@ def require_node() -> None:
         if strict:
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+def require_python_sdk() -> None:
+    """Fail unless the official Python SDK is importable: it is a dev dependency, always there."""
+    if importlib.util.find_spec("iii") is None:
+        pytest.fail("the official Python SDK is missing: install the dev extra (iii-sdk==0.25.0)")
 
 
 def _open_log(path: Path) -> IO[bytes]:
@@ -226,3 +238,44 @@ def without_caller(payload: Any) -> Any:
     if isinstance(payload, dict):
         return {k: v for k, v in payload.items() if k != "_caller_worker_id"}
     return payload
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One official SDK as an interop peer: how to run its worker and how its answers differ.
+
+    Both worker programs register the same functions under their own prefix, so a test
+    names them through `function_id()` and compares SDK-specific text with the fields here.
+    """
+
+    #: The test id, the worker's label in failure messages, and the `worker` field its http
+    #: handler answers with.
+    name: str
+    #: The prefix of the worker's function ids (`node::echo`, `py::echo`).
+    prefix: str
+    #: Text the stacktrace of its failing handler contains (each SDK formats its own).
+    stacktrace_marker: str
+    #: The worker's command line, given the engine URL and extra arguments.
+    argv: Callable[..., list[str]]
+    #: Skips or fails the test when the SDK is not installed.
+    require: Callable[[], None]
+
+    def function_id(self, name: str) -> str:
+        """The id of one of the worker's functions: `echo`, `fail`, `slow`, `http`..."""
+        return f"{self.prefix}::{name}"
+
+    def start(
+        self, url: str, tmp_path: Path, *extra: str
+    ) -> AbstractAsyncContextManager[OfficialWorker]:
+        """Start the peer's worker against `url` (see `official_worker`)."""
+        return official_worker(
+            self.argv(url, *extra), tmp_path / f"{self.name}_worker.stderr", label=self.name
+        )
+
+
+PEERS: Final = (
+    # npm `iii-sdk` 0.22.1, installed by `npm ci` in tests/interop/node: optional locally.
+    Peer("node", "node", "Error: boom", node_worker_argv, require_node),
+    # PyPI `iii-sdk` 0.25.0, a dev dependency.
+    Peer("python", "py", "ValueError", python_worker_argv, require_python_sdk),
+)

@@ -26,6 +26,7 @@ from anyiii._protocol.engine import EngineConnection
 from anyiii._protocol.frames import FRAME_TYPES, UnknownFrame, decode_frame
 from anyiii._protocol.state import State
 from anyiii._protocol.worker import WorkerConnection
+from strategies import FUZZ_JSON, SMALL_FUZZ_JSON
 
 FUZZ = settings(
     max_examples=600,
@@ -41,30 +42,7 @@ TOKEN = "b7e4d2a9-1c3f-4a8e-9b60-2d7c5e8f1a04"
 
 # --- strategies -----------------------------------------------------------------------------
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()  # NaN and ±inf make json.dumps write non-JSON: good garbage
-    | st.text(max_size=20)
-)
-json_values = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-
 uuid_text = st.uuids().map(str)
-small_json = st.recursive(
-    scalars,
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
-    ),
-    max_leaves=4,
-)
 names = st.sampled_from(["greet", "math::add", "engine::workers::register", "", " "]) | st.text(
     max_size=8
 )
@@ -94,7 +72,7 @@ _ID_FIELDS = {"invocation_id", "worker_id", "previous_worker_id", "reattach_toke
 
 def _typed(name: str) -> st.SearchStrategy[Any]:
     if name in _RAW_FIELDS:
-        return small_json
+        return SMALL_FUZZ_JSON
     if name in _ID_FIELDS:
         return uuid_text | names
     if name == "action":
@@ -117,7 +95,7 @@ REQUIRED = {
     tag: {f.name for f in msgspec.structs.fields(cls) if f.required}
     for tag, cls in FRAME_CLASSES.items()
 }
-field_values = small_json | uuid_text | names | actions | error_bodies
+field_values = SMALL_FUZZ_JSON | uuid_text | names | actions | error_bodies
 frame_types = st.sampled_from(sorted(FRAME_TYPES))
 field_names = st.sampled_from(FIELD_NAMES)
 
@@ -192,7 +170,7 @@ def test_json_looking_garbage_decodes_or_raises_remote_protocol_error(data: str)
 
 
 @FUZZ
-@given(json_values)
+@given(FUZZ_JSON)
 def test_arbitrary_json_decodes_or_raises_remote_protocol_error(value: Any) -> None:
     result = _check_decode(json.dumps(value))
     if isinstance(result, UnknownFrame):
@@ -203,7 +181,7 @@ def test_arbitrary_json_decodes_or_raises_remote_protocol_error(value: Any) -> N
 
 
 @FUZZ
-@given(st.dictionaries(st.text(max_size=8), small_json, max_size=5), st.text(max_size=16))
+@given(st.dictionaries(st.text(max_size=8), SMALL_FUZZ_JSON, max_size=5), st.text(max_size=16))
 def test_objects_with_any_type_string_decode_or_raise(body: dict[str, Any], tag: str) -> None:
     body["type"] = tag
     wire = json.dumps(body)
@@ -303,7 +281,7 @@ def _feed_all(conn: BaseConnection, messages: Sequence[bytes | str]) -> None:
 messages = st.one_of(
     st.binary(max_size=120),
     st.text(max_size=120),
-    json_values.map(json.dumps),
+    FUZZ_JSON.map(json.dumps),
     frame_like().map(json.dumps),
     frame_like().map(lambda body: json.dumps(body).encode()),
     st.sampled_from([b"OTLP{}", b"MTRC\x00", b"LOGS", b"   ", "", "\n\t"]),

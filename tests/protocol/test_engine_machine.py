@@ -70,22 +70,22 @@ from anyiii._protocol.frames import (
     to_raw,
 )
 from anyiii._protocol.state import TRANSITIONS, Input, Role, State
+from strategies import (
+    FUNCTION_IDS,
+    RESULT_SHAPES,
+    SAMPLE_JSON,
+    TRIGGER_TYPES,
+    UNDECODABLE,
+    error_bodies,
+    noise,
+    uuid_text,
+)
 
 T = TypeVar("T")
 
 TABLE = TRANSITIONS[Role.ENGINE]
 
-FUNCTION_IDS = st.sampled_from(["math::add", "greet", "engine::functions::list"])
-TRIGGER_TYPES = st.sampled_from(["webhook", "ticker"])
-JSON_VALUES = st.sampled_from([None, 0, "text", [1, 2], {"a": {"b": None}}])
-ERRORS = st.builds(
-    ErrorBody,
-    code=st.sampled_from(["invocation_failed", "function_not_found", "invocation_stopped"]),
-    message=st.sampled_from(["boom", ""]),
-    stacktrace=st.none() | st.just("Traceback ..."),
-)
-# The worker's answer to a dispatch: a value, an explicit null, nothing at all, or an error.
-RESULT_SHAPES = st.sampled_from(["value", "null", "absent", "error"])
+ERRORS = error_bodies("invocation_failed", "function_not_found", "invocation_stopped")
 # Ids the Rust engine would not parse: the core must still answer them (with an error).
 NON_UUIDS = ["not-a-uuid", "42", "", "0e0e0e0e00004000800000000000001"]
 
@@ -122,25 +122,15 @@ def registration_event(frame: Any) -> ev.Event:
     return ev.ServiceRegistered(frame)
 
 
-UNKNOWN = st.sampled_from(
-    [b'{"type": "observe", "invocation_id": "x"}', b'{"type": "streamchunk", "n": [1]}']
-)
 # Undecodable and naming no invocation. None starts like telemetry or is blank.
 GARBAGE = st.sampled_from(
     [
-        b"\xff\xfe\x00garbage",
-        b"{",
-        b"[1, 2, 3]",
-        b'"just a string"',
-        b"{}",
-        b'{"type": 5}',
-        b'{"type": "invokefunction"}',
+        *UNDECODABLE,
         b'{"type": "registerfunction"}',
         b'{"type": "invocationresult", "invocation_id": 7}',
         "not json at all",
     ]
 )
-SKIPPED = st.sampled_from([b"", b"   ", b"\r\n", " \t\n", b"OTLP\x00\x01\x02", b"MTRC{}", b"LOGS"])
 # Frames an engine never receives (engine → worker only).
 FOREIGN = st.sampled_from(
     [
@@ -149,18 +139,7 @@ FOREIGN = st.sampled_from(
         Error(error=ErrorBody(code="AUTH_ERROR", message="no")),
     ]
 )
-NOISE = st.one_of(
-    st.tuples(st.just("ping"), st.sampled_from([Ping(), Pong()])),
-    st.tuples(st.just("unknown"), UNKNOWN),
-    st.tuples(st.just("garbage"), GARBAGE),
-    st.tuples(st.just("foreign"), FOREIGN),
-    st.tuples(st.just("skipped"), SKIPPED),
-)
-
-
-def uuid_text(prefix: str, n: int) -> str:
-    """Readable, unique UUID text: `prefix` is 8 hex digits naming who made the id."""
-    return f"{prefix}-0000-4000-8000-{n:012x}"
+NOISE = noise(GARBAGE, FOREIGN)
 
 
 def corrupt(payload: bytes, **fields: object) -> bytes:
@@ -298,7 +277,7 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(
         target=dispatched,
         function_id=FUNCTION_IDS,
-        value=JSON_VALUES,
+        value=SAMPLE_JSON,
         own_call=st.none() | worker_calls,
     )
     def dispatch(self, function_id: str, value: object, own_call: str | None) -> object:
@@ -314,7 +293,7 @@ class EngineMachine(RuleBasedStateMachine):
 
     @rule(
         invocation_id=consumes(worker_calls),
-        value=JSON_VALUES,
+        value=SAMPLE_JSON,
         error=st.none() | ERRORS,
     )
     def deliver_result(self, invocation_id: str, value: object, error: ErrorBody | None) -> None:
@@ -541,7 +520,7 @@ class EngineMachine(RuleBasedStateMachine):
         else:
             assert events == [ev.ResultReceived(frame)]
 
-    @rule(invocation_id=st.none() | dispatched, shape=RESULT_SHAPES, value=JSON_VALUES)
+    @rule(invocation_id=st.none() | dispatched, shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def worker_answers(self, invocation_id: str | None, shape: str, value: object) -> None:
         """Executing: its result. Answered already, stale or never dispatched (None): late."""
         self._result(
@@ -549,7 +528,7 @@ class EngineMachine(RuleBasedStateMachine):
         )
 
     @precondition(lambda self: bool(self.executing))
-    @rule(data=st.data(), shape=RESULT_SHAPES, value=JSON_VALUES)
+    @rule(data=st.data(), shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def worker_answers_executing(self, data: st.DataObject, shape: str, value: object) -> None:
         """The common case, drawn from live dispatches only (the bundle is mostly stale)."""
         invocation_id = data.draw(st.sampled_from(sorted(self.executing)), label="executing id")

@@ -56,22 +56,11 @@ from anyiii._protocol.ids import InvocationIds, is_uuid
 from anyiii._protocol.registry import Registry, WorkerInfo
 from anyiii._protocol.state import State
 from anyiii._protocol.worker import WorkerConnection
+from strategies import EXACT_JSON, EXACT_OBJECTS
 
 # --- strategies -----------------------------------------------------------------------------
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
-    ),
-    max_leaves=6,
-)
-objects = st.dictionaries(st.text(max_size=6), json_values, max_size=3)
-maybe_raw = st.none() | objects.map(to_raw) | st.just(None).map(to_raw)  # last: JSON null
+maybe_raw = st.none() | EXACT_OBJECTS.map(to_raw) | st.just(None).map(to_raw)  # last: JSON null
 function_ids = st.sampled_from(["greet", "math::add", "orders::create", "engine::functions::list"])
 type_ids = st.sampled_from(["webhook", "queue", "mail"])
 trigger_ids = st.sampled_from(
@@ -91,14 +80,14 @@ register_functions = st.builds(
     RegisterFunction,
     id=function_ids,
     description=texts,
-    request_format=objects.map(to_raw) | st.just(UNSET),
-    metadata=objects.map(to_raw) | st.just(UNSET),
+    request_format=EXACT_OBJECTS.map(to_raw) | st.just(UNSET),
+    metadata=EXACT_OBJECTS.map(to_raw) | st.just(UNSET),
 )
 register_trigger_types = st.builds(
     RegisterTriggerType,
     id=type_ids,
     description=st.sampled_from(["Webhooks", "d"]),
-    trigger_request_format=objects.map(to_raw) | st.just(UNSET),
+    trigger_request_format=EXACT_OBJECTS.map(to_raw) | st.just(UNSET),
     namespace=namespaces,
 )
 register_triggers = st.builds(
@@ -106,8 +95,8 @@ register_triggers = st.builds(
     id=trigger_ids,
     trigger_type=type_ids | st.just("http"),
     function_id=function_ids,
-    config=objects.map(to_raw) | st.just(to_raw(None)),
-    metadata=objects.map(to_raw) | st.just(UNSET),
+    config=EXACT_OBJECTS.map(to_raw) | st.just(to_raw(None)),
+    metadata=EXACT_OBJECTS.map(to_raw) | st.just(UNSET),
     namespace=namespaces,
     trigger_namespace=namespaces,
 )
@@ -314,7 +303,7 @@ class PairMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._worker_can_send_new())
     @rule(
         function_id=function_ids,
-        value=json_values,
+        value=EXACT_JSON,
         metadata=maybe_raw,
         traceparent=traceparents,
         baggage=texts,
@@ -372,7 +361,7 @@ class PairMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._worker_can_send_new())
     @rule(
         function_id=function_ids,
-        value=json_values,
+        value=EXACT_JSON,
         metadata=maybe_raw,
         traceparent=traceparents,
         namespace=namespaces,
@@ -425,7 +414,7 @@ class PairMachine(RuleBasedStateMachine):
     @precondition(
         lambda self: bool(self._awaited()) and self.engine.state in (State.OPEN, State.CLOSING)
     )
-    @rule(data=st.data(), value=json_values, traceparent=traceparents, baggage=texts)
+    @rule(data=st.data(), value=EXACT_JSON, traceparent=traceparents, baggage=texts)
     def deliver_result(
         self, data: st.DataObject, value: Any, traceparent: str | None, baggage: str | None
     ) -> None:
@@ -473,7 +462,7 @@ class PairMachine(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         function_id=function_ids,
-        value=json_values,
+        value=EXACT_JSON,
         metadata=maybe_raw,
         traceparent=traceparents,
         baggage=texts,
@@ -520,7 +509,7 @@ class PairMachine(RuleBasedStateMachine):
         ]
 
     @precondition(lambda self: bool(self.dispatches) and self.opened and not self.dropped)
-    @rule(data=st.data(), value=json_values | st.none(), traceparent=traceparents)
+    @rule(data=st.data(), value=EXACT_JSON | st.none(), traceparent=traceparents)
     def complete(self, data: st.DataObject, value: Any, traceparent: str | None) -> None:
         invocation_id = data.draw(st.sampled_from(sorted(self.dispatches)))
         result = None if value is None else to_raw(value)

@@ -70,23 +70,23 @@ from anyiii._protocol.frames import (
 from anyiii._protocol.registry import Registry, WorkerInfo
 from anyiii._protocol.state import TRANSITIONS, Input, Role, State
 from anyiii._protocol.worker import WorkerConnection
+from strategies import (
+    FUNCTION_IDS,
+    RESULT_SHAPES,
+    SAMPLE_JSON,
+    TRIGGER_TYPES,
+    UNDECODABLE,
+    error_bodies,
+    noise,
+    uuid_text,
+)
 
 T = TypeVar("T")
 
 TABLE = TRANSITIONS[Role.WORKER]
 INFO = WorkerInfo(name="model-worker", version="0", os="test", pid=1)
 
-FUNCTION_IDS = st.sampled_from(["math::add", "greet", "engine::functions::list"])
-TRIGGER_TYPES = st.sampled_from(["webhook", "ticker"])
-JSON_VALUES = st.sampled_from([None, 0, "text", [1, 2], {"a": {"b": None}}])
-ERRORS = st.builds(
-    ErrorBody,
-    code=st.sampled_from(["invocation_failed", "function_not_found", "TIMEOUT"]),
-    message=st.sampled_from(["boom", ""]),
-    stacktrace=st.none() | st.just("Traceback ..."),
-)
-# What an engine result carries: a value, an explicit null, nothing at all, or an error.
-RESULT_SHAPES = st.sampled_from(["value", "null", "absent", "error"])
+ERRORS = error_bodies("invocation_failed", "function_not_found", "TIMEOUT")
 
 REGISTRATIONS = st.one_of(
     st.builds(RegisterFunction, id=FUNCTION_IDS, description=st.none() | st.just("d")),
@@ -110,20 +110,10 @@ UNREGISTRATIONS = st.one_of(
 # an invocation. None of them starts like telemetry or is blank.
 GARBAGE = st.sampled_from(
     [
-        b"\xff\xfe\x00garbage",
-        b"{",
-        b"[1, 2, 3]",
-        b'"just a string"',
-        b"{}",
-        b'{"type": 5}',
-        b'{"type": "invokefunction"}',
+        *UNDECODABLE,
         b'{"type": "workerregistered"}',
         "not json at all",
     ]
-)
-SKIPPED = st.sampled_from([b"", b"   ", b"\r\n", " \t\n", b"OTLP\x00\x01\x02", b"MTRC{}", b"LOGS"])
-UNKNOWN = st.sampled_from(
-    [b'{"type": "observe", "invocation_id": "x"}', b'{"type": "streamchunk", "n": [1]}']
 )
 # Frames a worker never receives (worker → engine only).
 FOREIGN = st.sampled_from(
@@ -136,18 +126,7 @@ FOREIGN = st.sampled_from(
         Reattach(previous_worker_id="w-0"),
     ]
 )
-NOISE = st.one_of(
-    st.tuples(st.just("ping"), st.sampled_from([Ping(), Pong()])),
-    st.tuples(st.just("unknown"), UNKNOWN),
-    st.tuples(st.just("garbage"), GARBAGE),
-    st.tuples(st.just("foreign"), FOREIGN),
-    st.tuples(st.just("skipped"), SKIPPED),
-)
-
-
-def uuid_text(prefix: str, n: int) -> str:
-    """Readable, unique UUID text: `prefix` is 8 hex digits naming who made the id."""
-    return f"{prefix}-0000-4000-8000-{n:012x}"
+NOISE = noise(GARBAGE, FOREIGN)
 
 
 def corrupt(payload: bytes, **fields: object) -> bytes:
@@ -345,7 +324,7 @@ class WorkerMachine(RuleBasedStateMachine):
     @rule(
         target=calls,
         function_id=FUNCTION_IDS,
-        value=JSON_VALUES,
+        value=SAMPLE_JSON,
         namespace=st.none() | st.just("shop"),
         enqueue=st.none() | st.just("jobs"),
     )
@@ -384,7 +363,7 @@ class WorkerMachine(RuleBasedStateMachine):
         """Make the core's id source return a pending id next: `call()` must refuse it."""
         self.forced_id = data.draw(st.sampled_from(sorted(self.pending)), label="pending id")
 
-    @rule(function_id=FUNCTION_IDS, value=JSON_VALUES)
+    @rule(function_id=FUNCTION_IDS, value=SAMPLE_JSON)
     def call_void(self, function_id: str, value: object) -> None:
         payload = self._local(
             Input.SEND_CALL, lambda: self.core.call_void(function_id, to_raw(value))
@@ -404,7 +383,7 @@ class WorkerMachine(RuleBasedStateMachine):
         self.pending.pop(invocation_id, None)
         assert self.core.state is before
 
-    @rule(invocation_id=consumes(inbound), value=JSON_VALUES)
+    @rule(invocation_id=consumes(inbound), value=SAMPLE_JSON)
     def complete(self, invocation_id: str, value: object) -> None:
         result = None if value is None else to_raw(value)
         payload = self._local(
@@ -543,7 +522,7 @@ class WorkerMachine(RuleBasedStateMachine):
         self._invoked(invocation_id, function_id)
         return True
 
-    @rule(target=inbound, function_id=FUNCTION_IDS, value=JSON_VALUES, with_id=st.booleans())
+    @rule(target=inbound, function_id=FUNCTION_IDS, value=SAMPLE_JSON, with_id=st.booleans())
     def engine_invokes(self, function_id: str, value: object, with_id: bool) -> object:
         """A dispatch with a fresh id, or one without an id (no answer expected)."""
         invocation_id = self._mint("1e000000") if with_id else None
@@ -611,14 +590,14 @@ class WorkerMachine(RuleBasedStateMachine):
             else:
                 assert completed.result is None
 
-    @rule(invocation_id=st.none() | calls, shape=RESULT_SHAPES, value=JSON_VALUES)
+    @rule(invocation_id=st.none() | calls, shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def engine_answers_call(self, invocation_id: str | None, shape: str, value: object) -> None:
         """Pending: completes or fails it. Forgotten, answered, stale or never seen (None):
         a late result."""
         self._result(invocation_id or self._mint("0dd00000"), shape, value)
 
     @precondition(lambda self: bool(self.pending))
-    @rule(data=st.data(), shape=RESULT_SHAPES, value=JSON_VALUES)
+    @rule(data=st.data(), shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def engine_answers_pending_call(self, data: st.DataObject, shape: str, value: object) -> None:
         """The common case, drawn from live calls only (the bundle is mostly stale ids)."""
         invocation_id = data.draw(st.sampled_from(sorted(self.pending)), label="pending id")

@@ -22,31 +22,12 @@ import anyiii
 from anyiii._transport import Transport
 from anyiii._transport.memory import memory_transport_pair
 from anyiii.engine import EmbeddedEngine
+from strategies import CALLER_KEY, PAYLOADS
 
 EXAMPLES = settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-CALLER_KEY = "_caller_worker_id"
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(exclude_categories=["Cs"]), max_size=20),
-    lambda children: (
-        st.lists(children, max_size=5)
-        | st.dictionaries(
-            st.text(st.characters(exclude_categories=["Cs"]), max_size=10).filter(
-                lambda key: key != CALLER_KEY
-            ),
-            children,
-            max_size=5,
-        )
-    ),
-    max_leaves=30,
 )
 
 
@@ -103,7 +84,7 @@ def settled(worker: anyiii.Worker) -> None:
 
 
 @EXAMPLES
-@given(payloads=st.lists(json_values, min_size=1, max_size=5))
+@given(payloads=st.lists(PAYLOADS, min_size=1, max_size=5))
 async def test_any_json_payload_comes_back_exactly(payloads: list[Any]) -> None:
     with anyio.fail_after(20):
         async with two_workers() as (caller, callee):
@@ -119,7 +100,7 @@ async def test_any_json_payload_comes_back_exactly(payloads: list[Any]) -> None:
 
 
 outcomes = st.one_of(
-    st.tuples(st.just("return"), json_values),
+    st.tuples(st.just("return"), PAYLOADS),
     st.tuples(st.just("raise"), st.text(st.characters(exclude_categories=["Cs"]), min_size=1)),
     st.tuples(st.just("yield"), st.integers(min_value=0, max_value=20)),
     st.tuples(st.just("thread"), st.integers()),
