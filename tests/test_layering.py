@@ -45,6 +45,8 @@ FACE: Final = (
     "anyiii._run",
     "anyiii._demo",
     "anyiii._apidoc",
+    "anyiii._docgen",
+    "anyiii.testing",
 )
 #: Leaf helpers any layer may use: the exception types, the version string, small anyio
 #: tools, the public HTTP request/response types.
@@ -57,6 +59,8 @@ TRANSPORT: Final = ("anyiii._transport.*",)
 WORKER: Final = ("anyiii._worker.*",)
 #: The embedded engine (what `anyiii.engine.run` starts).
 ENGINE: Final = ("anyiii._engine.*",)
+#: Each upper layer's package module: the one door the face may use into that layer.
+LAYER_DOORS: Final = ("anyiii._worker", "anyiii._engine", "anyiii._transport")
 
 LAYERS: Final[Mapping[str, tuple[str, ...]]] = {
     "face": FACE,
@@ -111,6 +115,9 @@ RULES: Final = (
     Rule(
         "nothing-below-imports-the-face", (*SHARED, *PROTOCOL, *TRANSPORT, *WORKER, *ENGINE), FACE
     ),
+    # The face enters the worker, engine and transport layers only through their packages,
+    # which list what each layer offers; a layer's modules can then move freely inside it.
+    Rule("face-uses-layer-doors", FACE, (*WORKER, *ENGINE, *TRANSPORT), allowed=LAYER_DOORS),
     # Shared helpers are leaves: every layer imports them, so they import no layer.
     Rule("shared-helpers-are-leaves", SHARED, ("anyiii.*",), allowed=SHARED),
 )
