@@ -345,7 +345,11 @@ def test_rule_reports_a_planted_import(rule: Rule, tmp_path: Path) -> None:
     importer = instance(rule.importers[0], inside=True)
     target = next(
         name
-        for name in (instance(pattern, inside=False) for pattern in rule.forbidden)
+        for name in (
+            instance(pattern, inside=inside)
+            for pattern in rule.forbidden
+            for inside in (False, True)  # a package itself may be allowed, its modules not
+        )
         if not matches(name, rule.allowed)
     )
     # Function-local, so this also proves the walk sees imports that only run on a call.

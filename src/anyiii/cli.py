@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.exit(run_demo(verbose=args.verbose))
     if args.command == "engine":
-        from ._engine.cli import run_engine_command
+        from ._engine import run_engine_command
 
         sys.exit(
             run_engine_command(

@@ -7,9 +7,9 @@ and how it differs from the real engine.
 
 from __future__ import annotations
 
-from ._engine.http import HttpLimits as HttpLimits
-from ._engine.server import EmbeddedEngine as EmbeddedEngine
-from ._engine.server import EngineSettings as EngineSettings
-from ._engine.server import run as run
+from ._engine import EmbeddedEngine as EmbeddedEngine
+from ._engine import EngineSettings as EngineSettings
+from ._engine import HttpLimits as HttpLimits
+from ._engine import run as run
 
 __all__ = ["EmbeddedEngine", "EngineSettings", "HttpLimits", "run"]

@@ -3,7 +3,8 @@
 Each test wires real worker-role protocol cores (`WorkerConnection`) to one router with a
 fake clock, the way the engine's I/O layer does: `Send` actions are fed to the addressed
 worker's core, `Close` and `Completed` actions are recorded. Tests named `test_bug_...`
-reproduce router bugs found while writing these tests; they fail until the router is fixed.
+are regression tests: each reproduces a bug the first router had, fixed since, and keeps it
+fixed.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class Engine:
     def perform(self, actions: Iterable[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                assert action.conn in self.router.connections, f"sent to a closed {action}"
+                assert action.conn in self.router.tables.connections, f"sent to a closed {action}"
                 peer = self.peers[action.conn]
                 peer.frames.append(decode_frame(action.data))
                 peer.events.extend(peer.core.receive(action.data))
@@ -167,7 +168,7 @@ def value(result: Raw | None) -> object:
 
 def provider_of(engine: Engine, trigger_id: str) -> tuple[str, str] | None:
     """Where a binding is served: (namespace, trigger type), or None while parked."""
-    return engine.router.bindings[trigger_id].provider
+    return engine.router.tables.bindings[trigger_id].provider
 
 
 def webhook_binding(trigger_id: str = "t-1", function_id: str = "svc::a") -> RegisterTrigger:
@@ -195,7 +196,7 @@ def test_function_not_found_names_the_function_and_namespace(engine: Engine) -> 
     assert failed.invocation_id == invocation_id
     assert failed.error.code == FUNCTION_NOT_FOUND
     assert failed.error.message == "Function nope::x not found in namespace default"
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 def test_caller_worker_id_is_injected_into_object_payloads(engine: Engine) -> None:
@@ -246,7 +247,7 @@ def test_callee_result_and_error_are_passed_through_unchanged(engine: Engine) ->
     completed = caller.one(ev.CallCompleted)
     assert (completed.invocation_id, value(completed.result)) == (first, {"c": 5})
     assert caller.one(ev.CallFailed).error == error
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 def test_void_call_gets_no_result_but_the_callee_runs_with_a_fresh_uuid(engine: Engine) -> None:
@@ -260,7 +261,7 @@ def test_void_call_gets_no_result_but_the_callee_runs_with_a_fresh_uuid(engine: 
     frames_before = len(caller.frames)
     engine.send(callee, callee.core.complete(request.invocation_id, to_raw("ignored")))
     assert len(caller.frames) == frames_before  # the result is discarded (spec §5.1)
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 def test_void_call_ids_are_fresh_for_every_call(engine: Engine) -> None:
@@ -290,7 +291,7 @@ def test_caller_gets_invocation_stopped_when_the_callee_disconnects(engine: Engi
     engine.disconnect(callee)
     failed = caller.one(ev.CallFailed)
     assert (failed.invocation_id, failed.error) == (invocation_id, STOPPED)
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
     assert not caller.core.pending_calls
 
 
@@ -311,7 +312,7 @@ def test_abandoned_engine_call_completes_never(engine: Engine) -> None:
     engine.router.abandon(invocation_id)
     engine.send(callee, callee.core.complete(invocation_id, to_raw(1)))
     assert engine.completed == []
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 def test_late_result_is_dropped_silently_when_the_caller_disconnected(engine: Engine) -> None:
@@ -319,10 +320,10 @@ def test_late_result_is_dropped_silently_when_the_caller_disconnected(engine: En
     caller = engine.connect()
     invocation_id = engine.call(caller, "svc::a", {})
     engine.disconnect(caller)
-    assert invocation_id in engine.router.invocations  # the callee runs on
+    assert invocation_id in engine.router.tables.invocations  # the callee runs on
     frame = callee.core.complete(invocation_id, to_raw("late"))
     assert engine.router.receive(callee.conn, frame) == []
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 def test_malformed_invocationresult_fails_the_call_with_malformed_frame(engine: Engine) -> None:
@@ -334,7 +335,7 @@ def test_malformed_invocationresult_fails_the_call_with_malformed_frame(engine: 
     failed = caller.one(ev.CallFailed)
     assert failed.invocation_id == invocation_id
     assert failed.error.code == MALFORMED_FRAME
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 def test_call_with_a_non_uuid_invocation_id_is_answered_with_an_error(engine: Engine) -> None:
@@ -368,22 +369,22 @@ def test_registrations_before_register_are_held_then_applied_in_order(engine: En
         worker.core.unregister(UnregisterFunction(id="svc::a")),
     ):
         engine.send(worker, frame)
-    assert ("default", "svc::b") not in engine.router.functions
-    assert len(engine.router.connections[worker.conn].held) == 3
+    assert ("default", "svc::b") not in engine.router.tables.functions
+    assert len(engine.router.tables.connections[worker.conn].held) == 3
     engine.call(other, "svc::b")
     assert other.one(ev.CallFailed).error.code == FUNCTION_NOT_FOUND  # not applied yet
 
     engine.send(worker, worker.core.call_void(REGISTER_WORKER, to_raw({"name": "w", "pid": 1})))
-    functions = engine.router.functions
+    functions = engine.router.tables.functions
     assert functions[("default", "svc::b")].owner == worker.conn
     assert ("default", "svc::a") not in functions  # registered, then unregistered, in order
-    assert engine.router.connections[worker.conn].held == []
+    assert engine.router.tables.connections[worker.conn].held == []
 
 
 def test_namespace_from_the_register_payload_is_honoured(engine: Engine) -> None:
     shop = engine.connect("svc::a", namespace="shop")
-    assert engine.router.connections[shop.conn].namespace == "shop"
-    assert engine.router.functions[("shop", "svc::a")].owner == shop.conn
+    assert engine.router.tables.connections[shop.conn].namespace == "shop"
+    assert engine.router.tables.functions[("shop", "svc::a")].owner == shop.conn
     outsider = engine.connect()
     engine.call(outsider, "svc::a")
     error = outsider.one(ev.CallFailed).error
@@ -399,11 +400,11 @@ def test_grace_timeout_applies_the_default_namespace(engine: Engine) -> None:
     worker = engine.connect("svc::a", register=False)
     assert engine.router.next_deadline() == 5.0
     engine.tick(4.9)
-    assert ("default", "svc::a") not in engine.router.functions
-    assert engine.router.connections[worker.conn].namespace is None
+    assert ("default", "svc::a") not in engine.router.tables.functions
+    assert engine.router.tables.connections[worker.conn].namespace is None
     engine.tick(5.0)
-    assert engine.router.connections[worker.conn].namespace == "default"
-    assert engine.router.functions[("default", "svc::a")].owner == worker.conn
+    assert engine.router.tables.connections[worker.conn].namespace == "default"
+    assert engine.router.tables.functions[("default", "svc::a")].owner == worker.conn
     assert engine.router.next_deadline() is not None  # the functions-available debounce
 
 
@@ -411,7 +412,7 @@ def test_late_register_call_keeps_the_namespace_fixed_by_the_grace_period(engine
     worker = engine.connect("svc::a", register=False)
     engine.tick(5.0)
     engine.send(worker, worker.core.call_void(REGISTER_WORKER, to_raw({"namespace": "shop"})))
-    assert engine.router.connections[worker.conn].namespace == "default"
+    assert engine.router.tables.connections[worker.conn].namespace == "default"
 
 
 def test_second_live_owner_is_rejected_and_the_first_keeps_the_function(engine: Engine) -> None:
@@ -434,10 +435,10 @@ def test_function_is_taken_over_after_its_owner_disconnects(engine: Engine) -> N
     second = engine.connect("svc::a")
     second.one(ev.RegistrationRefused)
     engine.disconnect(first)
-    assert ("default", "svc::a") not in engine.router.functions
+    assert ("default", "svc::a") not in engine.router.tables.functions
     engine.send(second, second.core.register(RegisterFunction(id="svc::a")))
     assert not second.take(ev.RegistrationRefused)
-    assert engine.router.functions[("default", "svc::a")].owner == second.conn
+    assert engine.router.tables.functions[("default", "svc::a")].owner == second.conn
 
 
 def test_reattach_with_the_right_token_retires_the_old_connection(engine: Engine) -> None:
@@ -446,21 +447,21 @@ def test_reattach_with_the_right_token_retires_the_old_connection(engine: Engine
     invocation_id = engine.call(caller, "svc::a", {})
     new = engine.connect("svc::a", previous=old)
     assert [c.conn for c in engine.closes] == [old.conn]
-    assert old.conn not in engine.router.connections
+    assert old.conn not in engine.router.tables.connections
     assert engine.router.close(old.conn) == []  # the I/O layer's close is a no-op now
     failed = caller.one(ev.CallFailed)
     assert (failed.invocation_id, failed.error) == (invocation_id, STOPPED)
     assert not new.take(ev.RegistrationRefused)
-    assert engine.router.functions[("default", "svc::a")].owner == new.conn
-    assert ("default", "svc::b") not in engine.router.functions  # not re-registered
+    assert engine.router.tables.functions[("default", "svc::a")].owner == new.conn
+    assert ("default", "svc::b") not in engine.router.tables.functions  # not re-registered
 
 
 def test_reattach_with_a_wrong_token_does_nothing(engine: Engine) -> None:
     old = engine.connect("svc::a")
     new = engine.connect("svc::a", previous=old, token="00000000-0000-4000-8000-000000000000")
     assert engine.closes == []
-    assert old.conn in engine.router.connections
-    assert engine.router.functions[("default", "svc::a")].owner == old.conn
+    assert old.conn in engine.router.tables.connections
+    assert engine.router.tables.functions[("default", "svc::a")].owner == old.conn
     assert new.one(ev.RegistrationRefused).owner_worker_id == old.worker_id
 
 
@@ -487,7 +488,7 @@ def test_http_binding_without_api_path_is_refused(engine: Engine) -> None:
     )
     assert failed.error.code == TRIGGER_REGISTRATION_FAILED
     assert failed.error.message == "api_path is required for http triggers"
-    assert "h-1" not in engine.router.bindings
+    assert "h-1" not in engine.router.tables.bindings
     assert len(engine.router.http_routes) == 0
 
 
@@ -561,7 +562,7 @@ def test_unregistertrigger_reaches_the_provider_with_its_trigger_type(engine: En
     assert provider.frames[-1] == UnregisterTrigger(id="t-1", trigger_type="webhook")
     removed = provider.one(ev.TriggerBindingRemoved)
     assert (removed.trigger_id, removed.trigger_type) == ("t-1", "webhook")
-    assert "t-1" not in engine.router.bindings
+    assert "t-1" not in engine.router.tables.bindings
 
 
 def test_binder_disconnect_unbinds_at_the_provider(engine: Engine) -> None:
@@ -570,7 +571,7 @@ def test_binder_disconnect_unbinds_at_the_provider(engine: Engine) -> None:
     provider.one(ev.TriggerBindingRequested)
     engine.disconnect(binder)
     assert provider.one(ev.TriggerBindingRemoved).trigger_id == "t-1"
-    assert not engine.router.bindings
+    assert not engine.router.tables.bindings
 
 
 def test_unregistertriggertype_removes_the_type_and_parks_its_bindings(engine: Engine) -> None:
@@ -578,7 +579,7 @@ def test_unregistertriggertype_removes_the_type_and_parks_its_bindings(engine: E
     engine.connect("svc::a", bindings=[webhook_binding()])
     provider.one(ev.TriggerBindingRequested)
     engine.send(provider, provider.core.unregister(UnregisterTriggerType(id="webhook")))
-    assert ("default", "webhook") not in engine.router.trigger_types
+    assert ("default", "webhook") not in engine.router.tables.trigger_types
     assert provider_of(engine, "t-1") is None
     replacement = engine.connect(types=["webhook"])
     assert replacement.one(ev.TriggerBindingRequested).binding.id == "t-1"
@@ -644,7 +645,7 @@ def test_register_trigger_answers_only_after_the_providers_ack(engine: Engine) -
     completed = caller.one(ev.CallCompleted)
     assert completed.invocation_id == invocation_id
     assert value(completed.result) == {"id": delivered.id}
-    assert engine.router.bindings[delivered.id].owner is None  # durable (spec §8)
+    assert engine.router.tables.bindings[delivered.id].owner is None  # durable (spec §8)
 
 
 def test_register_trigger_refused_by_the_provider_answers_its_error(engine: Engine) -> None:
@@ -768,7 +769,7 @@ def test_shutdown_stops_every_waiting_caller_and_closes_every_connection(
     failed = caller.one(ev.CallFailed)
     assert (failed.invocation_id, failed.error) == (invocation_id, STOPPED)
     assert engine.completed == [Completed(internal_id, None, STOPPED)]
-    assert not engine.router.invocations
+    assert not engine.router.tables.invocations
 
 
 # --- regressions: bugs found while writing these tests, now fixed ------------------------
@@ -788,7 +789,7 @@ def test_bug_register_trigger_refused_by_an_in_engine_provider_reports_the_error
         "engine::register_trigger",
         {"trigger_type": "http", "function_id": "svc::a", "config": {}},
     )
-    assert not engine.router.bindings  # the binding was dropped...
+    assert not engine.router.tables.bindings  # the binding was dropped...
     assert not caller.take(ev.CallCompleted)  # ...yet the call reported success
     error = caller.one(ev.CallFailed).error
     assert error.code == TRIGGER_REGISTRATION_FAILED
@@ -816,7 +817,7 @@ def test_bug_register_trigger_waiting_for_an_ack_is_answered_when_the_binding_go
 
 
 def test_bug_shutdown_answers_calls_waiting_for_a_provider_ack(engine: Engine) -> None:
-    """`router.shutdown()` answers every invocation in `router.invocations`, but a call to
+    """`router.shutdown()` answers every invocation in `router.tables.invocations`, but a call to
     `engine::register_trigger` waiting for a worker provider's ack lives elsewhere
     (`_awaited_acks`) and is left unanswered (spec §4.6: every waiting party is stopped)."""
     engine.connect(types=["webhook"])
@@ -845,7 +846,7 @@ def test_bug_refused_durable_binding_is_not_kept(engine: Engine) -> None:
     caller.one(ev.CallFailed)
     replacement = engine.connect(types=["webhook"])
     assert not replacement.take(ev.TriggerBindingRequested)
-    assert trigger_id not in engine.router.bindings
+    assert trigger_id not in engine.router.tables.bindings
 
 
 def test_bug_stale_refusal_from_a_replaced_provider_is_ignored(engine: Engine) -> None:

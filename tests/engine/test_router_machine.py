@@ -26,7 +26,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from msgspec import Raw
 
 from anyiii._engine.actions import Action, Close, Completed, Send
-from anyiii._engine.router import INTERNAL, Router
+from anyiii._engine.router import Router
+from anyiii._engine.tables import INTERNAL
 from anyiii._protocol import events as ev
 from anyiii._protocol.codes import (
     FUNCTION_NAMESPACE_CONFLICT,
@@ -440,9 +441,9 @@ class RouterMachine(RuleBasedStateMachine):
             self._perform(self.router.receive(conn, frames[0]))
             if retires:
                 assert target.conn in self.closed
-                assert target.conn not in self.router.connections
+                assert target.conn not in self.router.tables.connections
             elif was_live:
-                assert target.conn in self.router.connections
+                assert target.conn in self.router.tables.connections
             self._settle()
             frames = frames[1:]
         for function_id, frame in zip(functions, frames, strict=False):
@@ -631,7 +632,7 @@ class RouterMachine(RuleBasedStateMachine):
             self._expect_end(invocation_id, flight, ok("drained"))
             self._perform(self.router.receive(flight.callee.conn, frame))
             self._settle()
-        assert not self.router.invocations
+        assert not self.router.tables.invocations
         for worker in self._live():
             assert not worker.core.pending_calls, (worker, dict(worker.core.pending_calls))
 
@@ -644,40 +645,40 @@ class RouterMachine(RuleBasedStateMachine):
 
     @invariant()
     def tables_are_consistent(self) -> None:
-        router = self.router
+        tables = self.router.tables
         live = self._live()
-        assert set(router.connections) == {w.conn for w in live}
-        assert not set(router.connections) & self.closed
-        for function in router.functions.values():
-            assert function.owner is None or function.owner in router.connections, function
-        for invocation in router.invocations.values():
-            assert invocation.callee in router.connections, invocation
-            assert invocation.caller in (None, INTERNAL) or invocation.caller in router.connections
-        owned = {k: f.owner for k, f in router.functions.items() if f.owner is not None}
+        assert set(tables.connections) == {w.conn for w in live}
+        assert not set(tables.connections) & self.closed
+        for function in tables.functions.values():
+            assert function.owner is None or function.owner in tables.connections, function
+        for invocation in tables.invocations.values():
+            assert invocation.callee in tables.connections, invocation
+            assert invocation.caller in (None, INTERNAL) or invocation.caller in tables.connections
+        owned = {k: f.owner for k, f in tables.functions.items() if f.owner is not None}
         assert owned == {k: w.conn for k, w in self.owners.items()}
-        assert set(router.invocations) == set(self.flights)
+        assert set(tables.invocations) == set(self.flights)
         for invocation_id, flight in self.flights.items():
-            invocation = router.invocations[invocation_id]
+            invocation = tables.invocations[invocation_id]
             assert invocation.callee == flight.callee.conn
             caller = flight.caller
             wanted = caller.conn if isinstance(caller, Worker) else INTERNAL if caller else None
             assert invocation.caller == wanted, (invocation, flight)
         for worker in live:
             assert set(worker.core.pending_calls) == worker.pending
-            assert set(worker.core.pending_calls) <= set(router.invocations) | worker.answered
+            assert set(worker.core.pending_calls) <= set(tables.invocations) | worker.answered
             executing = {i for i, f in self.flights.items() if f.callee is worker}
             assert set(worker.core.in_flight) - worker.garbage == worker.running == executing
-            assert router.connections[worker.conn].namespace == worker.namespace
+            assert tables.connections[worker.conn].namespace == worker.namespace
 
     @invariant()
     def nobody_left_means_nothing_left(self) -> None:
         if self._has_live():
             return
-        router = self.router
-        assert not router.invocations
-        assert all(f.owner is None for f in router.functions.values())
-        assert all(b.owner is None for b in router.bindings.values())
-        assert not router.connections
+        tables = self.router.tables
+        assert not tables.invocations
+        assert all(f.owner is None for f in tables.functions.values())
+        assert all(b.owner is None for b in tables.bindings.values())
+        assert not tables.connections
 
 
 RouterMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)

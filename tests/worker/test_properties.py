@@ -8,20 +8,17 @@ on asyncio and on trio (anyio's pytest plugin runs the Hypothesis examples on th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import anyiii
-from anyiii._transport import Transport
-from anyiii._transport.memory import memory_transport_pair
-from anyiii.engine import EmbeddedEngine
+from anyiii.testing import running_engine
 from strategies import CALLER_KEY, PAYLOADS
 
 EXAMPLES = settings(
@@ -31,32 +28,13 @@ EXAMPLES = settings(
 )
 
 
-def memory_opener(
-    engine: EmbeddedEngine, tasks: anyio.abc.TaskGroup
-) -> Callable[[], AbstractAsyncContextManager[Transport]]:
-    """A `connect(transport=...)` opener: each connection is a memory pair whose engine
-    end the engine serves like an accepted WebSocket."""
-
-    @asynccontextmanager
-    async def open_one() -> AsyncIterator[Transport]:
-        client, server = memory_transport_pair()
-        tasks.start_soon(engine._serve_transport, server)
-        async with client:
-            yield client
-
-    return open_one
-
-
 @asynccontextmanager
 async def two_workers(
     callee_limits: anyiii.WorkerLimits | None = None,
 ) -> AsyncIterator[tuple[anyiii.Worker, anyiii.Worker]]:
     """A caller and a callee on one engine, both over memory transports."""
-    async with (
-        anyiii.engine.run(http_port=None) as engine,
-        anyio.create_task_group() as tasks,
-    ):
-        opener = memory_opener(engine, tasks)
+    async with running_engine(http_port=None) as engine:
+        opener = engine.memory_transport_opener()
         async with (
             anyiii.connect("ws://memory", transport=opener, reconnect=False) as caller,
             anyiii.connect(

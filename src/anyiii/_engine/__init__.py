@@ -1,1 +1,17 @@
-"""The embedded engine: the router (sans-IO), built-ins, providers, and the servers."""
+"""The embedded engine: the one module the public face imports the engine layer from.
+
+Layout (see docs/architecture.md): `router.py` the sans-IO routing decisions over the
+tables of `tables.py`, with `triggers.py` and `discovery.py` for the trigger rules and
+`builtins.py` for the `engine::*` functions (against the narrow `EngineHost` protocol);
+`server.py` and `http.py` the sockets; `cli.py` the `anyiii engine` command.
+"""
+
+from __future__ import annotations
+
+from .cli import run_engine_command as run_engine_command
+from .http import HttpLimits as HttpLimits
+from .server import EmbeddedEngine as EmbeddedEngine
+from .server import EngineSettings as EngineSettings
+from .server import run as run
+
+__all__ = ["EmbeddedEngine", "EngineSettings", "HttpLimits", "run", "run_engine_command"]

@@ -1,19 +1,22 @@
 """What the router asks the engine's I/O layer to do.
 
 The router is sans-IO: every call returns a list of these actions, and the engine's async
-layer carries them out in order.
+layer carries them out in order. `answer` builds the one action every routing rule ends
+with sooner or later: telling whoever waits for an invocation how it ended.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 import msgspec
 from msgspec import Raw
 
+from .._protocol.codes import INVOCATION_STOPPED
 from .._protocol.frames import ErrorBody
+from .tables import INTERNAL, Tables
 
-__all__ = ["Action", "Close", "Completed", "Send"]
+__all__ = ["STOPPED", "Action", "Close", "Completed", "Send", "answer"]
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -40,3 +43,29 @@ class Completed(msgspec.Struct, frozen=True):
 
 
 Action: TypeAlias = Send | Close | Completed
+
+STOPPED: Final = ErrorBody(code=INVOCATION_STOPPED, message="Invocation stopped")
+"""How an invocation ends when a connection it was part of closes, or the engine stops."""
+
+
+def answer(
+    tables: Tables,
+    caller: int | None,
+    invocation_id: str | None,
+    result: Raw | None,
+    error: ErrorBody | None,
+    out: list[Action],
+) -> None:
+    """Tell whoever waits for `invocation_id` how it ended (nobody, for void calls).
+
+    The engine's own calls end with `Completed`; a worker gets its result frame, unless it
+    has gone or no longer waits (its protocol core decides that).
+    """
+    if caller is None or invocation_id is None:
+        return
+    if caller == INTERNAL:
+        out.append(Completed(invocation_id, result, error))
+        return
+    conn = tables.connections.get(caller)
+    if conn is not None and invocation_id in conn.core.awaiting_results:
+        out.append(Send(caller, conn.core.deliver_result(invocation_id, result, error=error)))

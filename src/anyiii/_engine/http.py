@@ -24,6 +24,14 @@ import h11
 import msgspec
 from msgspec import Raw
 
+from .._protocol.codes import (
+    BAD_REQUEST,
+    DEFAULT_NAMESPACE,
+    HTTP_TRIGGER,
+    INVALID_RESPONSE,
+    NOT_FOUND,
+    PAYLOAD_TOO_LARGE,
+)
 from .._protocol.frames import ErrorBody, decode_value, encode_value, present, to_raw
 from .providers import HttpRoutes
 
@@ -32,7 +40,7 @@ __all__ = ["HttpLimits", "Invoker", "map_response", "serve_http"]
 logger = logging.getLogger("anyiii.engine.http")
 
 _JSON: Final = "application/json"
-_NOT_FOUND: Final = {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
+_NOT_FOUND: Final = {"error": {"code": NOT_FOUND, "message": "Not Found"}}
 
 
 class Invoker(Protocol):
@@ -109,7 +117,7 @@ def map_response(result: Raw | None) -> _Reply:
     if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
         status = 200
     if status < 200:  # an informational status cannot end a request
-        return _error_reply(500, "invalid_response", f"status_code {status} is not final")
+        return _error_reply(500, INVALID_RESPONSE, f"status_code {status} is not final")
     headers = _response_headers(value.get("headers"))
     content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
     body_value = value.get("body", {})
@@ -148,7 +156,7 @@ def _request_object(request: h11.Request, body: bytes, pattern: str, params: dic
             "path": pattern,
             "method": method,
             "body": parsed,
-            "trigger": {"type": "http", "path": pattern, "method": method},
+            "trigger": {"type": HTTP_TRIGGER, "path": pattern, "method": method},
         }
     )
 
@@ -232,7 +240,7 @@ class _HttpConnection:
             with suppress(
                 h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError
             ):
-                await self._send(_error_reply(status, "BAD_REQUEST", message), close=True)
+                await self._send(_error_reply(status, BAD_REQUEST, message), close=True)
 
     async def _read_body(self) -> bytes | None:
         body = bytearray()
@@ -256,7 +264,7 @@ class _HttpConnection:
             return None
         if body is None:
             limit = self._limits.max_body
-            reply = _error_reply(413, "PAYLOAD_TOO_LARGE", f"the body exceeds {limit} bytes")
+            reply = _error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
             await self._send(reply, close=True)
             await self._linger()
             return None
@@ -273,7 +281,7 @@ class _HttpConnection:
                 binding.function_id,
                 data,
                 metadata=present(binding.metadata),
-                namespace=binding.namespace or "default",
+                namespace=binding.namespace or DEFAULT_NAMESPACE,
             )
         if scope.cancelled_caught:
             return _Reply(504, [], b"")

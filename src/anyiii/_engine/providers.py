@@ -1,5 +1,8 @@
 """Trigger types the engine provides itself: `http`, and the two discovery types.
 
+Their ids (`HTTP_TRIGGER`, `FUNCTIONS_AVAILABLE`, `WORKERS_AVAILABLE`) are in
+`_protocol.codes`; the router registers these providers under them.
+
 A provider accepts or refuses a binding synchronously (`register` returns an error body to
 refuse) and forgets it on `unregister`. Bindings are `registertrigger` frames; their ids are
 globally unique, so providers key everything by binding id.
@@ -12,23 +15,17 @@ from typing import Final, Protocol
 
 import msgspec
 
-from .._protocol.codes import TRIGGER_REGISTRATION_FAILED
+from .._protocol.codes import HTTP_TRIGGER, TRIGGER_REGISTRATION_FAILED
 from .._protocol.frames import ErrorBody, RegisterTrigger, decode_value
 
 __all__ = [
-    "FUNCTIONS_AVAILABLE",
-    "HTTP",
     "HTTP_METHODS",
-    "WORKERS_AVAILABLE",
     "HttpRoute",
     "HttpRoutes",
     "Subscribers",
     "TriggerProvider",
 ]
 
-HTTP: Final = "http"
-FUNCTIONS_AVAILABLE: Final = "engine::functions-available"
-WORKERS_AVAILABLE: Final = "engine::workers-available"
 HTTP_METHODS: Final = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
@@ -103,10 +100,10 @@ class HttpRoutes:
     def register(self, binding: RegisterTrigger) -> ErrorBody | None:
         config = decode_value(binding.config)
         if not isinstance(config, dict):
-            return _refuse("http trigger config must be an object with api_path")
+            return _refuse(f"{HTTP_TRIGGER} trigger config must be an object with api_path")
         api_path = config.get("api_path")
         if not isinstance(api_path, str) or not api_path.strip():
-            return _refuse("api_path is required for http triggers")
+            return _refuse(f"api_path is required for {HTTP_TRIGGER} triggers")
         method = config.get("http_method", "GET")
         if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
             return _refuse(f"unsupported http_method {method!r}")

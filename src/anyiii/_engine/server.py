@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -20,10 +20,11 @@ import anyio
 import anyio.abc
 from msgspec import Raw
 
-from .._concurrency import single_errors
-from .._errors import ConnectionClosed
+from .._concurrency import OneShot, single_errors
+from .._errors import ConnectError, ConnectionClosed
+from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody
-from .._transport import SendQueueFull, Transport, serve_websockets
+from .._transport import SendQueueFull, Transport, memory_transport_pair, serve_websockets
 from .actions import Action, Close, Completed, Send
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
@@ -56,15 +57,6 @@ class EngineSettings:
 
 
 @dataclass(slots=True, eq=False)
-class _Waiter:
-    """The engine waits on one of its own calls (an HTTP request's handler)."""
-
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: Raw | None = None
-    error: ErrorBody | None = None
-
-
-@dataclass(slots=True, eq=False)
 class _Link:
     """A worker connection as the shell sees it."""
 
@@ -78,17 +70,22 @@ class _Link:
 class EmbeddedEngine:
     """A running embedded engine: where to reach it, and a way to call its functions.
 
-    Get one from `anyiii.engine.run()`. `url` is the worker WebSocket address to give
-    workers (`ws://host:port`); `http_url` is the base address of `http` triggers.
+    Get one from `anyiii.engine.run()` (or `anyiii.testing.running_engine()`). `url` is
+    the worker WebSocket address to give workers (`ws://host:port`); `http_url` is the base
+    address of `http` triggers; `memory_transport_opener()` connects workers without
+    sockets.
     """
 
     def __init__(self, router: Router, settings: EngineSettings) -> None:
         self._router = router
         self._settings = settings
         self._links: dict[int, _Link] = {}
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, OneShot[Raw, ErrorBody]] = {}
+        """The engine's own calls (an HTTP request's handler, `invoke`) by invocation id."""
         self._timers_changed = anyio.Event()
         self._stopping = False
+        self._tasks: anyio.abc.TaskGroup | None = None
+        """The task group of `run()`: in-memory connections are served in it."""
         self.host = ""
         self.port = 0
         self.http_port: int | None = None
@@ -115,6 +112,35 @@ class EmbeddedEngine:
         """How many worker connections are open."""
         return len(self._links)
 
+    # --- in-memory connections -----------------------------------------------------------------
+
+    def memory_transport_opener(self) -> Callable[[], AbstractAsyncContextManager[Transport]]:
+        """An opener of in-memory connections to this engine, for `anyiii.connect`.
+
+        `anyiii.connect("ws://memory", transport=engine.memory_transport_opener())` connects
+        a worker without a socket (the URL is not used). Each time it is called the opener
+        makes a connected pair of in-memory transports and serves the engine's end exactly
+        like an accepted WebSocket, with the engine's message and queue limits. That end is
+        served by a task of the engine's own, so no connection outlives the engine's
+        `async with` block. Opening one after the block has begun to exit raises
+        `ConnectError`.
+        """
+        settings = self._settings
+
+        @asynccontextmanager
+        async def open_connection() -> AsyncIterator[Transport]:
+            if self._tasks is None or self._stopping:
+                raise ConnectError("the embedded engine is not running")
+            client, server = memory_transport_pair(
+                max_message_size=settings.max_message_size,
+                max_queue_bytes=settings.max_queue_bytes,
+            )
+            self._tasks.start_soon(self._serve_transport, server)
+            async with client:
+                yield client
+
+        return open_connection
+
     # --- calling functions ---------------------------------------------------------------------
 
     async def invoke(
@@ -123,7 +149,7 @@ class EmbeddedEngine:
         data: Raw,
         *,
         metadata: Raw | None = None,
-        namespace: str = "default",
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> tuple[Raw | None, ErrorBody | None]:
         """Call a function on the engine's behalf and wait for its result or error.
 
@@ -133,11 +159,11 @@ class EmbeddedEngine:
         invocation_id, actions = self._router.call(
             function_id, data, metadata=metadata, namespace=namespace
         )
-        waiter = _Waiter()
+        waiter: OneShot[Raw, ErrorBody] = OneShot()
         self._waiters[invocation_id] = waiter
         try:
             self._perform(actions)
-            await waiter.done.wait()
+            await waiter.wait()
             return waiter.result, waiter.error
         finally:
             if self._waiters.pop(invocation_id, None) is not None:
@@ -154,8 +180,7 @@ class EmbeddedEngine:
             elif isinstance(action, Completed):
                 waiter = self._waiters.pop(action.invocation_id, None)
                 if waiter is not None:
-                    waiter.result, waiter.error = action.result, action.error
-                    waiter.done.set()
+                    waiter.resolve(action.result, action.error)
         if self._router.timers_changed:
             self._router.timers_changed = False
             self._timers_changed.set()
@@ -285,6 +310,7 @@ async def run(
     engine = EmbeddedEngine(router, chosen)
     with single_errors():
         async with anyio.create_task_group() as tg:
+            engine._tasks = tg
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
             engine.host = host
             engine.port = listener.extra(anyio.abc.SocketAttribute.local_port)

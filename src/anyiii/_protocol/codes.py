@@ -27,6 +27,7 @@ __all__ = [
     "INVOCATION_CANCELLED",
     "INVOCATION_FAILED",
     "INVOCATION_STOPPED",
+    "ITEM_NOT_FOUND",
     "MALFORMED_FRAME",
     "NOT_FOUND",
     "PAYLOAD_TOO_LARGE",
@@ -72,6 +73,8 @@ DESERIALIZATION_ERROR: Final = "deserialization_error"
 INVALID_ARGUMENTS: Final = "INVALID_ARGUMENTS"
 INVALID_NAMESPACE: Final = "INVALID_NAMESPACE"
 NOT_FOUND: Final = "NOT_FOUND"
+ITEM_NOT_FOUND: Final = "not_found"
+"""The per-item error in a batch answer (`engine::functions::info` with `function_ids`)."""
 TIMEOUT: Final = "TIMEOUT"
 """A caller's own wait for a result ran out (the official SDKs' code)."""
 

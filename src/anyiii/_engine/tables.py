@@ -1,0 +1,268 @@
+"""The embedded engine's tables: who is connected, what is registered, what is in flight.
+
+Five tables (connections, functions, invocations, trigger types, trigger bindings), the
+records they hold, and the queries asked of them. Only the router changes them: it decides,
+then writes. The built-ins see them through `TableView`, which offers queries only, so a
+built-in cannot change the engine's state behind the router's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol, TypeAlias
+
+from .._protocol import events as ev
+from .._protocol.codes import DEFAULT_NAMESPACE
+from .._protocol.engine import EngineConnection
+from .._protocol.frames import RegisterFunction, RegisterTrigger, RegisterTriggerType
+from .providers import TriggerProvider
+
+__all__ = [
+    "INTERNAL",
+    "Binding",
+    "Connection",
+    "Function",
+    "FunctionKey",
+    "Invocation",
+    "TableView",
+    "Tables",
+    "TriggerType",
+    "TypeKey",
+]
+
+INTERNAL: Final = -1
+"""The caller id of invocations the engine starts itself (HTTP requests, trigger fires)."""
+
+FunctionKey: TypeAlias = tuple[str, str]
+"""(namespace, function id): where a function is registered."""
+
+TypeKey: TypeAlias = tuple[str, str]
+"""(namespace, trigger type id): where a trigger type is provided."""
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    """One live worker connection and everything it owns."""
+
+    id: int
+    core: EngineConnection
+    connected_at_ms: int
+    grace_deadline: float
+    peer: str | None = None
+    namespace: str | None = None
+    """None until `engine::workers::register` (or the grace period) fixes it."""
+    held: list[ev.Event] = field(default_factory=list)
+    info: dict[str, object] = field(default_factory=dict)
+    functions: set[FunctionKey] = field(default_factory=set)
+    triggers: set[str] = field(default_factory=set)
+    trigger_types: set[TypeKey] = field(default_factory=set)
+
+    @property
+    def worker_id(self) -> str:
+        return self.core.worker_id
+
+    @property
+    def name(self) -> str | None:
+        name = self.info.get("name")
+        return name if isinstance(name, str) else None
+
+    @property
+    def effective_namespace(self) -> str:
+        """The namespace its registrations and calls resolve in: `default` until fixed."""
+        return self.namespace if self.namespace is not None else DEFAULT_NAMESPACE
+
+
+@dataclass(slots=True, eq=False)
+class Function:
+    """A registered function; `owner` None means it is built into the engine."""
+
+    namespace: str
+    frame: RegisterFunction
+    owner: int | None
+
+
+@dataclass(slots=True, eq=False)
+class Invocation:
+    """An invocation in flight: who waits for it (`caller`) and who runs it (`callee`).
+
+    `caller` is a connection id, `INTERNAL`, or None when nobody waits (a void call).
+    """
+
+    function_id: str
+    caller: int | None
+    callee: int | None
+
+
+@dataclass(slots=True, eq=False)
+class TriggerType:
+    """A trigger type: provided in-engine (`builtin`) or by a worker connection (`owner`)."""
+
+    namespace: str
+    id: str
+    description: str
+    owner: int | None = None
+    builtin: TriggerProvider | None = None
+    frame: RegisterTriggerType | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Binding:
+    """A trigger binding; `provider` is the (namespace, type id) serving it, None if parked.
+
+    `owner` is the connection that registered it, or None for a durable binding made
+    through `engine::register_trigger`.
+    """
+
+    frame: RegisterTrigger
+    owner: int | None
+    target_namespace: str
+    provider: TypeKey | None = None
+
+
+class TableView(Protocol):
+    """The tables seen read-only: every query the built-ins ask, and nothing that writes.
+
+    Queries return fresh sequences, so a caller may change the tables while it walks one.
+    """
+
+    def connection(self, conn_id: int | None) -> Connection | None:
+        """The live connection with this id (None for None)."""
+        ...
+
+    def live_connections(self) -> Sequence[Connection]:
+        """Every live connection, oldest first."""
+        ...
+
+    def worker_named(self, name: str, namespace: str) -> Connection | None:
+        """The first live connection of that worker name in that namespace."""
+        ...
+
+    def function(self, namespace: str, function_id: str) -> Function | None:
+        """The function registered under this id in this namespace."""
+        ...
+
+    def all_functions(self) -> Sequence[Function]:
+        """Every registered function, built-ins included."""
+        ...
+
+    def functions_of(self, owner: int | None) -> Sequence[Function]:
+        """The functions a connection registered (None: the engine's built-ins)."""
+        ...
+
+    def active_invocations(self, conn_id: int) -> int:
+        """How many invocations the connection is running."""
+        ...
+
+    def trigger_type(self, key: TypeKey | None) -> TriggerType | None:
+        """The trigger type provided at this key (None for None)."""
+        ...
+
+    def all_trigger_types(self) -> Sequence[TriggerType]:
+        """Every trigger type, the engine's own included."""
+        ...
+
+    def trigger_types_of(self, owner: int) -> Sequence[TriggerType]:
+        """The trigger types a connection provides."""
+        ...
+
+    def binding(self, trigger_id: str) -> Binding | None:
+        """The binding with this trigger id."""
+        ...
+
+    def all_bindings(self) -> Sequence[Binding]:
+        """Every binding, parked ones included."""
+        ...
+
+    def bindings_of_provider(self, key: TypeKey) -> Sequence[Binding]:
+        """The bindings the trigger type at `key` serves."""
+        ...
+
+    def bindings_of_owner(self, owner: int) -> Sequence[Binding]:
+        """The bindings a connection registered."""
+        ...
+
+    def bindings_of_function(self, function_id: str, namespace: str) -> Sequence[Binding]:
+        """The bindings that call this function in this namespace."""
+        ...
+
+
+class Tables:
+    """The five tables, written by the router and read through the queries below."""
+
+    def __init__(self) -> None:
+        self.connections: dict[int, Connection] = {}
+        self.functions: dict[FunctionKey, Function] = {}
+        self.invocations: dict[str, Invocation] = {}
+        self.trigger_types: dict[TypeKey, TriggerType] = {}
+        self.bindings: dict[str, Binding] = {}
+
+    # --- connections -----------------------------------------------------------------------
+
+    def connection(self, conn_id: int | None) -> Connection | None:
+        return None if conn_id is None else self.connections.get(conn_id)
+
+    def live_connections(self) -> Sequence[Connection]:
+        return list(self.connections.values())
+
+    def find_worker(self, worker_id: str) -> Connection | None:
+        """The live connection with this worker id, if any."""
+        return next((c for c in self.connections.values() if c.worker_id == worker_id), None)
+
+    def worker_named(self, name: str, namespace: str) -> Connection | None:
+        return next(
+            (
+                c
+                for c in self.connections.values()
+                if c.name == name and c.effective_namespace == namespace
+            ),
+            None,
+        )
+
+    # --- functions and invocations ---------------------------------------------------------
+
+    def function(self, namespace: str, function_id: str) -> Function | None:
+        return self.functions.get((namespace, function_id))
+
+    def all_functions(self) -> Sequence[Function]:
+        return list(self.functions.values())
+
+    def functions_of(self, owner: int | None) -> Sequence[Function]:
+        return [f for f in self.functions.values() if f.owner == owner]
+
+    def namespaces_of(self, function_id: str) -> list[str]:
+        """Every namespace a function of this id is registered in, sorted."""
+        return sorted(namespace for namespace, fid in self.functions if fid == function_id)
+
+    def active_invocations(self, conn_id: int) -> int:
+        return sum(1 for i in self.invocations.values() if i.callee == conn_id)
+
+    # --- trigger types and bindings --------------------------------------------------------
+
+    def trigger_type(self, key: TypeKey | None) -> TriggerType | None:
+        return None if key is None else self.trigger_types.get(key)
+
+    def all_trigger_types(self) -> Sequence[TriggerType]:
+        return list(self.trigger_types.values())
+
+    def trigger_types_of(self, owner: int) -> Sequence[TriggerType]:
+        return [t for t in self.trigger_types.values() if t.owner == owner]
+
+    def binding(self, trigger_id: str) -> Binding | None:
+        return self.bindings.get(trigger_id)
+
+    def all_bindings(self) -> Sequence[Binding]:
+        return list(self.bindings.values())
+
+    def bindings_of_provider(self, key: TypeKey) -> Sequence[Binding]:
+        return [b for b in self.bindings.values() if b.provider == key]
+
+    def bindings_of_owner(self, owner: int) -> Sequence[Binding]:
+        return [b for b in self.bindings.values() if b.owner == owner]
+
+    def bindings_of_function(self, function_id: str, namespace: str) -> Sequence[Binding]:
+        return [
+            b
+            for b in self.bindings.values()
+            if b.frame.function_id == function_id and b.target_namespace == namespace
+        ]
