@@ -14,7 +14,7 @@ import pytest
 from transport_peers import PAIR_KINDS, transport_pair
 
 from anyiii._errors import ConnectionClosed
-from anyiii._transport import SendQueueFull, Transport
+from anyiii._transport import SendQueueFull, Transport, TransportLimits
 
 pytestmark = pytest.mark.parametrize("kind", PAIR_KINDS)
 
@@ -70,7 +70,7 @@ async def test_both_directions_at_once(kind: str) -> None:
 async def test_message_at_the_size_cap_is_delivered(kind: str) -> None:
     message = b'"' + b"x" * (MiB - 2) + b'"'
     with anyio.fail_after(20):
-        async with transport_pair(kind, max_message_size=MiB) as (client, server):
+        async with transport_pair(kind, TransportLimits(max_message_size=MiB)) as (client, server):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(client.send, message)
                 assert await server.receive() == message
@@ -81,7 +81,7 @@ async def test_message_at_the_size_cap_is_delivered(kind: str) -> None:
 @pytest.mark.parametrize("direction", ["to-server", "to-client"])
 async def test_oversize_message_closes_with_1009(kind: str, direction: str) -> None:
     with anyio.fail_after(20):
-        async with transport_pair(kind, max_message_size=MiB) as (client, server):
+        async with transport_pair(kind, TransportLimits(max_message_size=MiB)) as (client, server):
             sender, receiver = (client, server) if direction == "to-server" else (server, client)
             sender_saw: list[int] = []
 
@@ -185,7 +185,7 @@ async def _expect_closed(transport: Transport) -> None:
 
 async def test_aclose_is_idempotent_and_concurrent_calls_are_safe(kind: str) -> None:
     with anyio.fail_after(10):
-        async with transport_pair(kind, close_timeout=2.0) as (client, server):
+        async with transport_pair(kind, TransportLimits(close_timeout=2.0)) as (client, server):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_expect_closed, server)
                 tg.start_soon(client.aclose)
@@ -219,7 +219,10 @@ async def test_cancelled_caller_still_completes_its_write(kind: str) -> None:
     # link when the write itself can finish.
     message = b"m" * (2 * MiB)
     with anyio.fail_after(20):
-        async with transport_pair(kind, max_message_size=4 * MiB) as (client, server):
+        async with transport_pair(kind, TransportLimits(max_message_size=4 * MiB)) as (
+            client,
+            server,
+        ):
             got: list[bytes] = []
             async with anyio.create_task_group() as tg:
 
@@ -239,9 +242,9 @@ async def test_cancelled_caller_still_completes_its_write(kind: str) -> None:
 async def test_sender_cancelled_while_its_write_is_stuck_breaks_the_link(kind: str) -> None:
     # The peer never reads. The caller's cancel cannot interrupt the shielded write, but
     # write_timeout bounds it: then the transport is broken, closed, and says so.
-    options = {"write_timeout": 0.3, "max_message_size": 8 * MiB, "max_buffer": 1}
+    limits = TransportLimits(write_timeout=0.3, max_message_size=8 * MiB)
     with anyio.fail_after(20):
-        async with transport_pair(kind, **options) as (client, _server):
+        async with transport_pair(kind, limits, max_buffer=1) as (client, _server):
 
             async def send_until_cancelled() -> None:
                 with anyio.move_on_after(0.1):
@@ -262,7 +265,7 @@ async def test_sender_cancelled_while_its_write_is_stuck_breaks_the_link(kind: s
 
 async def test_send_nowait_beyond_max_queue_bytes_raises_send_queue_full(kind: str) -> None:
     with anyio.fail_after(10):
-        async with transport_pair(kind, max_queue_bytes=1000) as (client, server):
+        async with transport_pair(kind, TransportLimits(max_queue_bytes=1000)) as (client, server):
             for _ in range(9):  # nothing runs the writer: these just queue
                 client.send_nowait(b"q" * 100)
             with pytest.raises(SendQueueFull) as caught:
@@ -302,9 +305,9 @@ async def test_send_waits_above_the_high_water_mark(kind: str) -> None:
     # resume, in order, once the peer reads.
     high_water = 64 * 1024
     chunk = b"c" * 1024
-    options = {"queue_high_water": high_water, "max_message_size": 8 * MiB, "max_buffer": 1}
+    limits = TransportLimits(queue_high_water=high_water, max_message_size=8 * MiB)
     with anyio.fail_after(20):
-        async with transport_pair(kind, **options) as (client, server):
+        async with transport_pair(kind, limits, max_buffer=1) as (client, server):
             returned = 0
             big_sent = 0
 

@@ -14,6 +14,7 @@ from transport_peers import WIRE_KINDS, wire_under_test
 from websockets.frames import Close, Opcode
 
 from anyiii._errors import ConnectionClosed
+from anyiii._transport import TransportLimits
 
 pytestmark = pytest.mark.parametrize("kind", WIRE_KINDS)
 
@@ -69,7 +70,7 @@ async def test_aclose_returns_within_close_timeout_when_the_peer_never_answers(
     kind: str,
 ) -> None:
     with anyio.fail_after(5):
-        async with wire_under_test(kind, close_timeout=0.3) as (transport, peer):
+        async with wire_under_test(kind, TransportLimits(close_timeout=0.3)) as (transport, peer):
             start = anyio.current_time()
             await transport.aclose()
             elapsed = anyio.current_time() - start

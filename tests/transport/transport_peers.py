@@ -22,6 +22,7 @@ from websockets.uri import parse_uri
 
 from anyiii._transport import (
     Transport,
+    TransportLimits,
     memory_transport_pair,
     open_httpx_websocket,
     open_websocket,
@@ -32,9 +33,7 @@ PAIR_KINDS = ["websocket", "httpx", "memory"]
 # Transports that speak real WebSocket frames, as (kind, side) under test.
 WIRE_KINDS = ["websocket-client", "httpx-client", "websocket-server"]
 
-SERVER_OPTIONS = {"max_message_size", "close_timeout", "write_timeout", "queue_high_water"}
-SERVER_OPTIONS |= {"max_queue_bytes", "handshake_timeout"}
-CLIENT_ONLY = {"ping_interval", "ping_timeout", "open_timeout", "headers"}
+SERVER_ONLY = {"handshake_timeout"}
 
 
 def port_of(listener: anyio.abc.Listener[Any]) -> int:
@@ -61,22 +60,25 @@ def opener(kind: str) -> Callable[..., Any]:
 
 
 @asynccontextmanager
-async def transport_pair(kind: str, **options: Any) -> AsyncIterator[tuple[Transport, Transport]]:
-    """A connected (client, server) pair of `kind`; options apply to both sides when they can.
+async def transport_pair(
+    kind: str, limits: TransportLimits | None = None, **options: Any
+) -> AsyncIterator[tuple[Transport, Transport]]:
+    """A connected (client, server) pair of `kind`; `limits` bound both sides, the other
+    options apply to the side that takes them.
 
     The server side's handler keeps the connection open until the pair's block ends; then
     both sides close at once, so neither waits for a close echo from an idle peer.
     """
     max_buffer = options.pop("max_buffer", 1024)  # memory only: sockets have their own
     if kind == "memory":
-        memory_options = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
-        memory_options.pop("handshake_timeout", None)
-        a, b = memory_transport_pair(max_buffer, **memory_options)
+        a, b = memory_transport_pair(max_buffer, limits=limits)
         async with a, b:
             yield a, b
         return
-    server_options = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
-    client_options = {k: v for k, v in options.items() if k != "handshake_timeout"}
+    server_options = {k: v for k, v in options.items() if k in SERVER_ONLY}
+    server_options["limits"] = limits
+    client_options = {k: v for k, v in options.items() if k not in SERVER_ONLY}
+    client_options["limits"] = limits
     client_options.setdefault("ping_interval", None)
     accepted_send, accepted_receive = anyio.create_memory_object_stream[Transport](1)
     release = anyio.Event()
@@ -189,9 +191,10 @@ async def raw_client(port: int, path: str = "/", **protocol_options: Any) -> Raw
 
 @asynccontextmanager
 async def wire_under_test(
-    kind: str, **options: Any
+    kind: str, limits: TransportLimits | None = None, **options: Any
 ) -> AsyncIterator[tuple[Transport, RawConnection]]:
-    """Our transport of `kind` connected to a raw peer: (transport, raw peer)."""
+    """Our transport of `kind`, bounded by `limits`, connected to a raw peer:
+    (transport, raw peer)."""
     if kind == "websocket-server":
         accepted_send, accepted_receive = anyio.create_memory_object_stream[Transport](1)
         release = anyio.Event()
@@ -200,7 +203,8 @@ async def wire_under_test(
             await accepted_send.send(transport)
             await release.wait()
 
-        server_options = {k: v for k, v in options.items() if k in SERVER_OPTIONS}
+        server_options = {k: v for k, v in options.items() if k in SERVER_ONLY}
+        server_options["limits"] = limits
         async with (
             accepted_send,
             accepted_receive,
@@ -217,7 +221,7 @@ async def wire_under_test(
     options.setdefault("ping_interval", None)
     async with (
         raw_server() as (port, accepted),
-        opener(kind)(f"ws://127.0.0.1:{port}/", **options) as transport,
+        opener(kind)(f"ws://127.0.0.1:{port}/", limits=limits, **options) as transport,
     ):
         peer = await accepted.receive()
         try:

@@ -24,7 +24,14 @@ from .._concurrency import OneShot, single_errors
 from .._errors import ConnectError, ConnectionClosed
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody
-from .._transport import SendQueueFull, Transport, memory_transport_pair, serve_websockets
+from .._transport import (
+    SendQueueFull,
+    Transport,
+    TransportLimits,
+    memory_transport_pair,
+    serve_websockets,
+    url_host,
+)
 from .actions import Action, Close, Completed, Send
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
@@ -93,14 +100,14 @@ class EmbeddedEngine:
     @property
     def url(self) -> str:
         """The worker WebSocket address, e.g. `ws://127.0.0.1:49134`."""
-        return f"ws://{_url_host(self.host)}:{self.port}"
+        return f"ws://{url_host(self.host)}:{self.port}"
 
     @property
     def http_url(self) -> str | None:
         """The REST base address for `http` triggers, or None when HTTP is disabled."""
         if self.http_port is None:
             return None
-        return f"http://{_url_host(self.host)}:{self.http_port}"
+        return f"http://{url_host(self.host)}:{self.http_port}"
 
     @property
     def http_routes(self) -> HttpRoutes:
@@ -126,15 +133,15 @@ class EmbeddedEngine:
         `ConnectError`.
         """
         settings = self._settings
+        limits = TransportLimits(
+            max_message_size=settings.max_message_size, max_queue_bytes=settings.max_queue_bytes
+        )
 
         @asynccontextmanager
         async def open_connection() -> AsyncIterator[Transport]:
             if self._tasks is None or self._stopping:
                 raise ConnectError("the embedded engine is not running")
-            client, server = memory_transport_pair(
-                max_message_size=settings.max_message_size,
-                max_queue_bytes=settings.max_queue_bytes,
-            )
+            client, server = memory_transport_pair(limits=limits)
             self._tasks.start_soon(self._serve_transport, server)
             async with client:
                 yield client
@@ -285,10 +292,6 @@ class EmbeddedEngine:
                         tg.start_soon(link.transport.aclose, close.code, close.reason)
 
 
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 @asynccontextmanager
 async def run(
     host: str = "127.0.0.1",
@@ -306,6 +309,11 @@ async def run(
     both checkpoints.
     """
     chosen = settings or EngineSettings()
+    limits = TransportLimits(
+        max_message_size=chosen.max_message_size,
+        max_queue_bytes=chosen.max_queue_bytes,
+        close_timeout=chosen.shutdown_timeout,
+    )
     router = Router(clock=anyio.current_time, namespace_grace=chosen.namespace_grace)
     engine = EmbeddedEngine(router, chosen)
     with single_errors():
@@ -319,10 +327,8 @@ async def run(
                     listener,
                     engine._serve_transport,
                     accept=lambda path: path.split("?", 1)[0] in (WORKER_PATH, TELEMETRY_PATH),
-                    max_message_size=chosen.max_message_size,
-                    max_queue_bytes=chosen.max_queue_bytes,
+                    limits=limits,
                     handshake_timeout=chosen.handshake_timeout,
-                    close_timeout=chosen.shutdown_timeout,
                     task_status=task_status,
                 )
             )

@@ -29,6 +29,9 @@ or, on a client, while the keepalive task waits for its pong. The runtimes alway
 reader task in `receive`; a peer's pings to a transport nobody receives from go unanswered,
 as with websockets' own reader once its queue is full.
 
+The bounds named here (`write_timeout`, `close_timeout`, the high-water mark,
+`max_queue_bytes`, the message cap) are the fields of `TransportLimits`.
+
 For throughput, `send` (when it only queues) and `receive` (when a message is already
 buffered) return without a checkpoint; every call that waits for I/O is one.
 """
@@ -36,31 +39,51 @@ buffered) return without a checkpoint; every call that waits for I/O is one.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
 from anyiii._errors import ConnectionClosed
 
-__all__ = [
-    "DEFAULT_CLOSE_TIMEOUT",
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "DEFAULT_MAX_QUEUE_BYTES",
-    "DEFAULT_QUEUE_HIGH_WATER",
-    "DEFAULT_WRITE_TIMEOUT",
-    "SendQueueFull",
-    "Transport",
-]
+__all__ = ["SendQueueFull", "Transport", "TransportLimits"]
 
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 2**20
-"""Largest message accepted from the peer (the Rust engine's limit, spec §1.1)."""
-DEFAULT_QUEUE_HIGH_WATER = 4 * 2**20
-"""Queued bytes above which `send` waits for the writer (backpressure)."""
-DEFAULT_MAX_QUEUE_BYTES = 64 * 2**20
-"""Queued bytes above which `send_nowait` gives up on the peer (`SendQueueFull`)."""
-DEFAULT_WRITE_TIMEOUT = 30.0
-"""Seconds one physical write may take before the link is declared broken."""
-DEFAULT_CLOSE_TIMEOUT = 5.0
-"""Seconds `aclose` waits for the peer's half of the closing handshake."""
+
+@dataclass(frozen=True, slots=True)
+class TransportLimits:
+    """The bounds every transport enforces; `TransportLimits()` is the defaults.
+
+    * `max_message_size`: largest message accepted from the peer, in bytes; a bigger one
+      fails the connection with close code 1009 (default 64 MiB, the Rust engine's limit,
+      spec §1.1).
+    * `close_timeout`: seconds `aclose` waits for the peer's half of the closing handshake
+      (default 5).
+    * `write_timeout`: seconds one physical write may take before the link is declared
+      broken (default 30).
+    * `queue_high_water`: queued bytes above which `send` waits for the writer, i.e.
+      backpressure (default 4 MiB).
+    * `max_queue_bytes`: queued bytes above which `send_nowait` gives up on the peer with
+      `SendQueueFull` (default 64 MiB).
+
+    Sizes must be positive ints and timeouts positive numbers; anything else raises
+    ValueError naming the field.
+    """
+
+    max_message_size: int = 64 * 2**20
+    close_timeout: float = 5.0
+    write_timeout: float = 30.0
+    queue_high_water: int = 4 * 2**20
+    max_queue_bytes: int = 64 * 2**20
+
+    def __post_init__(self) -> None:
+        for name in ("max_message_size", "queue_high_water", "max_queue_bytes"):
+            size = getattr(self, name)
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ValueError(f"{name} must be a positive int, not {size!r}")
+        for name in ("close_timeout", "write_timeout"):
+            seconds = getattr(self, name)
+            valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+            if not valid or not seconds > 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
 
 
 class SendQueueFull(ConnectionClosed):

@@ -1,10 +1,13 @@
 """What the three transports share: close bookkeeping, group-commit writes, keepalive.
 
-`TransportBase` implements the whole `Transport` contract except the wire itself. A
-concrete transport supplies five hooks:
+`TransportBase` implements the whole `Transport` contract except the wire itself, with
+the bounds of the `TransportLimits` it is given. A concrete transport supplies seven hooks:
 
 * `_frame_message(message)` turns one message into the chunks to write (frames already
   serialized, so the order of the chunks in the queue *is* the order on the wire);
+* `_frame_ping(payload)` does the same for a keepalive ping;
+* `_fail_frames(code, reason)` returns the chunks that fail the connection (a close frame),
+  or none when that is no longer possible;
 * `_write(batch)` writes a batch of chunks; any exception means the link is broken;
 * `_read_more()` reads from the peer once, appending whole messages to `_messages` and
   calling `_record_close` when the link ends (it must not raise for link failures);
@@ -15,9 +18,11 @@ Why group commit: anyio's `send` costs a loop iteration or more per call, so wri
 frame separately caps throughput at one frame per wake-up. Instead the task that finds no
 write in progress becomes the *flusher*: it writes its chunks, then whatever other tasks
 queued meanwhile as one joined write, until the queue is empty. Queuing tasks never await
-(unless the queue is over its high-water mark), and nobody needs a lock or a writer task.
-transport-measurements.md measured 3-4.25x the concurrent throughput of the same stack
-writing frame by frame.
+(unless the queue is over its high-water mark), and `send` needs neither a lock nor a
+writer task. transport-measurements.md measured 3-4.25x the concurrent throughput of the
+same stack writing frame by frame. Only `send_nowait`, which never writes, relies on a
+writer task: its owner runs `run_writer`, which becomes the flusher whenever something is
+queued and nobody is writing it (a `send` meanwhile flushes the queue as well).
 
 Why the write is shielded and bounded: a frame cancelled half-way corrupts the stream for
 every task sharing the connection (trio's `send_all` contract, h11's `send_failed`). The
@@ -40,7 +45,7 @@ import anyio
 
 from anyiii._concurrency import reraise_unwrapped
 from anyiii._errors import ConnectionClosed
-from anyiii._transport.base import SendQueueFull
+from anyiii._transport.base import SendQueueFull, TransportLimits
 
 __all__ = ["TransportBase", "check_close_code", "clip_reason", "keepalive_running", "logger"]
 
@@ -75,17 +80,15 @@ class TransportBase:
         *,
         path: str,
         request_headers: Mapping[str, str],
-        close_timeout: float,
-        write_timeout: float,
-        queue_high_water: int,
-        max_queue_bytes: int,
+        limits: TransportLimits,
     ) -> None:
         self._path = path
         self._request_headers = request_headers
-        self._close_timeout = close_timeout
-        self._write_timeout = write_timeout
-        self._high_water = queue_high_water
-        self._max_queue = max_queue_bytes
+        self._limits = limits
+        self._close_timeout = limits.close_timeout
+        self._write_timeout = limits.write_timeout
+        self._high_water = limits.queue_high_water
+        self._max_queue = limits.max_queue_bytes
 
         self._close_code: int | None = None
         self._close_reason: str | None = None

@@ -38,25 +38,14 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from anyiii._errors import ConnectError
-from anyiii._transport.base import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_QUEUE_HIGH_WATER,
-    DEFAULT_WRITE_TIMEOUT,
-    Transport,
-)
+from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import TransportBase, keepalive_running
+from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
 
 __all__ = ["HttpxWebSocketTransport", "open_httpx_websocket"]
 
 HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
 
-_RECEIVE_SIZE = 65536
-# Same fragmentation rule as the default transport (the Rust engine's 16 MiB frame cap);
-# counted in characters here, which is at most 4 MiB of UTF-8 per fragment.
-_FRAGMENT_ABOVE = 16 * 2**20
-_FRAGMENT_CHARS = 2**20
 _READ_ERRORS = (
     httpcore.NetworkError,
     httpcore.TimeoutException,
@@ -91,33 +80,21 @@ class HttpxWebSocketTransport(TransportBase):
         self,
         stream: httpcore.AsyncNetworkStream,
         *,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-        queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        limits: TransportLimits | None = None,
     ) -> None:
-        super().__init__(
-            path="/",
-            request_headers={},
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            queue_high_water=queue_high_water,
-            max_queue_bytes=max_queue_bytes,
-        )
+        chosen = limits or TransportLimits()
+        super().__init__(path="/", request_headers={}, limits=chosen)
         self._stream = stream
         self._connection = Connection(ConnectionType.CLIENT)
-        self._max_message_size = max_message_size
+        self._max_message_size = chosen.max_message_size
         self._parts: list[bytes] = []
         self._part_size = 0
         self._discarding = False  # after failing with 1009, message data is ignored
         self._stream_done = False
         self._aborted = False
         address = stream.get_extra_info("server_addr")
-        self._remote_address: str | None = None
-        if isinstance(address, tuple) and len(address) >= 2:
-            host, port = address[0], address[1]
-            self._remote_address = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        # IP peers only: anything else (no address, a UNIX socket path) is reported as None.
+        self._remote_address = format_address(address) if isinstance(address, tuple) else None
 
     # -- framing --------------------------------------------------------------------------
 
@@ -127,11 +104,12 @@ class HttpxWebSocketTransport(TransportBase):
         if connection.state is not ConnectionState.OPEN:
             self._record_close(1006, "connection lost")
             raise self._closed_error()
-        if len(message) <= _FRAGMENT_ABOVE:
+        if len(message) <= FRAGMENT_ABOVE:
             return [connection.send(TextMessage(data=text))]
         chunks = []
-        for start in range(0, len(text), _FRAGMENT_CHARS):
-            end = start + _FRAGMENT_CHARS
+        # Counted in characters here: at most 4 MiB of UTF-8 per fragment.
+        for start in range(0, len(text), FRAGMENT_SIZE):
+            end = start + FRAGMENT_SIZE
             part = TextMessage(data=text[start:end], message_finished=end >= len(text))
             chunks.append(connection.send(part))
         return chunks
@@ -155,7 +133,7 @@ class HttpxWebSocketTransport(TransportBase):
             return
         connection = self._connection
         try:
-            data = await self._stream.read(_RECEIVE_SIZE)
+            data = await self._stream.read(RECEIVE_SIZE)
         except _READ_ERRORS as exc:
             self._stream_done = True
             self._break(1006, f"connection lost: {exc!r}")
@@ -239,14 +217,10 @@ async def open_httpx_websocket(
     *,
     http_client: httpx.AsyncClient | None = None,
     headers: HeadersLike | None = None,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    limits: TransportLimits | None = None,
     open_timeout: float = 10.0,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
-    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
 ) -> AsyncIterator[Transport]:
     """Connect through httpx (`http_client`, or a fresh `httpx.AsyncClient`); yield the
     transport; close it on the way out.
@@ -255,6 +229,7 @@ async def open_httpx_websocket(
     authentication come from the httpx client. Failing to connect (including any
     non-101 answer, whose status is in the message) raises `ConnectError`.
     """
+    chosen = limits or TransportLimits()
     stack = AsyncExitStack()
     try:
         try:
@@ -278,17 +253,10 @@ async def open_httpx_websocket(
             raise ConnectError(f"timed out opening {url} after {open_timeout} s") from exc
         except _OPEN_ERRORS as exc:
             raise ConnectError(f"could not connect to {url}: {exc!r}") from exc
-        transport = HttpxWebSocketTransport(
-            session.stream,
-            max_message_size=max_message_size,
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            queue_high_water=queue_high_water,
-            max_queue_bytes=max_queue_bytes,
-        )
+        transport = HttpxWebSocketTransport(session.stream, limits=chosen)
         async with keepalive_running(transport, ping_interval, ping_timeout):
             yield transport
     finally:
         # The httpx response and (if we made it) the client; the stream is already closed.
-        with anyio.move_on_after(close_timeout, shield=True):
+        with anyio.move_on_after(chosen.close_timeout, shield=True):
             await stack.aclose()

@@ -12,14 +12,7 @@ from __future__ import annotations
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from anyiii._transport.base import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_QUEUE_HIGH_WATER,
-    DEFAULT_WRITE_TIMEOUT,
-    Transport,
-)
+from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import TransportBase
 
 __all__ = ["MemoryTransport", "memory_transport_pair"]
@@ -46,24 +39,13 @@ class MemoryTransport(TransportBase):
         receive_stream: MemoryObjectReceiveStream[bytes],
         link: _Link,
         *,
-        max_message_size: int,
-        close_timeout: float,
-        write_timeout: float,
-        queue_high_water: int,
-        max_queue_bytes: int,
+        limits: TransportLimits,
     ) -> None:
-        super().__init__(
-            path="/",
-            request_headers={},
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            queue_high_water=queue_high_water,
-            max_queue_bytes=max_queue_bytes,
-        )
+        super().__init__(path="/", request_headers={}, limits=limits)
         self._send_stream = send_stream
         self._receive_stream = receive_stream
         self._link = link
-        self._max_message_size = max_message_size
+        self._max_message_size = limits.max_message_size
 
     def _frame_message(self, message: bytes) -> list[bytes]:
         return [message]
@@ -123,13 +105,12 @@ class MemoryTransport(TransportBase):
 def memory_transport_pair(
     max_buffer: int = 1024,
     *,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+    limits: TransportLimits | None = None,
 ) -> tuple[Transport, Transport]:
     """Two connected transports; each direction buffers up to `max_buffer` messages.
+
+    Both ends enforce `limits` (None: the defaults); a message above its
+    `max_message_size` fails the pair with 1009, as on a socket.
 
     Both must be closed (`aclose` or `async with`); anyio warns about memory streams that
     are garbage-collected open. Closing one makes the other's `receive` raise
@@ -139,19 +120,11 @@ def memory_transport_pair(
     a_to_b_send, a_to_b_receive = anyio.create_memory_object_stream[bytes](max_buffer)
     b_to_a_send, b_to_a_receive = anyio.create_memory_object_stream[bytes](max_buffer)
     link = _Link()
+    chosen = limits or TransportLimits()
 
     def end(
         send_stream: MemoryObjectSendStream[bytes], receive_stream: MemoryObjectReceiveStream[bytes]
     ) -> MemoryTransport:
-        return MemoryTransport(
-            send_stream,
-            receive_stream,
-            link,
-            max_message_size=max_message_size,
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            queue_high_water=queue_high_water,
-            max_queue_bytes=max_queue_bytes,
-        )
+        return MemoryTransport(send_stream, receive_stream, link, limits=chosen)
 
     return end(a_to_b_send, b_to_a_receive), end(b_to_a_send, a_to_b_receive)

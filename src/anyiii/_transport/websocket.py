@@ -10,7 +10,8 @@ Settings that matter for the iii protocol:
 
 * compression (permessage-deflate) is never offered nor accepted: it costs more CPU than
   it saves on small JSON frames (transport-measurements.md §4);
-* incoming messages are capped at `max_message_size` (64 MiB, the Rust engine's limit);
+* incoming messages are capped at `TransportLimits.max_message_size` (64 MiB by default,
+  the Rust engine's limit);
   a bigger one fails the connection with close code 1009;
 * outgoing messages above 16 MiB (the Rust engine's frame limit) are sent as 1 MiB
   fragments, like the official SDK;
@@ -59,15 +60,9 @@ except ImportError:  # pragma: no cover - depends on how websockets was installe
     from websockets.utils import apply_mask
 
 from anyiii._errors import ConnectError
-from anyiii._transport.base import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_QUEUE_HIGH_WATER,
-    DEFAULT_WRITE_TIMEOUT,
-    Transport,
-)
+from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import TransportBase, keepalive_running, logger
+from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
 from anyiii._version import __version__
 
 __all__ = ["WebSocketTransport", "connect_websocket", "open_websocket", "serve_websockets"]
@@ -75,10 +70,6 @@ __all__ = ["WebSocketTransport", "connect_websocket", "open_websocket", "serve_w
 HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
 
 USER_AGENT = f"anyiii/{__version__}"
-_RECEIVE_SIZE = 65536
-# Messages above the Rust engine's 16 MiB frame limit go out in 1 MiB fragments.
-_FRAGMENT_ABOVE = 16 * 2**20
-_FRAGMENT_SIZE = 2**20
 # accept() errors that mean "out of resources for now", not "the listener is dead".
 _ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _LINK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -122,18 +113,12 @@ class WebSocketTransport(TransportBase):
         early_events: Iterable[Event] = (),
         path: str = "/",
         request_headers: Mapping[str, str] | None = None,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-        write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-        queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        limits: TransportLimits | None = None,
     ) -> None:
         super().__init__(
             path=path,
             request_headers={} if request_headers is None else request_headers,
-            close_timeout=close_timeout,
-            write_timeout=write_timeout,
-            queue_high_water=queue_high_water,
-            max_queue_bytes=max_queue_bytes,
+            limits=limits or TransportLimits(),
         )
         self._stream = stream
         self._protocol: SansIOProtocol = protocol
@@ -141,7 +126,7 @@ class WebSocketTransport(TransportBase):
         self._stream_done = False  # EOF was read, or the stream is closed
         self._aborted = False
         # Read now: a closed socket no longer knows its peer.
-        self._remote_address = _format_address(
+        self._remote_address = format_address(
             stream.extra(anyio.abc.SocketAttribute.remote_address, None)
         )
         # Frames that arrived in the same read as the handshake.
@@ -151,16 +136,16 @@ class WebSocketTransport(TransportBase):
 
     def _frame_message(self, message: bytes) -> list[bytes]:
         protocol = self._protocol
-        if protocol.state is State.OPEN and len(message) <= _FRAGMENT_ABOVE:
+        if protocol.state is State.OPEN and len(message) <= FRAGMENT_ABOVE:
             return [_text_frame(message, masked=protocol.side is Side.CLIENT)]
         try:
-            if len(message) <= _FRAGMENT_ABOVE:
+            if len(message) <= FRAGMENT_ABOVE:
                 protocol.send_text(message)
             else:
                 view = memoryview(message)
-                protocol.send_text(view[:_FRAGMENT_SIZE], fin=False)
-                for start in range(_FRAGMENT_SIZE, len(view), _FRAGMENT_SIZE):
-                    end = start + _FRAGMENT_SIZE
+                protocol.send_text(view[:FRAGMENT_SIZE], fin=False)
+                for start in range(FRAGMENT_SIZE, len(view), FRAGMENT_SIZE):
+                    end = start + FRAGMENT_SIZE
                     protocol.send_continuation(view[start:end], fin=end >= len(view))
         except InvalidState:
             # The protocol saw the close before we recorded it; it is closed either way.
@@ -208,7 +193,7 @@ class WebSocketTransport(TransportBase):
             self._record_close(*self._protocol_close_info())
             return
         try:
-            data = await self._stream.receive(_RECEIVE_SIZE)
+            data = await self._stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
             self._stream_done = True
             protocol.receive_eof()
@@ -291,16 +276,6 @@ class WebSocketTransport(TransportBase):
         return self._remote_address
 
 
-def _format_address(address: object) -> str | None:
-    """ "host:port" ("[v6]:port") for an IP socket address, the path for a UNIX socket."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    if isinstance(address, str) and address:
-        return address
-    return None
-
-
 # -- client -------------------------------------------------------------------------------
 
 
@@ -316,12 +291,8 @@ async def connect_websocket(
     url: str,
     *,
     headers: HeadersLike | None = None,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    limits: TransportLimits | None = None,
     open_timeout: float = 10.0,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ssl_context: ssl.SSLContext | None = None,
 ) -> WebSocketTransport:
     """Open a client WebSocket and return its transport, without keepalive.
@@ -329,8 +300,10 @@ async def connect_websocket(
     The caller owns the transport and must `aclose` it; `open_websocket` is the usual way
     in. Raises `ConnectError` (with the cause chained) if the URL is invalid, the TCP or
     TLS connection fails, the server answers with anything but 101, or the whole opening
-    takes longer than `open_timeout` seconds.
+    takes longer than `open_timeout` seconds. `limits` (None: the defaults) bounds the
+    transport.
     """
+    chosen = limits or TransportLimits()
     try:
         uri = parse_uri(url)
     except InvalidURI as exc:
@@ -349,7 +322,7 @@ async def connect_websocket(
                 )
             else:
                 stream = await anyio.connect_tcp(uri.host, uri.port)
-            protocol = ClientProtocol(uri, max_size=(max_message_size, None), logger=logger)
+            protocol = ClientProtocol(uri, max_size=(chosen.max_message_size, None), logger=logger)
             request = protocol.connect()
             if not any(name.lower() == "user-agent" for name, _ in extra):
                 request.headers["User-Agent"] = USER_AGENT
@@ -369,22 +342,14 @@ async def connect_websocket(
             raise ConnectError(f"could not connect to {url}: {exc!r}") from exc
         raise
     assert stream is not None
-    return WebSocketTransport(
-        stream,
-        protocol,
-        early_events=events,
-        close_timeout=close_timeout,
-        write_timeout=write_timeout,
-        queue_high_water=queue_high_water,
-        max_queue_bytes=max_queue_bytes,
-    )
+    return WebSocketTransport(stream, protocol, early_events=events, limits=chosen)
 
 
 async def _read_response(stream: anyio.abc.ByteStream, protocol: ClientProtocol) -> list[Event]:
     """Read the handshake response; return the frames that came with it."""
     while True:
         try:
-            data = await stream.receive(_RECEIVE_SIZE)
+            data = await stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
             protocol.receive_eof()
         else:
@@ -407,15 +372,11 @@ async def open_websocket(
     url: str,
     *,
     headers: HeadersLike | None = None,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    limits: TransportLimits | None = None,
     open_timeout: float = 10.0,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ping_interval: float | None = 20.0,
     ping_timeout: float | None = 20.0,
     ssl_context: ssl.SSLContext | None = None,
-    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
 ) -> AsyncIterator[Transport]:
     """Connect to a `ws://` or `wss://` URL; yield the transport; close it on the way out.
 
@@ -423,21 +384,14 @@ async def open_websocket(
     uses `ssl_context`, or the system's default trust store. Failing to connect raises
     `ConnectError`. While the block runs, a keepalive task pings every `ping_interval`
     seconds and fails the connection with close code 1011 when a pong takes longer than
-    `ping_timeout` (pongs are read by whoever calls `receive`). Leaving the block closes
-    the connection within `close_timeout`; an exception from the block propagates as is.
+    `ping_timeout` (pongs are read by whoever calls `receive`). `limits` (None: the
+    defaults) bounds message sizes, queues and writes. Leaving the block closes the
+    connection within `limits.close_timeout`; an exception from the block propagates as is.
 
     Entering is a checkpoint (it does network I/O); so is leaving.
     """
     transport = await connect_websocket(
-        url,
-        headers=headers,
-        max_message_size=max_message_size,
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        write_timeout=write_timeout,
-        queue_high_water=queue_high_water,
-        max_queue_bytes=max_queue_bytes,
-        ssl_context=ssl_context,
+        url, headers=headers, limits=limits, open_timeout=open_timeout, ssl_context=ssl_context
     )
     async with keepalive_running(transport, ping_interval, ping_timeout):
         yield transport
@@ -451,12 +405,8 @@ async def serve_websockets(
     handler: Callable[[Transport], Awaitable[None]],
     *,
     accept: Callable[[str], bool] = lambda path: True,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    limits: TransportLimits | None = None,
     handshake_timeout: float = 10.0,
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    write_timeout: float = DEFAULT_WRITE_TIMEOUT,
-    queue_high_water: int = DEFAULT_QUEUE_HIGH_WATER,
-    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
     ssl_context: ssl.SSLContext | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -467,7 +417,8 @@ async def serve_websockets(
     connection is dropped. A request target for which `accept(target)` is false gets
     HTTP 404; a request that is not a WebSocket upgrade gets a 4xx answer. Otherwise
     `handler(transport)` runs; when it returns or raises, the transport is closed (1000,
-    or 1011 after an exception), bounded by `close_timeout`. A handler's exception is
+    or 1011 after an exception), bounded by `limits.close_timeout` (`limits`, None for the
+    defaults, bounds every accepted transport). A handler's exception is
     logged on the "anyiii.transport" logger and never stops the server.
 
     The listener is owned from then on: it is closed when this function returns. The
@@ -483,12 +434,8 @@ async def serve_websockets(
         _serve_connection,
         handler=handler,
         accept=accept,
-        max_message_size=max_message_size,
+        limits=limits or TransportLimits(),
         handshake_timeout=handshake_timeout,
-        close_timeout=close_timeout,
-        write_timeout=write_timeout,
-        queue_high_water=queue_high_water,
-        max_queue_bytes=max_queue_bytes,
         ssl_context=ssl_context,
     )
     try:
@@ -531,12 +478,8 @@ async def _serve_connection(
     *,
     handler: Callable[[Transport], Awaitable[None]],
     accept: Callable[[str], bool],
-    max_message_size: int,
+    limits: TransportLimits,
     handshake_timeout: float,
-    close_timeout: float,
-    write_timeout: float,
-    queue_high_water: int,
-    max_queue_bytes: int,
     ssl_context: ssl.SSLContext | None,
 ) -> None:
     transport: WebSocketTransport | None = None
@@ -546,15 +489,7 @@ async def _serve_connection(
                 stream = await TLSStream.wrap(
                     stream, server_side=True, ssl_context=ssl_context, standard_compatible=False
                 )
-            transport = await _server_handshake(
-                stream,
-                accept=accept,
-                max_message_size=max_message_size,
-                close_timeout=close_timeout,
-                write_timeout=write_timeout,
-                queue_high_water=queue_high_water,
-                max_queue_bytes=max_queue_bytes,
-            )
+            transport = await _server_handshake(stream, accept=accept, limits=limits)
         if transport is None:
             return
         async with transport:
@@ -575,19 +510,15 @@ async def _server_handshake(
     stream: anyio.abc.ByteStream,
     *,
     accept: Callable[[str], bool],
-    max_message_size: int,
-    close_timeout: float,
-    write_timeout: float,
-    queue_high_water: int,
-    max_queue_bytes: int,
+    limits: TransportLimits,
 ) -> WebSocketTransport | None:
     """Read the upgrade request and answer it; return the transport if it was accepted."""
-    protocol = ServerProtocol(max_size=(max_message_size, None), logger=logger)
+    protocol = ServerProtocol(max_size=(limits.max_message_size, None), logger=logger)
     request: Request | None = None
     early: list[Event] = []
     while request is None:
         try:
-            data = await stream.receive(_RECEIVE_SIZE)
+            data = await stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
             return None
         protocol.receive_data(data)
@@ -602,7 +533,7 @@ async def _server_handshake(
                     HTTPStatus.BAD_REQUEST, "Failed to open a WebSocket connection.\n"
                 )
                 replies = [response.serialize(), b""]
-            await _answer_and_hang_up(stream, replies, close_timeout)
+            await _answer_and_hang_up(stream, replies, limits.close_timeout)
             return None
     if accept(request.path):
         response = protocol.accept(request)
@@ -611,7 +542,7 @@ async def _server_handshake(
     protocol.send_response(response)
     replies = protocol.data_to_send()
     if response.status_code != 101:
-        await _answer_and_hang_up(stream, replies, close_timeout)
+        await _answer_and_hang_up(stream, replies, limits.close_timeout)
         return None
     await stream.send(b"".join(replies))
     return WebSocketTransport(
@@ -620,10 +551,7 @@ async def _server_handshake(
         early_events=early,
         path=request.path,
         request_headers=_lower_headers(request.headers),
-        close_timeout=close_timeout,
-        write_timeout=write_timeout,
-        queue_high_water=queue_high_water,
-        max_queue_bytes=max_queue_bytes,
+        limits=limits,
     )
 
 
@@ -643,7 +571,7 @@ async def _answer_and_hang_up(
     with anyio.move_on_after(close_timeout):
         try:
             while True:
-                await stream.receive(_RECEIVE_SIZE)
+                await stream.receive(RECEIVE_SIZE)
         except (anyio.EndOfStream, *_LINK_ERRORS):
             pass
 

@@ -29,7 +29,7 @@ import httpx
 from .._concurrency import single_errors
 from .._errors import ConnectError, ConnectionClosed
 from .._protocol.registry import WorkerInfo
-from .._transport import Transport, open_httpx_websocket, open_websocket
+from .._transport import Transport, TransportLimits, open_httpx_websocket, open_websocket
 from .._version import __version__
 from .invocations import WorkerLimits
 from .runtime import Runtime, ShutdownTimeouts
@@ -187,6 +187,7 @@ async def connect(
     )
     worker = Worker(runtime)
     handshake = _headers(headers)
+    link_limits = TransportLimits(max_message_size=max_message_size, close_timeout=close_timeout)
     opener: TransportOpener
     if callable(transport):
         opener = transport
@@ -197,9 +198,8 @@ async def connect(
                 chosen_url,
                 http_client=http_client,
                 headers=handshake,
-                max_message_size=max_message_size,
+                limits=link_limits,
                 open_timeout=open_timeout,
-                close_timeout=close_timeout,
             )
 
     else:
@@ -208,9 +208,8 @@ async def connect(
             return open_websocket(
                 chosen_url,
                 headers=handshake,
-                max_message_size=max_message_size,
+                limits=link_limits,
                 open_timeout=open_timeout,
-                close_timeout=close_timeout,
                 ping_interval=ping_interval,
                 ping_timeout=ping_timeout,
             )

@@ -1,0 +1,33 @@
+"""What the socket transports share about the wire: read size, fragmenting, addresses.
+
+The default transport (`websocket`) and the httpx one (`httpx_ws`) read and fragment by
+the same numbers, and both report the peer as "host:port" ("[v6]:port"). The embedded
+engine writes its URLs with `url_host`, so an IPv6 host is bracketed the same way.
+"""
+
+from __future__ import annotations
+
+__all__ = ["FRAGMENT_ABOVE", "FRAGMENT_SIZE", "RECEIVE_SIZE", "format_address", "url_host"]
+
+RECEIVE_SIZE = 65536
+"""Bytes asked for per read from the network stream."""
+FRAGMENT_ABOVE = 16 * 2**20
+"""Messages longer than this (the Rust engine's 16 MiB frame limit) go out in fragments."""
+FRAGMENT_SIZE = 2**20
+"""The size of one fragment: 1 MiB in the default transport, like the official SDK; the
+httpx transport counts it in characters (at most 4 MiB of UTF-8 per fragment)."""
+
+
+def url_host(host: str) -> str:
+    """`host` as it is written in a URL or before ":port": an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def format_address(address: object) -> str | None:
+    """ "host:port" ("[v6]:port") for an IP socket address, the path for a UNIX socket,
+    None for anything else (no address, or an empty one)."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        return f"{url_host(str(address[0]))}:{address[1]}"
+    if isinstance(address, str) and address:
+        return address
+    return None
