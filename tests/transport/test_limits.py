@@ -34,8 +34,8 @@ def test_defaults() -> None:
         ("max_message_size", 1.5),
         ("queue_high_water", True),
         ("max_queue_bytes", "1000"),
-        ("close_timeout", 0),
         ("close_timeout", -0.5),
+        ("write_timeout", 0),
         ("write_timeout", float("nan")),
         ("write_timeout", None),
     ],
@@ -46,8 +46,8 @@ def test_a_bad_value_raises_value_error_naming_the_field(field: str, value: Any)
 
 
 def test_good_values_are_kept() -> None:
-    limits = TransportLimits(max_message_size=1, close_timeout=1, write_timeout=0.01)
-    assert (limits.max_message_size, limits.close_timeout, limits.write_timeout) == (1, 1, 0.01)
+    limits = TransportLimits(max_message_size=1, close_timeout=0, write_timeout=0.01)
+    assert (limits.max_message_size, limits.close_timeout, limits.write_timeout) == (1, 0, 0.01)
 
 
 async def test_a_memory_pair_enforces_its_max_message_size() -> None:

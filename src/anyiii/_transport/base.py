@@ -79,11 +79,16 @@ class TransportLimits:
             size = getattr(self, name)
             if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
                 raise ValueError(f"{name} must be a positive int, not {size!r}")
-        for name in ("close_timeout", "write_timeout"):
-            seconds = getattr(self, name)
-            valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-            if not valid or not seconds > 0:
-                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        # A zero close timeout means "do not wait for the handshake"; a zero write timeout
+        # would fail every write, so it is refused. (Written as `not x >= 0` so NaN fails.)
+        if not _is_seconds(self.close_timeout) or not self.close_timeout >= 0:
+            raise ValueError(f"close_timeout must be seconds >= 0, not {self.close_timeout!r}")
+        if not _is_seconds(self.write_timeout) or not self.write_timeout > 0:
+            raise ValueError(f"write_timeout must be seconds > 0, not {self.write_timeout!r}")
+
+
+def _is_seconds(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class SendQueueFull(ConnectionClosed):
