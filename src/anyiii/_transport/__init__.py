@@ -20,9 +20,9 @@ from anyiii._transport.base import Transport as Transport
 from anyiii._transport.base import TransportLimits as TransportLimits
 from anyiii._transport.httpx_ws import open_httpx_websocket as open_httpx_websocket
 from anyiii._transport.memory import memory_transport_pair as memory_transport_pair
-from anyiii._transport.websocket import connect_websocket as connect_websocket
-from anyiii._transport.websocket import open_websocket as open_websocket
-from anyiii._transport.websocket import serve_websockets as serve_websockets
+from anyiii._transport.websocket_client import connect_websocket as connect_websocket
+from anyiii._transport.websocket_client import open_websocket as open_websocket
+from anyiii._transport.websocket_server import serve_websockets as serve_websockets
 from anyiii._transport.wire import url_host as url_host
 
 __all__ = [

@@ -26,7 +26,7 @@ the upgraded network stream (`session.stream`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from typing import Self
 
@@ -40,11 +40,16 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 from anyiii._errors import ConnectError
 from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import TransportBase, keepalive_running
-from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
+from anyiii._transport.wire import (
+    FRAGMENT_ABOVE,
+    FRAGMENT_SIZE,
+    RECEIVE_SIZE,
+    HeadersLike,
+    format_address,
+)
 
 __all__ = ["HttpxWebSocketTransport", "open_httpx_websocket"]
 
-HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
 
 _READ_ERRORS = (
     httpcore.NetworkError,

@@ -23,56 +23,35 @@ Settings that matter for the iii protocol:
 
 from __future__ import annotations
 
-import errno
-import functools
 import secrets
-import ssl
 from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Coroutine,
     Iterable,
     Mapping,
-    Sequence,
 )
-from contextlib import asynccontextmanager, suppress
-from http import HTTPStatus
-from typing import Any
+from contextlib import suppress
 
 import anyio
 import anyio.abc
-from anyio.streams.stapled import MultiListener
-from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidState, InvalidStatus, InvalidURI
+from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import Event, Side, State
 from websockets.protocol import Protocol as SansIOProtocol
 from websockets.server import ServerProtocol
-from websockets.uri import parse_uri
 
 try:  # websockets' C helper when it was built with it, else its pure-Python twin
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - depends on how websockets was installed
     from websockets.utils import apply_mask
 
-from anyiii._errors import ConnectError
-from anyiii._transport.base import Transport, TransportLimits
-from anyiii._transport.common import TransportBase, keepalive_running, logger
+from anyiii._transport.base import TransportLimits
+from anyiii._transport.common import TransportBase
 from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
-from anyiii._version import __version__
 
-__all__ = ["WebSocketTransport", "connect_websocket", "open_websocket", "serve_websockets"]
+__all__ = ["LINK_ERRORS", "WebSocketTransport"]
 
-HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
 
-USER_AGENT = f"anyiii/{__version__}"
-# accept() errors that mean "out of resources for now", not "the listener is dead".
-_ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-_LINK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+LINK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
 def _text_frame(payload: bytes, *, masked: bool) -> bytes:
@@ -197,7 +176,7 @@ class WebSocketTransport(TransportBase):
         except anyio.EndOfStream:
             self._stream_done = True
             protocol.receive_eof()
-        except _LINK_ERRORS as exc:
+        except LINK_ERRORS as exc:
             self._stream_done = True
             self._break(1006, f"connection lost: {exc!r}")
             return
@@ -277,308 +256,3 @@ class WebSocketTransport(TransportBase):
 
 
 # -- client -------------------------------------------------------------------------------
-
-
-def _header_items(headers: HeadersLike | None) -> list[tuple[str, str]]:
-    if headers is None:
-        return []
-    if isinstance(headers, Mapping):
-        return list(headers.items())
-    return list(headers)
-
-
-async def connect_websocket(
-    url: str,
-    *,
-    headers: HeadersLike | None = None,
-    limits: TransportLimits | None = None,
-    open_timeout: float = 10.0,
-    ssl_context: ssl.SSLContext | None = None,
-) -> WebSocketTransport:
-    """Open a client WebSocket and return its transport, without keepalive.
-
-    The caller owns the transport and must `aclose` it; `open_websocket` is the usual way
-    in. Raises `ConnectError` (with the cause chained) if the URL is invalid, the TCP or
-    TLS connection fails, the server answers with anything but 101, or the whole opening
-    takes longer than `open_timeout` seconds. `limits` (None: the defaults) bounds the
-    transport.
-    """
-    chosen = limits or TransportLimits()
-    try:
-        uri = parse_uri(url)
-    except InvalidURI as exc:
-        raise ConnectError(f"invalid WebSocket URL {url!r}: {exc}") from exc
-    extra = _header_items(headers)
-    stream: anyio.abc.ByteStream | None = None
-    try:
-        with anyio.fail_after(open_timeout):
-            if uri.secure:
-                stream = await anyio.connect_tcp(
-                    uri.host,
-                    uri.port,
-                    ssl_context=ssl_context or ssl.create_default_context(),
-                    tls_hostname=uri.host,
-                    tls_standard_compatible=False,
-                )
-            else:
-                stream = await anyio.connect_tcp(uri.host, uri.port)
-            protocol = ClientProtocol(uri, max_size=(chosen.max_message_size, None), logger=logger)
-            request = protocol.connect()
-            if not any(name.lower() == "user-agent" for name, _ in extra):
-                request.headers["User-Agent"] = USER_AGENT
-            for name, value in extra:
-                request.headers[name] = value
-            protocol.send_request(request)
-            await stream.send(b"".join(protocol.data_to_send()))
-            events = await _read_response(stream, protocol)
-    except BaseException as exc:
-        if stream is not None:
-            await anyio.aclose_forcefully(stream)
-        if isinstance(exc, ConnectError):
-            raise
-        if isinstance(exc, TimeoutError):
-            raise ConnectError(f"timed out opening {url} after {open_timeout} s") from exc
-        if isinstance(exc, (*_LINK_ERRORS, anyio.EndOfStream)):
-            raise ConnectError(f"could not connect to {url}: {exc!r}") from exc
-        raise
-    assert stream is not None
-    return WebSocketTransport(stream, protocol, early_events=events, limits=chosen)
-
-
-async def _read_response(stream: anyio.abc.ByteStream, protocol: ClientProtocol) -> list[Event]:
-    """Read the handshake response; return the frames that came with it."""
-    while True:
-        try:
-            data = await stream.receive(RECEIVE_SIZE)
-        except anyio.EndOfStream:
-            protocol.receive_eof()
-        else:
-            protocol.receive_data(data)
-        events = protocol.events_received()
-        failure = protocol.handshake_exc
-        if isinstance(failure, InvalidStatus):
-            status = failure.response.status_code
-            raise ConnectError(
-                f"server rejected the WebSocket upgrade with HTTP {status}"
-            ) from failure
-        if failure is not None:
-            raise ConnectError(f"WebSocket handshake failed: {failure}") from failure
-        if events:
-            return events[1:]
-
-
-@asynccontextmanager
-async def open_websocket(
-    url: str,
-    *,
-    headers: HeadersLike | None = None,
-    limits: TransportLimits | None = None,
-    open_timeout: float = 10.0,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
-    ssl_context: ssl.SSLContext | None = None,
-) -> AsyncIterator[Transport]:
-    """Connect to a `ws://` or `wss://` URL; yield the transport; close it on the way out.
-
-    `headers` are added to the handshake request (for example `Authorization`). `wss://`
-    uses `ssl_context`, or the system's default trust store. Failing to connect raises
-    `ConnectError`. While the block runs, a keepalive task pings every `ping_interval`
-    seconds and fails the connection with close code 1011 when a pong takes longer than
-    `ping_timeout` (pongs are read by whoever calls `receive`). `limits` (None: the
-    defaults) bounds message sizes, queues and writes. Leaving the block closes the
-    connection within `limits.close_timeout`; an exception from the block propagates as is.
-
-    Entering is a checkpoint (it does network I/O); so is leaving.
-    """
-    transport = await connect_websocket(
-        url, headers=headers, limits=limits, open_timeout=open_timeout, ssl_context=ssl_context
-    )
-    async with keepalive_running(transport, ping_interval, ping_timeout):
-        yield transport
-
-
-# -- server -------------------------------------------------------------------------------
-
-
-async def serve_websockets(
-    listener: anyio.abc.Listener[anyio.abc.ByteStream],
-    handler: Callable[[Transport], Awaitable[None]],
-    *,
-    accept: Callable[[str], bool] = lambda path: True,
-    limits: TransportLimits | None = None,
-    handshake_timeout: float = 10.0,
-    ssl_context: ssl.SSLContext | None = None,
-    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve WebSocket connections from `listener` until cancelled; then close it.
-
-    Each accepted connection runs in its own task: the TLS handshake (if `ssl_context` is
-    given) and the HTTP upgrade must finish within `handshake_timeout` or the TCP
-    connection is dropped. A request target for which `accept(target)` is false gets
-    HTTP 404; a request that is not a WebSocket upgrade gets a 4xx answer. Otherwise
-    `handler(transport)` runs; when it returns or raises, the transport is closed (1000,
-    or 1011 after an exception), bounded by `limits.close_timeout` (`limits`, None for the
-    defaults, bounds every accepted transport). A handler's exception is
-    logged on the "anyiii.transport" logger and never stops the server.
-
-    The listener is owned from then on: it is closed when this function returns. The
-    embedded engine binds an ephemeral port like this::
-
-        listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        await tg.start(serve_websockets, listener, handler)
-
-    `task_status.started()` is called once connections are being accepted.
-    """
-    on_stream = functools.partial(
-        _serve_connection,
-        handler=handler,
-        accept=accept,
-        limits=limits or TransportLimits(),
-        handshake_timeout=handshake_timeout,
-        ssl_context=ssl_context,
-    )
-    try:
-        async with anyio.create_task_group() as tg:
-            task_status.started()
-            await _accept_loop(listener, on_stream, tg)
-    finally:
-        with anyio.CancelScope(shield=True):
-            await listener.aclose()
-
-
-async def _accept_loop(
-    listener: anyio.abc.Listener[anyio.abc.ByteStream],
-    on_stream: Callable[[anyio.abc.ByteStream], Coroutine[Any, Any, None]],
-    tg: anyio.abc.TaskGroup,
-) -> None:
-    if isinstance(listener, MultiListener):
-        for each in listener.listeners:
-            tg.start_soon(_accept_loop, each, on_stream, tg)
-        return
-    if not isinstance(listener, anyio.abc.SocketListener):
-        await listener.serve(on_stream, task_group=tg)
-        return
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            # Out of file descriptors or memory: others' connections will free some, so
-            # wait instead of tearing the whole server down (trio's serve_listeners).
-            if exc.errno not in _ACCEPT_RETRY_ERRNOS:
-                raise
-            logger.warning("accept() failed (%s); retrying in 0.1 s", exc)
-            await anyio.sleep(0.1)
-            continue
-        tg.start_soon(on_stream, stream)
-
-
-async def _serve_connection(
-    stream: anyio.abc.ByteStream,
-    *,
-    handler: Callable[[Transport], Awaitable[None]],
-    accept: Callable[[str], bool],
-    limits: TransportLimits,
-    handshake_timeout: float,
-    ssl_context: ssl.SSLContext | None,
-) -> None:
-    transport: WebSocketTransport | None = None
-    try:
-        with anyio.move_on_after(handshake_timeout):
-            if ssl_context is not None:
-                stream = await TLSStream.wrap(
-                    stream, server_side=True, ssl_context=ssl_context, standard_compatible=False
-                )
-            transport = await _server_handshake(stream, accept=accept, limits=limits)
-        if transport is None:
-            return
-        async with transport:
-            try:
-                await handler(transport)
-            except Exception:
-                logger.exception("WebSocket handler for %r failed", transport.path)
-                raise
-    except Exception as exc:
-        if transport is None:
-            logger.debug("WebSocket handshake failed: %r", exc)
-    finally:
-        if transport is None:
-            await anyio.aclose_forcefully(stream)
-
-
-async def _server_handshake(
-    stream: anyio.abc.ByteStream,
-    *,
-    accept: Callable[[str], bool],
-    limits: TransportLimits,
-) -> WebSocketTransport | None:
-    """Read the upgrade request and answer it; return the transport if it was accepted."""
-    protocol = ServerProtocol(max_size=(limits.max_message_size, None), logger=logger)
-    request: Request | None = None
-    early: list[Event] = []
-    while request is None:
-        try:
-            data = await stream.receive(RECEIVE_SIZE)
-        except anyio.EndOfStream:
-            return None
-        protocol.receive_data(data)
-        events = protocol.events_received()
-        if events and isinstance(events[0], Request):
-            request, early = events[0], events[1:]
-        elif protocol.handshake_exc is not None:
-            replies = protocol.data_to_send()
-            if not any(replies):
-                # websockets just hangs up on an unparsable request; say why first.
-                response = protocol.reject(
-                    HTTPStatus.BAD_REQUEST, "Failed to open a WebSocket connection.\n"
-                )
-                replies = [response.serialize(), b""]
-            await _answer_and_hang_up(stream, replies, limits.close_timeout)
-            return None
-    if accept(request.path):
-        response = protocol.accept(request)
-    else:
-        response = protocol.reject(HTTPStatus.NOT_FOUND, "Not Found\n")
-    protocol.send_response(response)
-    replies = protocol.data_to_send()
-    if response.status_code != 101:
-        await _answer_and_hang_up(stream, replies, limits.close_timeout)
-        return None
-    await stream.send(b"".join(replies))
-    return WebSocketTransport(
-        stream,
-        protocol,
-        early_events=early,
-        path=request.path,
-        request_headers=_lower_headers(request.headers),
-        limits=limits,
-    )
-
-
-async def _answer_and_hang_up(
-    stream: anyio.abc.ByteStream, replies: list[bytes], close_timeout: float
-) -> None:
-    """Send an HTTP answer, half-close, and wait briefly for the client to hang up.
-
-    Closing at once could reset the connection while the client's request is still
-    unread on our side, and a reset may destroy our answer before the client reads it.
-    """
-    await stream.send(b"".join(replies))
-    try:
-        await stream.send_eof()
-    except NotImplementedError:
-        return
-    with anyio.move_on_after(close_timeout):
-        try:
-            while True:
-                await stream.receive(RECEIVE_SIZE)
-        except (anyio.EndOfStream, *_LINK_ERRORS):
-            pass
-
-
-def _lower_headers(headers: Headers) -> dict[str, str]:
-    lowered: dict[str, str] = {}
-    for name, value in headers.raw_items():
-        key = name.lower()
-        lowered[key] = f"{lowered[key]}, {value}" if key in lowered else value
-    return lowered

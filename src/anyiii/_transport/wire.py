@@ -1,4 +1,5 @@
-"""What the socket transports share about the wire: read size, fragmenting, addresses.
+"""What the socket transports share about the wire: read size, fragmenting, addresses,
+handshake headers.
 
 The default transport (`websocket`) and the httpx one (`httpx_ws`) read and fragment by
 the same numbers, and both report the peer as "host:port" ("[v6]:port"). The embedded
@@ -7,7 +8,19 @@ engine writes its URLs with `url_host`, so an IPv6 host is bracketed the same wa
 
 from __future__ import annotations
 
-__all__ = ["FRAGMENT_ABOVE", "FRAGMENT_SIZE", "RECEIVE_SIZE", "format_address", "url_host"]
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "FRAGMENT_ABOVE",
+    "FRAGMENT_SIZE",
+    "RECEIVE_SIZE",
+    "HeadersLike",
+    "format_address",
+    "url_host",
+]
+
+HeadersLike = Mapping[str, str] | Sequence[tuple[str, str]]
+"""Handshake headers: a mapping, or (name, value) pairs (which may repeat a name)."""
 
 RECEIVE_SIZE = 65536
 """Bytes asked for per read from the network stream."""
