@@ -40,6 +40,7 @@ from anyiii._protocol.frames import (
     Ping,
     Pong,
     decode_frame,
+    decode_value,
     encode_frame,
     to_raw,
 )
@@ -94,6 +95,19 @@ def call_namespace(
     if function_id.startswith("engine::"):
         return None if worker_namespace is None else "default"
     return worker_namespace
+
+
+def sent_invoke(
+    payload: bytes, invocation_id: str | None, function_id: str, value: object
+) -> InvokeFunction:
+    """The `invokefunction` our side sent as `payload`, checked for its id, function and
+    data."""
+    frame = decode_frame(payload)
+    assert isinstance(frame, InvokeFunction), frame
+    assert frame.invocation_id == invocation_id
+    assert frame.function_id == function_id
+    assert decode_value(frame.data) == value
+    return frame
 
 
 class Views(NamedTuple):
@@ -265,14 +279,18 @@ class CoreModel(RuleBasedStateMachine):
         assert invocation_id not in self.owed
         self._refused(lambda: answer(invocation_id))
 
-    def _owed_already(self, events: list[ev.Event], invocation_id: str | None) -> bool:
-        """A request under an id this side still owes an answer for is a violation, and
-        dropped: True then."""
-        if invocation_id is None or invocation_id not in self.owed:
-            return False
-        self._violation(events, frame_type="invokefunction", invocation_id=invocation_id)
-        assert len(events) == 1
-        return True
+    def _request(self, frame: InvokeFunction) -> list[ev.Event] | None:
+        """Feed a request from the peer. None when refused or discarded, or when it reuses
+        an id this side still owes an answer for (a violation, and dropped)."""
+        events = self._feed(encode_frame(frame))
+        if events is None:
+            return None
+        invocation_id = frame.invocation_id
+        if invocation_id is not None and invocation_id in self.owed:
+            self._violation(events, frame_type="invokefunction", invocation_id=invocation_id)
+            assert len(events) == 1
+            return None
+        return events
 
     def _malformed_request(self, invocation_id: str, broken: str, kind: type[E]) -> E | None:
         """The peer sends an `invokefunction` for "greet" under `invocation_id` with the

@@ -69,7 +69,7 @@ from anyiii._protocol.frames import (
     to_raw,
 )
 from anyiii._protocol.state import TRANSITIONS, Input, Role, State
-from protocol_model import MALFORMED_INVOKE, MALFORMED_RESULT, CoreModel, draw_id
+from protocol_model import MALFORMED_INVOKE, MALFORMED_RESULT, CoreModel, draw_id, sent_invoke
 from strategies import (
     FUNCTION_IDS,
     RESULT_SHAPES,
@@ -188,11 +188,7 @@ class EngineMachine(CoreModel):
         )
         if payload is None:
             return False
-        frame = decode_frame(payload)
-        assert isinstance(frame, InvokeFunction), frame
-        assert frame.invocation_id == invocation_id
-        assert frame.function_id == function_id
-        assert decode_value(frame.data) == value
+        frame = sent_invoke(payload, invocation_id, function_id, value)
         assert (frame.metadata is msgspec.UNSET) is (metadata is None)
         assert (frame.action, frame.namespace, frame.baggage) == (None, None, "k=v")
         self.invocations[invocation_id] = function_id
@@ -326,10 +322,8 @@ class EngineMachine(CoreModel):
             action=EnqueueAction(queue="jobs") if enqueue else None,
             namespace="shop",
         )
-        events = self._feed(encode_frame(frame))
+        events = self._request(frame)
         if events is None:
-            return False
-        if self._owed_already(events, invocation_id):
             return False
         if invocation_id in NON_UUIDS:
             self.violations += 1

@@ -74,6 +74,7 @@ from protocol_model import (
     call_namespace,
     draw_id,
     only,
+    sent_invoke,
 )
 from strategies import (
     FUNCTION_IDS,
@@ -244,11 +245,7 @@ class WorkerMachine(CoreModel):
             return multiple()
         invocation_id, payload = out
         assert invocation_id not in self.calls
-        frame = decode_frame(payload)
-        assert isinstance(frame, InvokeFunction), frame
-        assert frame.invocation_id == invocation_id
-        assert frame.function_id == function_id
-        assert decode_value(frame.data) == value
+        frame = sent_invoke(payload, invocation_id, function_id, value)
         assert frame.action == (None if enqueue is None else EnqueueAction(queue=enqueue))
         assert frame.namespace == call_namespace(function_id, namespace, self.namespace)
         self.calls[invocation_id] = function_id
@@ -267,12 +264,8 @@ class WorkerMachine(CoreModel):
             Input.SEND_CALL, lambda: self.core.call_void(function_id, to_raw(value))
         )
         if payload is not None:
-            frame = decode_frame(payload)
-            assert isinstance(frame, InvokeFunction), frame
-            assert frame.invocation_id is None
-            assert frame.function_id == function_id
+            frame = sent_invoke(payload, None, function_id, value)
             assert frame.action == VoidAction()
-            assert decode_value(frame.data) == value
 
     @rule(invocation_id=outbound)
     def forget_call(self, invocation_id: str) -> None:
@@ -378,10 +371,8 @@ class WorkerMachine(CoreModel):
             metadata=metadata,
             traceparent="00-abc-def-01",
         )
-        events = self._feed(encode_frame(frame))
+        events = self._request(frame)
         if events is None:
-            return False
-        if self._owed_already(events, invocation_id):
             return False
         assert events == [
             ev.InvocationRequested(
