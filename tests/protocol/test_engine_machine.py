@@ -11,20 +11,24 @@ Bundles hold ids only: `worker_calls` (calls the worker made, which we must answ
 `dispatched` (invocations we sent the worker) and `forwarded` (bindings we delivered to it,
 as the provider of their trigger type). `reconnect` swaps in a fresh core (started or not)
 and is always enabled, so ids of dead connections stay in the bundles.
+
+What the worker machine (`test_worker_machine.py`) shares with this one, the model's
+bookkeeping and the rules both roles have, is `protocol_model.CoreModel`. The model's
+tables are named as there: `calls` (the worker's calls awaiting our result),
+`invocations` (our dispatches executing on the worker) and `bindings` (bindings forwarded
+and awaiting the provider's answer).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
-import pytest
-from hypothesis import note, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     consumes,
     initialize,
     invariant,
@@ -33,7 +37,6 @@ from hypothesis.stateful import (
     rule,
 )
 
-from anyiii._errors import LocalProtocolError
 from anyiii._protocol import events as ev
 from anyiii._protocol.codes import (
     FUNCTION_NAMESPACE_CONFLICT,
@@ -41,17 +44,13 @@ from anyiii._protocol.codes import (
     MALFORMED_FRAME,
     TRIGGER_REGISTRATION_FAILED,
 )
-from anyiii._protocol.connection import frame_tag
 from anyiii._protocol.engine import EngineConnection
 from anyiii._protocol.frames import (
     NULL,
     EnqueueAction,
     Error,
     ErrorBody,
-    InvocationResult,
     InvokeFunction,
-    Ping,
-    Pong,
     Reattach,
     RegisterFunction,
     RegisterService,
@@ -70,6 +69,7 @@ from anyiii._protocol.frames import (
     to_raw,
 )
 from anyiii._protocol.state import TRANSITIONS, Input, Role, State
+from protocol_model import MALFORMED_INVOKE, MALFORMED_RESULT, CoreModel, draw_id, sent_invoke
 from strategies import (
     FUNCTION_IDS,
     RESULT_SHAPES,
@@ -80,10 +80,6 @@ from strategies import (
     noise,
     uuid_text,
 )
-
-T = TypeVar("T")
-
-TABLE = TRANSITIONS[Role.ENGINE]
 
 ERRORS = error_bodies("invocation_failed", "function_not_found", "invocation_stopped")
 # Ids the Rust engine would not parse: the core must still answer them (with an error).
@@ -142,98 +138,26 @@ FOREIGN = st.sampled_from(
 NOISE = noise(GARBAGE, FOREIGN)
 
 
-def corrupt(payload: bytes, **fields: object) -> bytes:
-    """A valid frame with some fields replaced by values of the wrong type."""
-    obj = msgspec.json.decode(payload)
-    obj.update(fields)
-    return msgspec.json.encode(obj)
+class EngineMachine(CoreModel):
+    TABLE = TRANSITIONS[Role.ENGINE]
+    OWED = "calls"
 
-
-class EngineMachine(RuleBasedStateMachine):
     worker_calls = Bundle("worker_calls")
     dispatched = Bundle("dispatched")
     forwarded = Bundle("forwarded")
 
+    core: EngineConnection
+
     def __init__(self) -> None:
         super().__init__()
-        self.made = 0  # ids minted by this machine, unique across reconnects
-        self.answered: set[str] = set()  # worker call ids answered and not reused since
         self._fresh_core()
 
     # --- model helpers -----------------------------------------------------------------------
 
-    def _mint(self, prefix: str) -> str:
-        self.made += 1
-        return uuid_text(prefix, self.made)
-
     def _fresh_core(self) -> None:
         self.worker_id, self.token = self._mint("e0000000"), self._mint("70ce0000")
         self.features: tuple[str, ...] = ("observe.v1",) if self.made % 4 == 2 else ()
-        self.core = EngineConnection(self.worker_id, self.token, features=self.features)
-        self.state = State.CONNECTING
-        self.awaiting: dict[str, str] = {}
-        self.executing: dict[str, str] = {}
-        self.bindings: dict[str, tuple[str, str, int]] = {}  # trigger id -> type, fn, count
-        self.late = 0
-        self.violations = 0
-
-    def _snapshot(self) -> tuple[object, ...]:
-        core = self.core
-        return (
-            core.state,
-            dict(core.awaiting_results),
-            dict(core.executing),
-            dict(core.forwarded_bindings),
-            core.late_results,
-            core.violations,
-        )
-
-    def _refused(self, action: Callable[[], object]) -> None:
-        before = self._snapshot()
-        with pytest.raises(LocalProtocolError):
-            action()
-        assert self._snapshot() == before, "a refused intent changed the core"
-
-    def _local(self, what: Input, action: Callable[[], T], *, allowed: bool = True) -> T | None:
-        """Run a local intent: refused (None) unless the table and the model allow it."""
-        target = TABLE[self.state].get(what)
-        if target is None or not allowed:
-            note(f"  refused: {what.value} in {self.state.name} (model allows: {allowed})")
-            self._refused(action)
-            return None
-        out = action()
-        assert self.core.state is target, (self.state, what, self.core.state)
-        self.state = target
-        return out
-
-    def _feed(self, data: bytes | str) -> list[ev.Event] | None:
-        """Feed one worker message; None when the core must refuse or discard it."""
-        target = TABLE[self.state].get(Input.RECV_FRAME)
-        if target is None:
-            note(f"  receive refused in {self.state.name}")
-            self._refused(lambda: self.core.receive(data))
-            return None
-        events = self.core.receive(data)
-        note(f"  -> {events!r}")
-        if self.state is State.ERROR:
-            assert events == [], "a broken connection must discard its input"
-            assert self.core.state is State.ERROR
-            return None
-        assert self.core.state is target, (self.state, self.core.state)
-        self.state = target
-        return events
-
-    def _violation(self, events: list[ev.Event], **details: object) -> None:
-        self.violations += 1
-        assert events, "a violation must be reported"
-        violation = events[0]
-        assert isinstance(violation, ev.ProtocolViolation), events
-        for name, value in details.items():
-            assert getattr(violation.error, name) == value, (name, violation.error)
-
-    def _called(self, invocation_id: str, function_id: str) -> None:
-        self.awaiting[invocation_id] = function_id
-        self.answered.discard(invocation_id)  # a new call that reuses the id
+        self._fresh_model(EngineConnection(self.worker_id, self.token, features=self.features))
 
     @initialize()
     def handshake(self) -> None:
@@ -260,18 +184,14 @@ class EngineMachine(RuleBasedStateMachine):
             lambda: self.core.dispatch(
                 invocation_id, function_id, to_raw(value), metadata=metadata, baggage="k=v"
             ),
-            allowed=invocation_id not in self.executing,
+            allowed=invocation_id not in self.invocations,
         )
         if payload is None:
             return False
-        frame = decode_frame(payload)
-        assert isinstance(frame, InvokeFunction), frame
-        assert frame.invocation_id == invocation_id
-        assert frame.function_id == function_id
-        assert decode_value(frame.data) == value
+        frame = sent_invoke(payload, invocation_id, function_id, value)
         assert (frame.metadata is msgspec.UNSET) is (metadata is None)
         assert (frame.action, frame.namespace, frame.baggage) == (None, None, "k=v")
-        self.executing[invocation_id] = function_id
+        self.invocations[invocation_id] = function_id
         return True
 
     @rule(
@@ -303,16 +223,11 @@ class EngineMachine(RuleBasedStateMachine):
             lambda: self.core.deliver_result(
                 invocation_id, result, error=error, traceparent="00-tp"
             ),
-            allowed=invocation_id in self.awaiting,
+            allowed=self._answerable(invocation_id),
         )
         if payload is None:
             return
-        assert invocation_id not in self.answered, "a call was answered twice"
-        self.answered.add(invocation_id)
-        frame = decode_frame(payload)
-        assert isinstance(frame, InvocationResult), frame
-        assert frame.invocation_id == invocation_id
-        assert frame.function_id == self.awaiting.pop(invocation_id)
+        frame = self._answered(invocation_id, payload)
         assert frame.error == error
         assert frame.traceparent == "00-tp"
         if error is not None or value is None:
@@ -324,9 +239,7 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def deliver_again(self, data: st.DataObject) -> None:
         """A call that was already answered cannot be answered again."""
-        invocation_id = data.draw(st.sampled_from(sorted(self.answered)), label="answered id")
-        assert invocation_id not in self.awaiting
-        self._refused(lambda: self.core.deliver_result(invocation_id, NULL))
+        self._answer_again(data, lambda i: self.core.deliver_result(i, NULL))
 
     @rule(
         target=forwarded,
@@ -347,8 +260,7 @@ class EngineMachine(RuleBasedStateMachine):
         if payload is None:
             return multiple()
         assert decode_frame(payload) == binding
-        _, _, count = self.bindings.get(trigger_id, ("", "", 0))
-        self.bindings[trigger_id] = (trigger_type, function_id, count + 1)
+        self._binding_sent(trigger_id, trigger_type, function_id)
         return trigger_id if fresh else multiple()
 
     @rule(trigger_id=forwarded, trigger_type=TRIGGER_TYPES)
@@ -391,20 +303,7 @@ class EngineMachine(RuleBasedStateMachine):
         if payload is not None:
             assert decode_frame(payload) == frame
 
-    @rule(pong=st.booleans())
-    def ping(self, pong: bool) -> None:
-        """`ping()`, or `pong()` when `pong`."""
-        payload = self._local(Input.SEND_CONTROL, self.core.pong if pong else self.core.ping)
-        if payload is not None:
-            assert decode_frame(payload) == (Pong() if pong else Ping())
-
-    @rule(failed=st.booleans())
-    def start_closing(self, failed: bool) -> None:
-        """`start_closing()`, or `send_failed()` (a write broke part-way) when `failed`."""
-        if failed:
-            self._local(Input.SEND_FAILED, self.core.send_failed)
-        else:
-            self._local(Input.CLOSE, self.core.start_closing)
+    # `ping` (and `pong`) and `start_closing` (and `send_failed`): rules of `CoreModel`.
 
     # --- frames from the worker --------------------------------------------------------------
 
@@ -423,12 +322,8 @@ class EngineMachine(RuleBasedStateMachine):
             action=EnqueueAction(queue="jobs") if enqueue else None,
             namespace="shop",
         )
-        events = self._feed(encode_frame(frame))
+        events = self._request(frame)
         if events is None:
-            return False
-        if invocation_id in self.awaiting:
-            self._violation(events, frame_type="invokefunction", invocation_id=invocation_id)
-            assert len(events) == 1
             return False
         if invocation_id in NON_UUIDS:
             self.violations += 1
@@ -439,7 +334,7 @@ class EngineMachine(RuleBasedStateMachine):
             assert invalid.code == INVALID_INVOCATION_ID
         else:
             assert events == [ev.CallRequested(frame)]
-        self._called(invocation_id, function_id)
+        self._requested(invocation_id, function_id)
         return True
 
     @rule(target=worker_calls, function_id=FUNCTION_IDS, enqueue=st.booleans())
@@ -461,7 +356,7 @@ class EngineMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.answered))
     @rule(target=worker_calls, data=st.data(), function_id=FUNCTION_IDS)
     def worker_calls_answered_id(self, data: st.DataObject, function_id: str) -> object:
-        invocation_id = data.draw(st.sampled_from(sorted(self.answered)), label="answered id")
+        invocation_id = draw_id(data, self.answered, "answered id")
         return invocation_id if self._call(invocation_id, function_id, False) else multiple()
 
     @rule(
@@ -482,78 +377,45 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(
         target=worker_calls,
         existing=st.none() | worker_calls,
-        broken=st.sampled_from(["traceparent", "function_id", "action"]),
+        broken=st.sampled_from(list(MALFORMED_INVOKE)),
     )
     def worker_calls_malformed(self, existing: str | None, broken: str) -> object:
         """A bad invokefunction that names its id: awaiting, answerable, reported."""
         invocation_id = existing if existing is not None else self._mint("bad00000")
-        payload = encode_frame(InvokeFunction(function_id="greet", invocation_id=invocation_id))
-        bad = {"traceparent": 42, "function_id": 42, "action": {"type": "bogus"}}[broken]
-        events = self._feed(corrupt(payload, **{broken: bad}))
-        if events is None:
+        invalid = self._malformed_request(invocation_id, broken, ev.InvalidCall)
+        if invalid is None:
             return multiple()
-        self._violation(events, frame_type="invokefunction", invocation_id=invocation_id)
-        if invocation_id in self.awaiting:
-            assert len(events) == 1
-            return multiple()
-        function_id = "" if broken == "function_id" else "greet"
-        assert len(events) == 2, events
-        invalid = events[1]
-        assert isinstance(invalid, ev.InvalidCall), events
-        assert (invalid.invocation_id, invalid.function_id) == (invocation_id, function_id)
         assert invalid.code == MALFORMED_FRAME
-        self._called(invocation_id, function_id)
         return invocation_id
 
-    def _result(self, invocation_id: str, shape: str, value: object) -> None:
-        error = ErrorBody(code="invocation_failed", message="boom") if shape == "error" else None
-        result = {"value": to_raw(value), "null": NULL}.get(shape, msgspec.UNSET)
-        frame = InvocationResult(
-            invocation_id=invocation_id, function_id="echo", result=result, error=error
-        )
-        events = self._feed(encode_frame(frame))
-        if events is None:
-            return
-        if self.executing.pop(invocation_id, None) is None:
-            self.late += 1
-            assert events == [ev.LateResult(invocation_id, "echo")]
-        else:
+    def _dispatch_answered(self, invocation_id: str, shape: str, value: object) -> None:
+        """The worker answers a dispatch: its result if executing, else late."""
+        answered = self._result(invocation_id, shape, value)
+        if answered is not None:
+            frame, _, events = answered
             assert events == [ev.ResultReceived(frame)]
 
     @rule(invocation_id=st.none() | dispatched, shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def worker_answers(self, invocation_id: str | None, shape: str, value: object) -> None:
         """Executing: its result. Answered already, stale or never dispatched (None): late."""
-        self._result(
+        self._dispatch_answered(
             self._mint("0dd00000") if invocation_id is None else invocation_id, shape, value
         )
 
-    @precondition(lambda self: bool(self.executing))
+    @precondition(lambda self: bool(self.invocations))
     @rule(data=st.data(), shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def worker_answers_executing(self, data: st.DataObject, shape: str, value: object) -> None:
         """The common case, drawn from live dispatches only (the bundle is mostly stale)."""
-        invocation_id = data.draw(st.sampled_from(sorted(self.executing)), label="executing id")
-        self._result(invocation_id, shape, value)
+        self._dispatch_answered(draw_id(data, self.invocations, "executing id"), shape, value)
 
-    @rule(invocation_id=dispatched, broken=st.sampled_from(["function_id", "error", "result"]))
+    @rule(invocation_id=dispatched, broken=st.sampled_from(list(MALFORMED_RESULT)))
     def worker_answers_malformed(self, invocation_id: str, broken: str) -> None:
         """A bad invocationresult that names a dispatch still ends it, as an error."""
-        payload = encode_frame(InvocationResult(invocation_id=invocation_id, function_id="f"))
-        bad: dict[str, dict[str, object]] = {
-            "function_id": {"function_id": 42},
-            "error": {"error": {"code": 42}},
-            "result": {"result": 1, "traceparent": ["x"]},
-        }
-        events = self._feed(corrupt(payload, **bad[broken]))
-        if events is None:
+        ended = self._malformed_result(invocation_id, broken)
+        if ended is None:
             return
-        self._violation(events, frame_type="invocationresult", invocation_id=invocation_id)
-        function_id = self.executing.pop(invocation_id, None)
-        if function_id is None:
-            assert len(events) == 1
-            return
-        assert len(events) == 2, events
-        received = events[1]
-        assert isinstance(received, ev.ResultReceived), events
+        function_id, received = ended
+        assert isinstance(received, ev.ResultReceived), received
         result = received.result
         assert (result.invocation_id, result.function_id) == (invocation_id, function_id)
         assert result.error is not None
@@ -569,7 +431,7 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(data=st.data(), failed=st.booleans())
     def worker_answers_forwarded_binding(self, data: st.DataObject, failed: bool) -> None:
         """The common case, drawn from bindings still owed an answer."""
-        trigger_id = data.draw(st.sampled_from(sorted(self.bindings)), label="forwarded id")
+        trigger_id = draw_id(data, self.bindings, "forwarded id")
         self._binding_answer(trigger_id, failed)
 
     def _binding_answer(self, trigger_id: str, failed: bool) -> None:
@@ -580,17 +442,12 @@ class EngineMachine(RuleBasedStateMachine):
         events = self._feed(encode_frame(frame))
         if events is None:
             return
-        entry = self.bindings.get(trigger_id)
-        if entry is None:
+        if trigger_id not in self.bindings:
             self._violation(events, frame_type="triggerregistrationresult")
             assert len(events) == 1
             return
         assert events == [ev.BindingAnswered(frame)]
-        trigger_type, function_id, count = entry
-        if count > 1:
-            self.bindings[trigger_id] = (trigger_type, function_id, count - 1)
-        else:
-            del self.bindings[trigger_id]
+        self._binding_answered(trigger_id)
 
     @rule(token=st.none() | st.just("70ce0000-0000-4000-8000-000000000001"))
     def worker_reattaches(self, token: str | None) -> None:
@@ -602,48 +459,11 @@ class EngineMachine(RuleBasedStateMachine):
     @rule(noise=NOISE)
     def worker_sends_noise(self, noise: tuple[str, Any]) -> None:
         """Control frames, unknown types, garbage, frames for workers, blanks, telemetry."""
-        kind, value = noise
-        payload = encode_frame(value) if kind in ("ping", "foreign") else value
-        events = self._feed(payload)
-        if events is None:
-            return
-        if kind == "ping":
-            assert events == [ev.PingReceived() if isinstance(value, Ping) else ev.PongReceived()]
-        elif kind == "unknown":
-            assert events == [ev.UnknownFrameReceived(msgspec.json.decode(value)["type"], value)]
-        elif kind == "garbage":
-            self._violation(events, invocation_id=None)
-            assert len(events) == 1
-        elif kind == "foreign":
-            self._violation(events, frame_type=frame_tag(value))
-            assert len(events) == 1
-        else:
-            assert events == [], "blank messages and telemetry are skipped silently"
+        self._noise(noise)
 
     # --- the transport -----------------------------------------------------------------------
 
-    @rule()
-    def connection_lost(self) -> None:
-        target = TABLE[self.state][Input.CONNECTION_LOST]
-        events = self.core.receive(None)
-        note(f"  -> {events!r}")
-        assert len(events) == 1, events
-        lost = events[0]
-        assert isinstance(lost, ev.ConnectionLost), events
-        assert dict(lost.calls) == self.awaiting
-        assert len(lost.calls) == len(self.awaiting)
-        assert dict(lost.invocations) == self.executing
-        assert len(lost.invocations) == len(self.executing)
-        assert dict(lost.bindings) == {k: v[0] for k, v in self.bindings.items()}
-        assert len(lost.bindings) == len(self.bindings)
-        assert not self.core.awaiting_results
-        assert not self.core.executing
-        assert not self.core.forwarded_bindings
-        assert self.core.state is target
-        self.state = target
-        self.awaiting.clear()
-        self.executing.clear()
-        self.bindings.clear()
+    # `connection_lost`: a rule of `CoreModel`.
 
     @rule(start=st.booleans())
     def reconnect(self, start: bool) -> None:
@@ -654,19 +474,8 @@ class EngineMachine(RuleBasedStateMachine):
 
     # --- invariants --------------------------------------------------------------------------
 
-    @invariant()
-    def tables_match_the_model(self) -> None:
-        core = self.core
-        assert core.state is self.state
-        assert dict(core.awaiting_results) == self.awaiting
-        assert dict(core.executing) == self.executing
-        assert dict(core.forwarded_bindings) == {k: v[0] for k, v in self.bindings.items()}
-        assert core.late_results == self.late
-        assert core.violations == self.violations
-
-    @invariant()
-    def answered_ids_are_not_awaiting(self) -> None:
-        assert not self.answered & set(self.core.awaiting_results)
+    # `tables_match_the_model`, `answered_ids_are_not_owed` (no answered call is awaiting)
+    # and `nothing_is_tracked_once_closed`: invariants of `CoreModel`.
 
     @invariant()
     def nothing_is_sent_once_ended(self) -> None:
@@ -675,13 +484,6 @@ class EngineMachine(RuleBasedStateMachine):
             self._refused(self.core.ping)
             self._refused(lambda: self.core.dispatch(uuid_text("d1500000", 0), "greet"))
             self._refused(lambda: self.core.forward_unbinding("t-1", "webhook"))
-
-    @invariant()
-    def nothing_is_tracked_once_closed(self) -> None:
-        if self.state is State.CLOSED:
-            assert not self.awaiting
-            assert not self.executing
-            assert not self.bindings
 
 
 EngineMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)

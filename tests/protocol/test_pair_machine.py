@@ -56,6 +56,7 @@ from anyiii._protocol.ids import InvocationIds, is_uuid
 from anyiii._protocol.registry import Registry, WorkerInfo
 from anyiii._protocol.state import State
 from anyiii._protocol.worker import WorkerConnection
+from protocol_model import call_namespace, snapshot, views
 from strategies import EXACT_JSON, EXACT_OBJECTS
 
 # --- strategies -----------------------------------------------------------------------------
@@ -177,14 +178,6 @@ class PairMachine(RuleBasedStateMachine):
     def _fresh_dispatch_id(self) -> str:
         self._dispatch_counter += 1
         return str(uuid.UUID(int=self._dispatch_counter, version=4))
-
-    def _target_namespace(self, function_id: str, namespace: str | None) -> str | None:
-        """The namespace the official SDKs put on a call (spec §5.1, §11)."""
-        if namespace is not None:
-            return namespace
-        if function_id.startswith("engine::"):
-            return "default" if self.worker_namespace is not None else None
-        return self.worker_namespace
 
     def _open_sequence(
         self,
@@ -351,7 +344,7 @@ class PairMachine(RuleBasedStateMachine):
             baggage=baggage,
             action=None if queue is None else EnqueueAction(queue=queue),
             metadata=absent_if_none(metadata),
-            namespace=self._target_namespace(function_id, namespace),
+            namespace=call_namespace(function_id, namespace, self.worker_namespace),
         )
         assert events == [ev.CallRequested(expected)]
         [requested] = events
@@ -390,7 +383,7 @@ class PairMachine(RuleBasedStateMachine):
             traceparent=traceparent,
             action=VoidAction(),
             metadata=absent_if_none(metadata),
-            namespace=self._target_namespace(function_id, namespace),
+            namespace=call_namespace(function_id, namespace, self.worker_namespace),
         )
         assert events == [ev.CallRequested(expected)]
 
@@ -656,9 +649,10 @@ class PairMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.opened and not self.dropped)
     @rule(data=st.data())
     def misuse_is_refused_without_side_effects(self, data: st.DataObject) -> None:
-        """Answering what is not in flight, or starting what the state forbids, raises."""
+        """Answering what is not in flight, or starting what the state forbids, raises and
+        changes nothing on either side (state, tables, counters)."""
         unknown = str(uuid.UUID(int=0xDEAD_0000 + data.draw(st.integers(0, 99)), version=4))
-        before = (self.worker.state, self.engine.state)
+        before = (snapshot(self.worker), snapshot(self.engine))
         with pytest.raises(LocalProtocolError):
             self.worker.complete(unknown)
         with pytest.raises(LocalProtocolError):
@@ -679,7 +673,7 @@ class PairMachine(RuleBasedStateMachine):
         if self.opened:
             with pytest.raises(LocalProtocolError):
                 self.worker.open_sequence(self.registry, WorkerInfo(name="twice"))
-        assert (self.worker.state, self.engine.state) == before
+        assert (snapshot(self.worker), snapshot(self.engine)) == before
 
     # --- the link drops ----------------------------------------------------------------------
 
@@ -724,14 +718,7 @@ class PairMachine(RuleBasedStateMachine):
 
         assert self.worker.state is State.CLOSED
         assert self.engine.state is State.CLOSED
-        for table in (
-            self.worker.pending_calls,
-            self.worker.in_flight,
-            self.worker.awaiting_binding_answers,
-            self.engine.awaiting_results,
-            self.engine.executing,
-            self.engine.forwarded_bindings,
-        ):
+        for table in (*views(self.worker), *views(self.engine)):
             assert not table
         self.dropped = True
         self.calls.clear()
