@@ -12,10 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quick_run(script: str, timeout: float) -> str:
+def _quick_run(script: str, timeout: float, *args: str) -> str:
     path = [str(ROOT / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args],
         capture_output=True,
         encoding="utf-8",
         timeout=timeout,
@@ -41,10 +41,21 @@ def test_engine_routing_benchmark_quick_run() -> None:
     assert "| trio |" in output
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_roundtrip_benchmark_quick_run() -> None:
-    """anyiii and official workers through one engine: every SDK measured, ratios printed."""
-    output = _quick_run("roundtrip.py", 170)
-    for sdk in ("official iii-sdk", "anyiii asyncio", "anyiii trio"):
+    """anyiii and official workers through one engine: every SDK measured, ratios printed;
+    a baseline tree (here this one again) is measured in the same rotation."""
+    output = _quick_run("roundtrip.py", 230, "--baseline-src", str(ROOT / "src"))
+    for sdk in ("official iii-sdk", "anyiii asyncio", "anyiii trio", "baseline trio"):
         assert f"| {sdk} |" in output
     assert "anyiii asyncio / official at 100 in flight" in output
+    assert "trio: this / baseline callee CPU per call" in output
+
+
+@pytest.mark.timeout(120)
+def test_runtime_cost_benchmark_quick_run() -> None:
+    """One process per sample, this tree against a baseline tree (here this one again)."""
+    output = _quick_run("runtime_cost.py", 110, "--baseline-src", str(ROOT / "src"))
+    assert "asyncio: this median" in output
+    assert "trio: this median" in output
+    assert "paired ratio median" in output

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from typing import Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 
@@ -87,6 +87,9 @@ class OneShot(Generic[R, E]):
             self.result, self.error = result, error
             self._done.set()
 
-    async def wait(self) -> None:
-        """Wait until the outcome is set (cancellable)."""
-        await self._done.wait()
+    def wait(self) -> Coroutine[Any, Any, None]:
+        """Wait until the outcome is set (cancellable): `await slot.wait()`.
+
+        It hands out the event's own wait, one coroutine frame fewer on every call's path.
+        """
+        return self._done.wait()

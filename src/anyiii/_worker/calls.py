@@ -134,7 +134,9 @@ class PendingCalls:
 
     def open(self, invocation_id: str) -> CallSlot:
         """A new slot for the call `invocation_id`."""
-        slot = CallSlot()
+        # `OneShot()`, not `CallSlot()`: calling the subscripted alias costs a trip through
+        # typing's machinery on every call.
+        slot: CallSlot = OneShot()
         self._slots[invocation_id] = slot
         return slot
 

@@ -227,7 +227,11 @@ class Session:
         )
         slot = self._pending.open(invocation_id)
         try:
-            await self.send(frame)
+            try:  # `send`, written out: this is every call's path
+                await self.transport.send(frame)
+            except ConnectionClosed:
+                self._mark_broken()
+                raise
             await slot.wait()
         finally:
             self._pending.close(invocation_id)

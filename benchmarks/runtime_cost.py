@@ -1,0 +1,197 @@
+"""CPU per call of the whole runtime in one process, this checkout against another tree.
+
+    python benchmarks/runtime_cost.py --baseline-src DIR [--rounds 9] [--calls 20000]
+    python benchmarks/runtime_cost.py --baseline-src DIR --instructions
+
+One process holds an embedded engine and two workers (caller and callee) joined by the
+in-memory transport, so a call crosses everything but the sockets: the caller's runtime
+and protocol core, the engine's router, the callee's session, invocation runner and
+handler, and back. Each sample is one fresh process making `--calls` calls at 100 in
+flight on one backend, and reports the process's CPU time per call (user + system).
+
+Why this and not only `roundtrip.py`: on a small shared VM the three-process round trip
+moves by tens of percent between rounds, so a few percent of change in the runtime is
+lost in the noise. Here every sample of this checkout is paired with a sample of the
+baseline taken right after it (alternating which goes first), and the report gives the
+median and the minimum of each side (the minimum is the sample least disturbed by other
+load) and the median of the paired ratios.
+
+`--instructions` counts instead of timing: each side runs under valgrind's callgrind
+(Debian's `valgrind`) once with 1,000 and once with 3,000 calls, and the difference over
+2,000 calls is the instructions one call costs, start-up and warm-up cancelled out. The
+count does not depend on what else the machine does, so a change of a percent shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from _processes import THIS_SRC, script_env
+
+SAMPLE = textwrap.dedent(
+    """
+    import json, sys, time
+    from contextlib import asynccontextmanager
+    import anyio
+    import anyiii
+
+    CALLS, BACKEND = int(sys.argv[1]), sys.argv[2]
+
+
+    def opener_for(engine, tasks):
+        # Trees from before `memory_transport_opener` served memory pairs themselves.
+        if hasattr(engine, "memory_transport_opener"):
+            return engine.memory_transport_opener()
+        from anyiii._transport import memory_transport_pair
+
+        @asynccontextmanager
+        async def open_one():
+            client, server = memory_transport_pair()
+            tasks.start_soon(engine._serve_transport, server)
+            async with client:
+                yield client
+
+        return open_one
+
+
+    async def main():
+        async with anyiii.engine.run(http_port=None) as engine:
+            async with anyio.create_task_group() as tasks:
+                opener = opener_for(engine, tasks)
+                async with (
+                    anyiii.connect("ws://memory", transport=opener, reconnect=False) as callee,
+                    anyiii.connect("ws://memory", transport=opener, reconnect=False) as caller,
+                ):
+                    @callee.function("bench::add")
+                    async def add(data):
+                        return {"c": data["a"] + data["b"]}
+
+                    await callee.trigger_async(
+                        {"function_id": "engine::functions::list", "payload": {}}
+                    )
+                    request = {"function_id": "bench::add", "payload": {"a": 2, "b": 3}}
+
+                    async def loop(count):
+                        for _ in range(count):
+                            await caller.trigger_async(request)
+
+                    await loop(500)  # warm up
+                    cpu = time.process_time()
+                    async with anyio.create_task_group() as calls:
+                        for _ in range(100):
+                            calls.start_soon(loop, CALLS // 100)
+                    per_call = (time.process_time() - cpu) / CALLS * 1e6
+                tasks.cancel_scope.cancel()
+        print(json.dumps({"cpu_us": per_call}))
+
+
+    anyio.run(main, backend=BACKEND)
+    """
+)
+
+
+def sample(src: str, calls: int, backend: str) -> float:
+    """CPU microseconds per call of one fresh process importing anyiii from `src`."""
+    completed = subprocess.run(
+        [sys.executable, "-c", SAMPLE, str(calls), backend],
+        env=script_env(src),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if completed.returncode != 0:
+        sys.exit(f"a sample failed ({src}, {backend}):\n{completed.stderr}")
+    value: float = json.loads(completed.stdout.strip().splitlines()[-1])["cpu_us"]
+    return value
+
+
+def instructions(src: str, calls: int, backend: str) -> int:
+    """Instructions (callgrind's Ir) of one process making `calls` calls."""
+    env = dict(script_env(src), PYTHONHASHSEED="0")
+    with tempfile.TemporaryDirectory() as scratch:
+        completed = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={os.path.join(scratch, 'out')}",
+                sys.executable,
+                "-c",
+                SAMPLE,
+                str(calls),
+                backend,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=3600,
+        )
+    found = re.search(r"Collected : (\d+)", completed.stderr)
+    if completed.returncode != 0 or found is None:
+        sys.exit(f"callgrind failed ({src}, {backend}):\n{completed.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def count_instructions(baseline: str, backends: list[str]) -> None:
+    """Instructions per call, this checkout against `baseline`, on each backend."""
+    if shutil.which("valgrind") is None:
+        sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    for backend in backends:
+        per_call = {}
+        for name, src in (("this", THIS_SRC), ("baseline", baseline)):
+            few, many = instructions(src, 1_000, backend), instructions(src, 3_000, backend)
+            per_call[name] = (many - few) / 2_000
+            print(f"{backend} {name}: {per_call[name]:,.0f} instructions per call", flush=True)
+        print(f"{backend}: this / baseline {per_call['this'] / per_call['baseline']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-src", required=True, help="the other tree's src folder")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--backends", default="asyncio,trio")
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--quick", action="store_true", help="one small round (smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.calls = 1, 1_000
+    if args.instructions:
+        count_instructions(args.baseline_src, args.backends.split(","))
+        return
+    for backend in args.backends.split(","):
+        ours: list[float] = []
+        base: list[float] = []
+        for round_number in range(args.rounds):
+            pair = [("this", THIS_SRC), ("baseline", args.baseline_src)]
+            if round_number % 2:
+                pair.reverse()
+            for name, src in pair:
+                (ours if name == "this" else base).append(sample(src, args.calls, backend))
+            print(
+                f"{backend} round {round_number + 1}: this {ours[-1]:6.1f} µs/call, "
+                f"baseline {base[-1]:6.1f} µs/call",
+                flush=True,
+            )
+        ratios = [o / b for o, b in zip(ours, base, strict=True)]
+        print(
+            f"{backend}: this median {statistics.median(ours):.1f} (min {min(ours):.1f}) µs/call, "
+            f"baseline median {statistics.median(base):.1f} (min {min(base):.1f}); "
+            f"paired ratio median {statistics.median(ratios):.3f}, "
+            f"ratio of minima {min(ours) / min(base):.3f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
