@@ -334,7 +334,8 @@ class Router:
             error = ErrorBody(INVALID_NAMESPACE, "namespace must not be blank")
             answer(tables, caller, invocation_id, None, error, out)
             return
-        function = tables.function(namespace, call.function_id)
+        # The table itself, not `tables.function()`: this lookup is on every routed call.
+        function = tables.functions.get((namespace, call.function_id))
         if function is None:
             error = ErrorBody(
                 FUNCTION_NOT_FOUND, self._not_found_message(call.function_id, namespace)

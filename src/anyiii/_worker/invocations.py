@@ -148,7 +148,13 @@ class InvocationRunner:
                         answer(invocation_id, None, error_body(exc))
                     return
                 if invocation_id is not None:
-                    answer(invocation_id, *_encoded(result))
+                    try:
+                        encoded = to_raw(result)
+                    except (TypeError, msgspec.EncodeError) as exc:
+                        message = f"the result could not be encoded as JSON: {exc}"
+                        answer(invocation_id, None, ErrorBody(INVOCATION_FAILED, message))
+                    else:
+                        answer(invocation_id, encoded, None)
         finally:
             self._scopes.discard(scope)
             self.running -= 1
@@ -211,11 +217,3 @@ class InvocationRunner:
             # their `invocation_cancelled` answers before the connection closes.
             with anyio.move_on_after(cancel_grace):
                 await self._idle.wait()
-
-
-def _encoded(result: Any) -> tuple[Raw | None, ErrorBody | None]:
-    """A handler's result as JSON for the wire, or the error saying why it cannot be."""
-    try:
-        return to_raw(result), None
-    except (TypeError, msgspec.EncodeError) as exc:
-        return None, ErrorBody(INVOCATION_FAILED, f"the result could not be encoded as JSON: {exc}")

@@ -24,7 +24,14 @@ import anyio.abc
 from .._errors import ConnectionClosed, LocalProtocolError
 from .._protocol import events as ev
 from .._protocol.codes import INVOCATION_FAILED, INVOCATION_STOPPED, TRIGGER_TYPE_NOT_FOUND
-from .._protocol.frames import EnqueueAction, ErrorBody, RegisterTrigger, VoidAction, to_raw
+from .._protocol.frames import (
+    EnqueueAction,
+    ErrorBody,
+    RegisterTrigger,
+    VoidAction,
+    decode_value,
+    to_raw,
+)
 from .._protocol.state import State
 from .._protocol.worker import WorkerConnection
 from .._transport import Transport
@@ -174,7 +181,8 @@ class Session:
     def answer(self, invocation_id: str, result: Any, error: ErrorBody | None) -> None:
         """Send the one answer an invocation gets, if the connection can still carry it."""
         core = self.core
-        if not self.usable or invocation_id not in core.in_flight:
+        # `self.usable`, written out: this is every invocation's path.
+        if core.state not in _USABLE or invocation_id not in core.in_flight:
             return
         try:
             if error is not None:
@@ -237,6 +245,8 @@ class Session:
             self._pending.close(invocation_id)
             if not slot.resolved:
                 core.forget_call(invocation_id)
+        if slot.error is None:  # the common case, without a call to `call_outcome`
+            return decode_value(slot.result) if slot.result is not None else None
         return call_outcome(slot, request.function_id, invocation_id)
 
     # --- the event table --------------------------------------------------------------------
