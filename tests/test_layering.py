@@ -59,8 +59,15 @@ TRANSPORT: Final = ("anyiii._transport.*",)
 WORKER: Final = ("anyiii._worker.*",)
 #: The embedded engine (what `anyiii.engine.run` starts).
 ENGINE: Final = ("anyiii._engine.*",)
+#: The Dispatch-style function model, on top of the worker runtime.
+FUNCTIONS: Final = ("anyiii._functions.*",)
 #: Each upper layer's package module: the one door the face may use into that layer.
-LAYER_DOORS: Final = ("anyiii._worker", "anyiii._engine", "anyiii._transport")
+LAYER_DOORS: Final = (
+    "anyiii._worker",
+    "anyiii._engine",
+    "anyiii._transport",
+    "anyiii._functions",
+)
 
 LAYERS: Final[Mapping[str, tuple[str, ...]]] = {
     "face": FACE,
@@ -69,6 +76,7 @@ LAYERS: Final[Mapping[str, tuple[str, ...]]] = {
     "transport": TRANSPORT,
     "worker": WORKER,
     "engine": ENGINE,
+    "functions": FUNCTIONS,
 }
 
 #: Libraries that do I/O or run an event loop (the same list as the probe's, plus h11).
@@ -107,17 +115,32 @@ RULES: Final = (
     # ...and self-contained: its one anyiii dependency is the error types it raises.
     Rule("protocol-stands-alone", PROTOCOL, ("anyiii.*",), allowed=(*PROTOCOL, "anyiii._errors")),
     # Transports move bytes and know nothing of the worker or engine running over them.
-    Rule("transport-below-worker-and-engine", TRANSPORT, (*WORKER, *ENGINE)),
+    Rule("transport-below-worker-and-engine", TRANSPORT, (*WORKER, *ENGINE, *FUNCTIONS)),
     # The worker runtime and the embedded engine are peers that meet only on the wire.
-    Rule("worker-not-engine", WORKER, ENGINE),
-    Rule("engine-not-worker", ENGINE, WORKER),
+    Rule("worker-not-engine", WORKER, (*ENGINE, *FUNCTIONS)),
+    Rule("engine-not-worker", ENGINE, (*WORKER, *FUNCTIONS)),
+    # The function model sits on the worker runtime and enters it only through its package;
+    # it never reaches the engine (it talks to any engine through a worker).
+    Rule(
+        "functions-on-the-worker-door",
+        FUNCTIONS,
+        (*WORKER, *ENGINE, *TRANSPORT),
+        allowed=("anyiii._worker",),
+    ),
     # The face re-exports the layers, so a layer importing it is a cycle through __init__.
     Rule(
-        "nothing-below-imports-the-face", (*SHARED, *PROTOCOL, *TRANSPORT, *WORKER, *ENGINE), FACE
+        "nothing-below-imports-the-face",
+        (*SHARED, *PROTOCOL, *TRANSPORT, *WORKER, *ENGINE, *FUNCTIONS),
+        FACE,
     ),
     # The face enters the worker, engine and transport layers only through their packages,
     # which list what each layer offers; a layer's modules can then move freely inside it.
-    Rule("face-uses-layer-doors", FACE, (*WORKER, *ENGINE, *TRANSPORT), allowed=LAYER_DOORS),
+    Rule(
+        "face-uses-layer-doors",
+        FACE,
+        (*WORKER, *ENGINE, *TRANSPORT, *FUNCTIONS),
+        allowed=LAYER_DOORS,
+    ),
     # Shared helpers are leaves: every layer imports them, so they import no layer.
     Rule("shared-helpers-are-leaves", SHARED, ("anyiii.*",), allowed=SHARED),
 )
