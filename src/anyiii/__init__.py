@@ -17,6 +17,22 @@ from ._errors import InvocationError as InvocationError
 from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
+from ._functions import AsyncFunction as AsyncFunction
+from ._functions import AsyncFunction as Function
+from ._functions import Batch as Batch
+from ._functions import BlockingFunction as BlockingFunction
+from ._functions import Call as Call
+from ._functions import Client as Client
+from ._functions import DispatchID as DispatchID
+from ._functions import Input as Input
+from ._functions import NoWorker as NoWorker
+from ._functions import Output as Output
+from ._functions import PrimitiveFunction as PrimitiveFunction
+from ._functions import Registry as Registry
+from ._functions import Reset as Reset
+from ._functions import default_registry as default_registry
+from ._functions import function as function
+from ._functions import set_default_registry as set_default_registry
 from ._http import ApiRequest as ApiRequest
 from ._http import ApiResponse as ApiResponse
 from ._run import run as run
@@ -60,23 +76,36 @@ __all__ = [
     "AnyiiiError",
     "ApiRequest",
     "ApiResponse",
+    "AsyncFunction",
+    "Batch",
+    "BlockingFunction",
     "BlockingWorker",
+    "Call",
+    "Client",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionState",
     "Context",
+    "DispatchID",
+    "Function",
     "FunctionHandle",
     "FunctionInfo",
     "FunctionsSubscription",
-    "InitOptions",
     "IStream",
+    "InitOptions",
+    "Input",
     "InvocationError",
     "LocalProtocolError",
     "NoInvocationContext",
+    "NoWorker",
+    "Output",
+    "PrimitiveFunction",
     "ProtocolError",
     "ReconnectConfig",
     "ReconnectionConfig",
+    "Registry",
     "RemoteProtocolError",
+    "Reset",
     "StreamDeleteInput",
     "StreamDeleteResult",
     "StreamGetInput",
@@ -96,12 +125,15 @@ __all__ = [
     "WorkerLimits",
     "WorkerShutDown",
     "WorkerStatistics",
-    "__version__",
     "blocking",
     "connect",
     "create_stream",
+    "default_registry",
     "engine",
+    "function",
     "get_context",
     "register_worker",
     "run",
+    "set_default_registry",
+    "__version__",
 ]

@@ -1,6 +1,43 @@
 """The Dispatch-style function model on top of the worker runtime (see docs/functions.md).
 
-It imports the worker layer only through `anyiii._worker`, never the reverse.
+`registry.py` declares and serves functions; `functions.py` the handles (call, dispatch,
+build a call, serve with `Reset` as a loop); `calls.py` argument binding and `Call`;
+`primitive.py` raw-payload functions; `batch.py` and `client.py` sending calls. It imports
+the worker layer only through `anyiii._worker`, never the reverse.
 """
 
 from __future__ import annotations
+
+from .batch import Batch as Batch
+from .calls import Call as Call
+from .calls import DispatchID as DispatchID
+from .calls import NoWorker as NoWorker
+from .client import Client as Client
+from .functions import AsyncFunction as AsyncFunction
+from .functions import BlockingFunction as BlockingFunction
+from .functions import Reset as Reset
+from .primitive import Input as Input
+from .primitive import Output as Output
+from .primitive import PrimitiveFunction as PrimitiveFunction
+from .registry import Registry as Registry
+from .registry import default_registry as default_registry
+from .registry import function as function
+from .registry import set_default_registry as set_default_registry
+
+__all__ = [
+    "AsyncFunction",
+    "Batch",
+    "BlockingFunction",
+    "Call",
+    "Client",
+    "DispatchID",
+    "Input",
+    "NoWorker",
+    "Output",
+    "PrimitiveFunction",
+    "Registry",
+    "Reset",
+    "default_registry",
+    "function",
+    "set_default_registry",
+]

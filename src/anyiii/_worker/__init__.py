@@ -15,9 +15,11 @@ from .context import CallingWorker as CallingWorker
 from .context import Context as Context
 from .context import NoInvocationContext as NoInvocationContext
 from .context import TraceContext as TraceContext
+from .context import current_worker as current_worker
 from .context import get_context as get_context
 from .discovery import FunctionInfo as FunctionInfo
 from .discovery import FunctionsSubscription as FunctionsSubscription
+from .handlers import HandlerFunction as HandlerFunction
 from .invocations import WorkerLimits as WorkerLimits
 from .lifecycle import DEFAULT_URL as DEFAULT_URL
 from .lifecycle import ReconnectConfig as ReconnectConfig
@@ -36,6 +38,7 @@ from .streams import StreamSetResult as StreamSetResult
 from .trigger_types import TriggerConfig as TriggerConfig
 from .trigger_types import TriggerHandler as TriggerHandler
 from .worker import FunctionHandle as FunctionHandle
+from .worker import Servable as Servable
 from .worker import Trigger as Trigger
 from .worker import TriggerTypeHandle as TriggerTypeHandle
 from .worker import Worker as Worker
@@ -49,9 +52,11 @@ __all__ = [
     "FunctionHandle",
     "FunctionInfo",
     "FunctionsSubscription",
+    "HandlerFunction",
     "IStream",
     "NoInvocationContext",
     "ReconnectConfig",
+    "Servable",
     "StreamDeleteInput",
     "StreamDeleteResult",
     "StreamGetInput",
@@ -72,5 +77,6 @@ __all__ = [
     "WorkerLimits",
     "WorkerStatistics",
     "connect",
+    "current_worker",
     "get_context",
 ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, Final, Protocol
 
@@ -30,9 +30,12 @@ __all__ = [
     "Context",
     "NoInvocationContext",
     "TraceContext",
+    "current_worker",
     "enter_context",
+    "enter_worker_block",
     "get_context",
     "leave_context",
+    "leave_worker_block",
     "outgoing_trace",
 ]
 
@@ -57,6 +60,8 @@ class CallingWorker(Protocol):
     def worker_id(self) -> str | None: ...
 
     async def trigger_async(self, request: Any) -> Any: ...
+
+    async def trigger_void_batch(self, requests: Sequence[Any]) -> None: ...
 
     def trigger(self, request: Any) -> Any: ...
 
@@ -197,6 +202,29 @@ def enter_context(context: Context) -> Token[Context | None]:
 def leave_context(token: Token[Context | None]) -> None:
     """Undo `enter_context`."""
     _current.reset(token)
+
+
+_block_worker: ContextVar[CallingWorker | None] = ContextVar("anyiii_block_worker", default=None)
+
+
+def enter_worker_block(worker: CallingWorker) -> Token[CallingWorker | None]:
+    """Make `worker` the one calls use in this `async with anyiii.connect()` block."""
+    return _block_worker.set(worker)
+
+
+def leave_worker_block(token: Token[CallingWorker | None]) -> None:
+    """Undo `enter_worker_block` (the block ends)."""
+    _block_worker.reset(token)
+
+
+def current_worker() -> CallingWorker | None:
+    """The worker a call made here goes through: inside a handler, the worker running it;
+    else the innermost `async with anyiii.connect()` (or `Client`) block around this code;
+    else None. Tasks and threads started here inherit it, as context variables do."""
+    context = _current.get()
+    if context is not None:
+        return context.worker
+    return _block_worker.get()
 
 
 def outgoing_trace() -> tuple[str | None, str | None]:

@@ -92,6 +92,8 @@ class Handler:
 
 
 def _decode_payload(data: Raw, payload_type: Any) -> Any:
+    if payload_type is Raw:
+        return data  # the handler asked for the payload as it came, undecoded
     value = decode_value(data)
     if payload_type in _PLAIN:
         return value

@@ -64,9 +64,18 @@ class WorkerLimits:
 
 
 def error_body(exc: BaseException) -> ErrorBody:
-    """The wire error for a handler exception, as the official SDKs send it."""
+    """The wire error for a handler exception, as the official SDKs send it.
+
+    The code is `invocation_failed`, unless the exception carries its own in a string
+    attribute `iii_error_code` (the function model's classified errors do).
+    """
     stacktrace = "".join(traceback.format_exception(exc))
-    return ErrorBody(INVOCATION_FAILED, str(exc) or type(exc).__name__, stacktrace)
+    code = getattr(exc, "iii_error_code", None)
+    return ErrorBody(
+        code if isinstance(code, str) and code else INVOCATION_FAILED,
+        str(exc) or type(exc).__name__,
+        stacktrace,
+    )
 
 
 class InvocationRunner:

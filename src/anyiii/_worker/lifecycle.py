@@ -31,11 +31,12 @@ from .._errors import ConnectError, ConnectionClosed
 from .._protocol.registry import WorkerInfo
 from .._transport import Transport, TransportLimits, open_httpx_websocket, open_websocket
 from .._version import __version__
+from .context import enter_worker_block, leave_worker_block
 from .invocations import WorkerLimits
 from .runtime import Runtime, ShutdownTimeouts
 from .state import ConnectionState
 from .telemetry import telemetry_from_option
-from .worker import Worker
+from .worker import Servable, Worker
 
 __all__ = ["DEFAULT_URL", "ReconnectConfig", "Supervised", "TransportOpener", "connect"]
 
@@ -145,6 +146,7 @@ async def connect(
     ping_timeout: float | None = 20.0,
     max_message_size: int = 64 * 2**20,
     otel: Any = None,
+    registry: Servable | None = None,
 ) -> AsyncIterator[Worker]:
     """Connect a worker to an iii engine for the duration of the `async with` block.
 
@@ -161,6 +163,10 @@ async def connect(
     shape: `True` or `{"enabled": True, "service_name": ...}`; a no-op without
     `opentelemetry-api`). Without it, calls made inside a handler still carry the inbound
     W3C trace context on.
+
+    `registry` (an `anyiii.Registry`) is served by the worker: each of its functions is
+    registered now and after every reconnect, as `worker.serve(registry)` does. Inside the
+    block, function handles (`await f(x)`) call through this worker.
 
     Entering and leaving are both checkpoints. Leaving drains running handlers for up to
     `drain_timeout` seconds, cancels the rest and gives them `cancel_timeout` seconds to
@@ -226,9 +232,13 @@ async def connect(
                 raise ConnectError(
                     f"could not connect to {chosen_url} within {open_timeout} s"
                 ) from None
+            if registry is not None:
+                worker.serve(registry)
+            block = enter_worker_block(worker)
             try:
                 yield worker
             finally:
+                leave_worker_block(block)
                 with anyio.CancelScope(shield=True):
                     await _shut_down(runtime)
                 tasks.cancel_scope.cancel()

@@ -249,6 +249,28 @@ class Session:
             return decode_value(slot.result) if slot.result is not None else None
         return call_outcome(slot, request.function_id, invocation_id)
 
+    def queue_void_calls(
+        self, requests: list[CallRequest], trace: tuple[str | None, str | None]
+    ) -> None:
+        """Queue fire-and-forget calls back to back, so they leave in one write. Raises
+        ConnectionClosed (and marks the core broken) if the connection cannot take them."""
+        core = self.core
+        traceparent, baggage = trace
+        for request in requests:
+            frame = core.call_void(
+                request.function_id,
+                to_raw(request.payload),
+                metadata=to_raw(request.metadata) if request.metadata is not None else None,
+                namespace=request.namespace,
+                traceparent=traceparent,
+                baggage=baggage,
+            )
+            try:
+                self.transport.send_nowait(frame)
+            except ConnectionClosed:
+                self._mark_broken()
+                raise
+
     # --- the event table --------------------------------------------------------------------
 
     def _on_call_completed(self, event: ev.CallCompleted) -> None:

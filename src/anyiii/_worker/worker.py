@@ -11,9 +11,9 @@ connection, and offers subscriptions and statistics. How connections run lives i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -41,9 +41,24 @@ from .state import ConnectionState, StateCallback, StateSubscription
 from .streams import StreamHandle, register_stream
 from .trigger_types import check_trigger_handler
 
-__all__ = ["FunctionHandle", "Trigger", "TriggerTypeHandle", "Worker", "WorkerStatistics"]
+__all__ = [
+    "FunctionHandle",
+    "Servable",
+    "Trigger",
+    "TriggerTypeHandle",
+    "Worker",
+    "WorkerStatistics",
+]
 
 F = TypeVar("F", bound=HandlerFunction)
+
+
+class Servable(Protocol):
+    """A declarative set of functions a worker can serve (an `anyiii.Registry`)."""
+
+    def serve_on(self, worker: Worker) -> None:
+        """Register every function of the set on `worker`."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +179,11 @@ class Worker:
             raise self._runtime.failure
 
     # --- registrations -----------------------------------------------------------------------
+
+    def serve(self, registry: Servable) -> None:
+        """Serve every function of `registry` (an `anyiii.Registry`), now and after every
+        reconnect. Several workers may serve one registry: that is how to scale out."""
+        registry.serve_on(self)
 
     def register_function(
         self,
@@ -399,6 +419,18 @@ class Worker:
                 f"invocation timed out after {timeout_ms}ms",
                 function_id=call.function_id,
             ) from None
+
+    async def trigger_void_batch(self, requests: Sequence[Any]) -> None:
+        """Send fire-and-forget calls together: all are queued before the first is written,
+        so they leave in one write. Each request has `trigger_async`'s shape; its action is
+        taken to be void. Raises ConnectionClosed if the connection cannot take them."""
+        calls = [parse_request(request) for request in requests]
+        runtime = self._runtime
+        session = await runtime.session_for_new_work()
+        telemetry = runtime.telemetry
+        trace = telemetry.outgoing() if telemetry is not None else outgoing_trace()
+        session.queue_void_calls(calls, trace)
+        await anyio.lowlevel.checkpoint()
 
     def trigger(self, request: Any) -> Any:
         """The blocking twin of `trigger_async`, for code running in a worker thread (a sync
