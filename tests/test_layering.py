@@ -46,6 +46,7 @@ FACE: Final = (
     "anyiii._demo",
     "anyiii._apidoc",
     "anyiii._docgen",
+    "anyiii._serve",
     "anyiii.testing",
 )
 #: Leaf helpers any layer may use: the exception types, the version string, small anyio

@@ -1,4 +1,4 @@
-"""The `anyiii` command line: `anyiii demo` and `anyiii engine`."""
+"""The `anyiii` command line: `anyiii demo`, `anyiii engine` and `anyiii serve`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     engine.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    serve = commands.add_parser(
+        "serve", help="run a worker serving a registry: anyiii serve module:registry"
+    )
+    serve.add_argument("target", help="module:attribute naming an anyiii.Registry")
+    serve.add_argument("--url", default=None, help="engine URL (default $III_URL, then local)")
+    serve.add_argument("--name", default=None, help="worker name (default $III_WORKER_NAME)")
+    serve.add_argument("--namespace", default=None, help="namespace (default $III_NAMESPACE)")
+    serve.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     return parser
 
 
@@ -38,6 +46,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         from ._demo import run_demo
 
         sys.exit(run_demo(verbose=args.verbose))
+    if args.command == "serve":
+        from ._serve import serve_command
+
+        sys.exit(
+            serve_command(
+                args.target,
+                url=args.url,
+                name=args.name,
+                namespace=args.namespace,
+                backend=args.backend,
+            )
+        )
     if args.command == "engine":
         from ._engine import run_engine_command
 
