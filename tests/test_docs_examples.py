@@ -54,6 +54,7 @@ def test_the_concept_pages_have_examples() -> None:
         "timeouts",
         "backpressure",
         "engine",
+        "functions",
     } <= pages
 
 
