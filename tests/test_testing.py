@@ -65,6 +65,32 @@ def test_the_docs_example_passes(backend: str, tmp_path: Path) -> None:
     assert "2 passed" in completed.stdout, completed.stdout
 
 
+def _plugin_example_module() -> str:
+    """The page's test module that uses the pytest plugin's fixtures."""
+    blocks = [m.group(1) for m in EXAMPLE.finditer(PAGE.read_text())]
+    modules = [b for b in blocks if "iii_worker" in b and "def test_" in b]
+    assert len(modules) == 1, "docs/testing.md should have one example of the plugin"
+    return modules[0]
+
+
+def test_the_plugin_example_passes(tmp_path: Path) -> None:
+    """`pytest -p anyiii.testing` on the page's module: three tests pass."""
+    (tmp_path / "test_pricing.py").write_text(_plugin_example_module())
+    env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
+    command = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
+    completed = subprocess.run(
+        [*command, "-p", "anyiii.testing", "test_pricing.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "3 passed" in completed.stdout, completed.stdout
+
+
 async def test_running_engine_listens_on_free_loopback_ports() -> None:
     async with running_engine() as engine, running_engine(http_port=None) as other:
         assert engine.host == other.host == "127.0.0.1"
