@@ -30,8 +30,12 @@ from ._functions import Output as Output
 from ._functions import PrimitiveFunction as PrimitiveFunction
 from ._functions import Registry as Registry
 from ._functions import Reset as Reset
+from ._functions import RetryPolicy as RetryPolicy
+from ._functions import Status as Status
 from ._functions import default_registry as default_registry
 from ._functions import function as function
+from ._functions import register_error_type as register_error_type
+from ._functions import register_output_type as register_output_type
 from ._functions import set_default_registry as set_default_registry
 from ._http import ApiRequest as ApiRequest
 from ._http import ApiResponse as ApiResponse
@@ -106,6 +110,8 @@ __all__ = [
     "Registry",
     "RemoteProtocolError",
     "Reset",
+    "RetryPolicy",
+    "Status",
     "StreamDeleteInput",
     "StreamDeleteResult",
     "StreamGetInput",
@@ -132,6 +138,8 @@ __all__ = [
     "engine",
     "function",
     "get_context",
+    "register_error_type",
+    "register_output_type",
     "register_worker",
     "run",
     "set_default_registry",

@@ -114,3 +114,8 @@ class InvocationError(AnyiiiError):
         self.function_id = function_id
         self.stacktrace = stacktrace
         self.invocation_id = invocation_id
+        self.status: object = None
+        """The `anyiii.Status` named by `code`, when a function handle made the call and the
+        code is a status name; else None."""
+        self.temporary = False
+        """Whether trying again may succeed (a temporary status; set by function handles)."""

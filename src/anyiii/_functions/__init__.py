@@ -23,6 +23,10 @@ from .registry import Registry as Registry
 from .registry import default_registry as default_registry
 from .registry import function as function
 from .registry import set_default_registry as set_default_registry
+from .status import RetryPolicy as RetryPolicy
+from .status import Status as Status
+from .status import register_error_type as register_error_type
+from .status import register_output_type as register_output_type
 
 __all__ = [
     "AsyncFunction",
@@ -37,7 +41,11 @@ __all__ = [
     "PrimitiveFunction",
     "Registry",
     "Reset",
+    "RetryPolicy",
+    "Status",
     "default_registry",
     "function",
+    "register_error_type",
+    "register_output_type",
     "set_default_registry",
 ]

@@ -20,9 +20,18 @@ import anyio
 import anyio.to_thread
 import msgspec
 
+from .._errors import InvocationError
 from .._worker import get_context
 from .calls import Call, DispatchID, Signature, new_dispatch_id, require_worker
 from .index import FunctionSet, lookup
+from .status import (
+    RetryPolicy,
+    Status,
+    error_code,
+    status_for_error,
+    status_for_output,
+    status_from_code,
+)
 
 __all__ = ["AsyncFunction", "BlockingFunction", "Reset"]
 
@@ -62,10 +71,13 @@ class AsyncFunction(Generic[P, T]):
         *,
         stub: Callable[..., Any] | None = None,
         description: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.name = function_id
         self.registry = registry
         self.description = description
+        self.retry = retry
+        """Tries a failed call again when its error is temporary (None: never)."""
         self.signature = Signature(implementation or stub or (lambda: None))
         functools.update_wrapper(self, implementation or stub or self._no_stub)
         # After update_wrapper, which would point it at a stub: None means "remote".
@@ -98,11 +110,26 @@ class AsyncFunction(Generic[P, T]):
         )
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Call the function through the engine and return its result as `T`."""
-        call = self.build_call(*args, **kwargs)
-        result = await require_worker().trigger_async(call.request())
-        converted: T = self.signature.result(result)
-        return converted
+        """Call the function through the engine and return its result as `T`.
+
+        A failure raises `InvocationError` with `.status` and `.temporary` set from its
+        code; with a `retry` policy, temporary failures are tried again first.
+        """
+        request = self.build_call(*args, **kwargs).request()
+        worker = require_worker()
+        attempt = 1
+        while True:
+            try:
+                result = await worker.trigger_async(request)
+            except InvocationError as exc:
+                classify(exc)
+                if self.retry is None or not self.retry.should_retry(exc.code, attempt):
+                    raise
+                await anyio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            converted: T = self.signature.result(result)
+            return converted
 
     async def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> DispatchID:
         """Fire and forget: send the call (the void action) and return its dispatch id."""
@@ -140,6 +167,41 @@ class AsyncFunction(Generic[P, T]):
         return serve_plain
 
 
+def classify(error: InvocationError) -> None:
+    """Set `error.status` and `error.temporary` from its code."""
+    status = status_from_code(error.code)
+    error.status = status
+    error.temporary = status is not None and status.temporary
+
+
+class StatusError(Exception):
+    """A served function's outcome classified as a failure: its status name is the code."""
+
+    def __init__(self, status: Status, message: str) -> None:
+        super().__init__(message)
+        self.iii_error_code = error_code(status)
+
+
+def _classified(exc: Exception) -> Exception:
+    """`exc` marked with the wire code of its status, if it has one (see `status.py`)."""
+    status = status_for_error(exc)
+    if status is None:
+        return exc
+    try:
+        exc.iii_error_code = error_code(status)  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__
+        return StatusError(status, str(exc) or type(exc).__name__)
+    return exc
+
+
+def _checked_output(result: Any) -> Any:
+    """`result`, unless its registered output type says it is a failure."""
+    status = status_for_output(result)
+    if status is not Status.OK:
+        raise StatusError(status, f"the function's result has status {status.name}")
+    return result
+
+
 def _is_async(function: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(function)
 
@@ -157,12 +219,14 @@ async def _run_chain(first: AsyncFunction[Any, Any], payload: Any) -> Any:
         args, kwargs = target.signature.arguments(payload)
         try:
             if _is_async(implementation):
-                return await implementation(*args, **kwargs)
-            return await anyio.to_thread.run_sync(
-                functools.partial(implementation, *args, **kwargs)
+                return _checked_output(await implementation(*args, **kwargs))
+            return _checked_output(
+                await anyio.to_thread.run_sync(functools.partial(implementation, *args, **kwargs))
             )
         except Reset as reset:
             target, payload = reset.function, reset.payload
+        except Exception as exc:
+            raise _classified(exc) from None
 
 
 def _run_chain_blocking(first: AsyncFunction[Any, Any], payload: Any) -> Any:
@@ -178,9 +242,11 @@ def _run_chain_blocking(first: AsyncFunction[Any, Any], payload: Any) -> Any:
             return get_context().worker.trigger(request)
         args, kwargs = target.signature.arguments(payload)
         try:
-            return implementation(*args, **kwargs)
+            return _checked_output(implementation(*args, **kwargs))
         except Reset as reset:
             target, payload = reset.function, reset.payload
+        except Exception as exc:
+            raise _classified(exc) from None
 
 
 class BlockingFunction(Generic[P, T]):

@@ -22,6 +22,7 @@ from .batch import Batch
 from .functions import AsyncFunction
 from .index import remember
 from .primitive import Input, Output, PrimitiveFunction
+from .status import RetryPolicy
 
 __all__ = [
     "Registry",
@@ -44,14 +45,19 @@ class Registry:
     """A named, declarative set of functions (see the module docstring).
 
     `namespace` is where its functions are registered and called (default: the serving
-    worker's namespace for serving, the engine's default namespace for calls).
+    worker's namespace for serving, the engine's default namespace for calls). `retry` is
+    the default retry policy of calls to its functions (None: no retries).
     """
 
-    def __init__(self, name: str, *, namespace: str | None = None) -> None:
+    def __init__(
+        self, name: str, *, namespace: str | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         if not name or "::" in name:
             raise ValueError(f"a registry name must be non-empty without '::', not {name!r}")
         self.name = name
         self.namespace = namespace
+        self.retry = retry
+        """The retry policy of calls to functions declared without one of their own."""
         self._functions: dict[str, AsyncFunction[Any, Any]] = {}
         self._served: dict[str, Callable[[Any], Any]] = {}
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
@@ -75,7 +81,13 @@ class Registry:
     def function(self, implementation: Callable[P, T], /) -> AsyncFunction[P, T]: ...
 
     @overload
-    def function(self, *, id: str | None = None, description: str | None = None) -> _Decorator: ...
+    def function(
+        self,
+        *,
+        id: str | None = None,
+        description: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> _Decorator: ...
 
     def function(
         self,
@@ -83,18 +95,24 @@ class Registry:
         *,
         id: str | None = None,
         description: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Any:
         """Declare a function served by this registry: bare (`@registry.function`) or with
-        options (`@registry.function(id=..., description=...)`). Returns its handle.
+        options (`@registry.function(id=..., description=..., retry=...)`). Returns its
+        handle. `retry` overrides the registry's retry policy for calls to it.
 
         Plain `def` functions run in a worker thread when served, like plain handlers.
         """
         if implementation is None:
-            return _Decorator(self, id, description)
-        return self._declare(implementation, id, description)
+            return _Decorator(self, id, description, retry)
+        return self._declare(implementation, id, description, retry)
 
     def _declare(
-        self, implementation: Callable[..., Any], id: str | None, description: str | None
+        self,
+        implementation: Callable[..., Any],
+        id: str | None,
+        description: str | None,
+        retry: RetryPolicy | None = None,
     ) -> AsyncFunction[Any, Any]:
         return self._add(
             AsyncFunction(
@@ -102,6 +120,7 @@ class Registry:
                 id or _default_id(self.name, implementation),
                 implementation,
                 description=description or (implementation.__doc__ or "").strip() or None,
+                retry=retry or self.retry,
             )
         )
 
@@ -202,8 +221,15 @@ def _schema(annotation: Any) -> Any:
 class _Decorator:
     """`@registry.function(id=..., description=...)`."""
 
-    def __init__(self, registry: Registry, id: str | None, description: str | None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        id: str | None,
+        description: str | None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self._registry, self._id, self._description = registry, id, description
+        self._retry = retry
 
     @overload
     def __call__(self, implementation: Callable[P, Awaitable[T]], /) -> AsyncFunction[P, T]: ...
@@ -212,7 +238,7 @@ class _Decorator:
     def __call__(self, implementation: Callable[P, T], /) -> AsyncFunction[P, T]: ...
 
     def __call__(self, implementation: Callable[..., Any], /) -> Any:
-        return self._registry._declare(implementation, self._id, self._description)
+        return self._registry._declare(implementation, self._id, self._description, self._retry)
 
 
 class _RemoteDecorator:
@@ -228,7 +254,10 @@ class _RemoteDecorator:
     def __call__(self, stub: Callable[P, T], /) -> AsyncFunction[P, T]: ...
 
     def __call__(self, stub: Callable[..., Any], /) -> Any:
-        return self._registry._add(AsyncFunction(self._registry, self._id, None, stub=stub))
+        registry = self._registry
+        return registry._add(
+            AsyncFunction(registry, self._id, None, stub=stub, retry=registry.retry)
+        )
 
 
 _default: Registry | None = None
