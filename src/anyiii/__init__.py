@@ -17,6 +17,7 @@ from ._errors import InvocationError as InvocationError
 from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import RemoteProtocolError as RemoteProtocolError
+from ._functions import AnyError as AnyError
 from ._functions import AsyncFunction as AsyncFunction
 from ._functions import AsyncFunction as Function
 from ._functions import Batch as Batch
@@ -32,8 +33,12 @@ from ._functions import Registry as Registry
 from ._functions import Reset as Reset
 from ._functions import RetryPolicy as RetryPolicy
 from ._functions import Status as Status
+from ._functions import all as all
+from ._functions import any as any
 from ._functions import default_registry as default_registry
 from ._functions import function as function
+from ._functions import gather as gather
+from ._functions import race as race
 from ._functions import register_error_type as register_error_type
 from ._functions import register_output_type as register_output_type
 from ._functions import set_default_registry as set_default_registry
@@ -77,6 +82,7 @@ from .blocking import create_stream as create_stream
 from .blocking import register_worker as register_worker
 
 __all__ = [
+    "AnyError",
     "AnyiiiError",
     "ApiRequest",
     "ApiResponse",
@@ -131,13 +137,17 @@ __all__ = [
     "WorkerLimits",
     "WorkerShutDown",
     "WorkerStatistics",
+    "all",
+    "any",
     "blocking",
     "connect",
     "create_stream",
     "default_registry",
     "engine",
     "function",
+    "gather",
     "get_context",
+    "race",
     "register_error_type",
     "register_output_type",
     "register_worker",

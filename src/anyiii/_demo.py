@@ -28,6 +28,7 @@ import httpx
 
 from ._concurrency import single_errors
 from ._errors import InvocationError
+from ._functions import Registry, race
 from ._http import ApiRequest, ApiResponse
 from ._worker import Worker, connect
 
@@ -249,12 +250,72 @@ async def _run_steps(
         else:
             raise DemoFailure("the call to a missing function succeeded")
 
+    async with steps.step("typed registry functions: a call, a batch and a race") as out:
+        counter = _demo_registry(worker)
+        total = await counter.add(2, 3)  # like a Python function, checked by mypy
+        _expect(total == 5, f"unexpected total {total}")
+        ids = await counter.batch().add(counter.note, "one").add(counter.note, "two").dispatch()
+        with anyio.fail_after(5):
+            await counter.noted.wait()
+        winner = await gather_race(counter)
+        _expect(winner == "quick", f"unexpected race winner {winner}")
+        out.append(
+            f"await add(2, 3) -> {total}; a batch of {len(ids)} notes -> {sorted(counter.notes)};"
+            f" race(slow, quick) -> {winner!r}, the loser cancelled"
+        )
+
     async with steps.step("stop both workers and the engine", bounded=False) as out:
         await anyio.to_thread.run_sync(side.stop_and_join)
         _expect(side.finished.is_set(), "the trio worker's thread did not finish")
         _expect(side.error is None, f"the trio worker failed: {side.error!r}")
         await stack.aclose()
         out.append("each worker drained and closed its connection; the engine stopped")
+
+
+class _DemoFunctions(Registry):
+    """The demo's typed functions, declared once in a registry."""
+
+    def __init__(self) -> None:
+        super().__init__("demo-typed")
+        self.notes: list[str] = []
+        self.noted = anyio.Event()
+
+        @self.function
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        @self.function
+        async def note(text: str) -> None:
+            self.notes.append(text)
+            if len(self.notes) == 2:
+                self.noted.set()
+
+        self.release = anyio.Event()
+
+        @self.function
+        async def slow() -> str:
+            await self.release.wait()  # until the demo has seen the race end
+            return "slow"
+
+        @self.function
+        async def quick() -> str:
+            return "quick"
+
+        self.add, self.note, self.slow, self.quick = add, note, slow, quick
+
+
+def _demo_registry(worker: Worker) -> _DemoFunctions:
+    functions = _DemoFunctions()
+    worker.serve(functions)
+    return functions
+
+
+async def gather_race(functions: _DemoFunctions) -> str:
+    """A race of two calls: the quick one wins, the slow one's call is cancelled (and its
+    handler, which the protocol cannot cancel remotely, is then let go)."""
+    winner: str = await race(functions.slow(), functions.quick())
+    functions.release.set()
+    return winner
 
 
 def run_demo(*, verbose: bool = False) -> int:

@@ -13,6 +13,10 @@ from .calls import Call as Call
 from .calls import DispatchID as DispatchID
 from .calls import NoWorker as NoWorker
 from .client import Client as Client
+from .combinators import AnyError as AnyError
+from .combinators import any as any
+from .combinators import gather as gather
+from .combinators import race as race
 from .functions import AsyncFunction as AsyncFunction
 from .functions import BlockingFunction as BlockingFunction
 from .functions import Reset as Reset
@@ -28,7 +32,11 @@ from .status import Status as Status
 from .status import register_error_type as register_error_type
 from .status import register_output_type as register_output_type
 
+all = gather
+"""`anyiii.all`: the name Dispatch uses for `gather`."""
+
 __all__ = [
+    "AnyError",
     "AsyncFunction",
     "Batch",
     "BlockingFunction",
@@ -43,8 +51,12 @@ __all__ = [
     "Reset",
     "RetryPolicy",
     "Status",
+    "all",
+    "any",
     "default_registry",
     "function",
+    "gather",
+    "race",
     "register_error_type",
     "register_output_type",
     "set_default_registry",
