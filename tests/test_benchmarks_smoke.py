@@ -59,3 +59,11 @@ def test_runtime_cost_benchmark_quick_run() -> None:
     assert "asyncio: this median" in output
     assert "trio: this median" in output
     assert "paired ratio median" in output
+
+
+@pytest.mark.timeout(120)
+def test_primitive_benchmark_quick_run() -> None:
+    """A forwarding primitive function against a typed one, on both backends."""
+    output = _quick_run("primitive.py", 110)
+    assert "| asyncio |" in output
+    assert "| trio |" in output

@@ -257,3 +257,21 @@ async def test_the_default_registry_and_anyiii_function() -> None:
                 assert await hello("Ada") == "hello Ada"
     finally:
         anyiii.set_default_registry(previous)
+
+
+async def test_blocking_functions_through_the_blocking_facade(anyio_backend_name: str) -> None:
+    """A plain script's way: `register_worker` gives the blocking worker to call through."""
+    with anyio.fail_after(30):
+        async with served("script") as (_, fns, url):
+
+            def script() -> int:
+                client = anyiii.register_worker(
+                    url,
+                    anyiii.InitOptions(backend=anyio_backend_name),  # type: ignore[arg-type]
+                )
+                try:
+                    return anyiii.BlockingFunction(fns["add"], client)(20, b=22)
+                finally:
+                    client.shutdown()
+
+            assert await anyio.to_thread.run_sync(script) == 42

@@ -14,7 +14,7 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -249,21 +249,34 @@ def _run_chain_blocking(first: AsyncFunction[Any, Any], payload: Any) -> Any:
             raise _classified(exc) from None
 
 
+class BlockingCaller(Protocol):
+    """Anything with a blocking `trigger(request)`: an `anyiii.BlockingWorker` (from
+    `anyiii.register_worker`), or a `Worker` used from a thread."""
+
+    def trigger(self, request: Any) -> Any: ...
+
+
 class BlockingFunction(Generic[P, T]):
     """An `AsyncFunction` made blocking, for plain scripts and threads.
 
-    Calls go through the worker current where the blocking function is called: a worker
-    thread of a handler, or a thread started from inside `anyiii.connect()`. On the event
-    loop's own thread it raises instead of blocking the loop it would wait for.
+    Calls go through `worker` when given (for a plain script, the `BlockingWorker` of
+    `anyiii.register_worker(...)`, whose loop runs in its own thread), else through the
+    worker current where the call is made (a handler's worker thread, or a thread started
+    inside `anyiii.connect()`). On an event loop's own thread it raises instead of blocking
+    the loop it would wait for.
     """
 
-    def __init__(self, function: AsyncFunction[P, T]) -> None:
+    def __init__(self, function: AsyncFunction[P, T], worker: BlockingCaller | None = None):
         self.function = function
         self.name = function.name
+        self._worker = worker
+
+    def _caller(self) -> BlockingCaller:
+        return self._worker if self._worker is not None else require_worker()
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call and wait for the result."""
-        result = require_worker().trigger(self.function.build_call(*args, **kwargs).request())
+        result = self._caller().trigger(self.function.build_call(*args, **kwargs).request())
         converted: T = self.function.signature.result(result)
         return converted
 
@@ -271,7 +284,7 @@ class BlockingFunction(Generic[P, T]):
         """Fire and forget; returns the dispatch id."""
         call = msgspec.structs.replace(self.function.build_call(*args, **kwargs), action="void")
         dispatch_id = new_dispatch_id()
-        require_worker().trigger(call.request(metadata={"dispatch_id": dispatch_id}))
+        self._caller().trigger(call.request(metadata={"dispatch_id": dispatch_id}))
         return dispatch_id
 
     def build_call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
