@@ -275,3 +275,41 @@ async def test_blocking_functions_through_the_blocking_facade(anyio_backend_name
                     client.shutdown()
 
             assert await anyio.to_thread.run_sync(script) == 42
+
+
+async def test_two_workers_serve_one_registry_and_closing_stops_both() -> None:
+    """One registry, two workers. The engine (like the real one, spec §3.1) keeps one live
+    owner per function id and namespace, refusing the second without dropping it; calls
+    reach the first. Closing the registry unregisters it on both."""
+    registry = anyiii.Registry("scaled")
+    served_by: list[str] = []
+
+    @registry.function(id="scaled::who")
+    async def who() -> str:
+        name = anyiii.get_context().worker.name
+        served_by.append(name)
+        return name
+
+    with anyio.fail_after(20):
+        async with (
+            running_engine(http_port=None) as engine,
+            anyiii.connect(engine.url, registry=registry, worker_name="one") as one,
+            anyiii.connect(engine.url, worker_name="two") as two,
+            anyiii.Client(engine.url) as client,
+        ):
+            two.serve(registry)
+            for worker in (one, two):
+                await worker.trigger_async(
+                    {"function_id": "engine::functions::list", "payload": {}}
+                )
+            assert await who() == "one"
+            assert two.connection_state == "connected"  # refused, not dropped
+            registry.close()
+            for worker in (one, two):
+                await worker.trigger_async(
+                    {"function_id": "engine::functions::list", "payload": {}}
+                )
+            listed = await client.worker.trigger_async(
+                {"function_id": "engine::functions::list", "payload": {}}
+            )
+            assert "scaled::who" not in {f["function_id"] for f in listed["functions"]}
