@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 import pytest
@@ -313,3 +314,37 @@ async def test_two_workers_serve_one_registry_and_closing_stops_both() -> None:
                 {"function_id": "engine::functions::list", "payload": {}}
             )
             assert "scaled::who" not in {f["function_id"] for f in listed["functions"]}
+
+
+async def test_the_callers_cancellation_applies_to_a_reset_chain() -> None:
+    """A chain that never ends holds no caller hostage: the caller's scope ends its wait,
+    its slot is freed, and the serving worker's shutdown cancels the chain (bounded)."""
+    registry = anyiii.Registry("endless")
+    turns = {"count": 0}
+    spinning = anyio.Event()
+
+    @registry.function(id="endless::spin")
+    async def spin(n: int) -> int:
+        turns["count"] += 1
+        if n == 100:
+            spinning.set()
+        await anyio.lowlevel.checkpoint()
+        raise anyiii.Reset(spin, n + 1)
+
+    with anyio.fail_after(20):
+        async with running_engine(http_port=None) as engine:
+            async with anyiii.connect(
+                engine.url, registry=registry, drain_timeout=0.1, cancel_timeout=1.0
+            ) as server:
+                await server.trigger_async(
+                    {"function_id": "engine::functions::list", "payload": {}}
+                )
+                async with anyiii.Client(engine.url) as client:
+                    with anyio.CancelScope() as scope:
+                        async with anyio.create_task_group() as tasks:
+                            tasks.start_soon(spin, 0)
+                            await spinning.wait()
+                            scope.cancel()
+                    assert client.worker.statistics().pending_calls == 0
+                assert server.statistics().running_invocations == 1  # still spinning
+            assert turns["count"] > 100
