@@ -97,3 +97,32 @@ def test_losing_the_connection_reports_it_and_fails_waiting_calls() -> None:
         call_outcome(slot, "f", "a")
     assert caught.value.code == INVOCATION_STOPPED
     assert not session.usable
+
+
+class RecordingTransport:
+    """Records queued frames; its writer (not run here) would flush them together."""
+
+    def __init__(self) -> None:
+        self.queued: list[bytes] = []
+
+    def send_nowait(self, message: bytes) -> None:
+        self.queued.append(message)
+
+    async def send(self, message: bytes) -> None:
+        raise AssertionError("a batch must not write frame by frame")
+
+
+def test_a_batch_of_void_calls_is_queued_whole_before_anything_is_written() -> None:
+    """`queue_void_calls` is synchronous: every frame is queued before the writer can run,
+    so the transport's writer sends them in one write (group commit)."""
+    transport = RecordingTransport()
+    session, _, _ = session_on(transport)
+    session.core.receive(
+        b'{"type":"workerregistered","worker_id":"00000000-0000-4000-8000-000000000001"}'
+    )
+    requests = [parse_request({"function_id": f"f{n}", "payload": n}) for n in range(3)]
+    before = len(transport.queued)
+    session.queue_void_calls(requests, (None, None))
+    frames = [msgspec.json.decode(frame) for frame in transport.queued[before:]]
+    assert [frame["function_id"] for frame in frames] == ["f0", "f1", "f2"]
+    assert all(frame["action"] == {"type": "void"} for frame in frames)
