@@ -348,3 +348,13 @@ async def test_the_callers_cancellation_applies_to_a_reset_chain() -> None:
                     assert client.worker.statistics().pending_calls == 0
                 assert server.statistics().running_invocations == 1  # still spinning
             assert turns["count"] > 100
+
+
+async def test_enqueue_sends_the_enqueue_action() -> None:
+    """The embedded engine has no queues yet and says so for the enqueue action, which shows
+    the handle sent it (the real engine hands the call to the named queue)."""
+    with anyio.fail_after(20):
+        async with served("queued") as (_, fns, url), anyiii.Client(url):
+            with pytest.raises(anyiii.InvocationError) as caught:
+                await fns["add"].enqueue("orders", 1, b=2)
+            assert caught.value.code == "enqueue_error"
