@@ -33,36 +33,32 @@ def test_the_example_tests_both_transports() -> None:
     assert "engine.memory_transport_opener()" in source
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_the_docs_example_passes(backend: str, tmp_path: Path) -> None:
-    """Run the page's module with pytest, as a user would, selecting one backend's tests."""
-    (tmp_path / "test_greetings.py").write_text(_example_module())
-    # The package under test, whichever checkout it comes from; the example runs in its own
-    # directory so that this project's pytest configuration does not apply to it.
-    env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
+def _run_user_pytest(tmp_path: Path, name: str, source: str, *args: str) -> str:
+    """Run `source` as the test module `name` with pytest, as a user would; its output.
+
+    The package under test comes from whichever checkout this is; the module runs in its
+    own directory so that this project's pytest configuration does not apply to it.
+    """
+    (tmp_path / name).write_text(source)
+    command = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
     completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-W",
-            "error",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            backend,
-            "test_greetings.py",
-        ],
+        [*command, *args, name],
         cwd=tmp_path,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(SOURCE_ROOT)},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "2 passed" in completed.stdout, completed.stdout
+    return completed.stdout
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_the_docs_example_passes(backend: str, tmp_path: Path) -> None:
+    """Run the page's module with pytest, selecting one backend's tests."""
+    output = _run_user_pytest(tmp_path, "test_greetings.py", _example_module(), "-k", backend)
+    assert "2 passed" in output, output
 
 
 def _plugin_example_module() -> str:
@@ -75,20 +71,10 @@ def _plugin_example_module() -> str:
 
 def test_the_plugin_example_passes(tmp_path: Path) -> None:
     """`pytest -p anyiii.testing` on the page's module: three tests pass."""
-    (tmp_path / "test_pricing.py").write_text(_plugin_example_module())
-    env = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT)}
-    command = [sys.executable, "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
-    completed = subprocess.run(
-        [*command, "-p", "anyiii.testing", "test_pricing.py"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    output = _run_user_pytest(
+        tmp_path, "test_pricing.py", _plugin_example_module(), "-p", "anyiii.testing"
     )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "3 passed" in completed.stdout, completed.stdout
+    assert "3 passed" in output, output
 
 
 async def test_running_engine_listens_on_free_loopback_ports() -> None:
