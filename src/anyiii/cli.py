@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
     engine.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    engine.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep acknowledged state in a SQLite database in this directory, so it "
+        "survives restarts and crashes (default: in memory only)",
+    )
     serve = commands.add_parser(
         "serve", help="run a worker serving a registry: anyiii serve module:registry"
     )
@@ -68,5 +74,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                 http_port=args.http_port,
                 log_level=args.log_level,
                 backend=args.backend,
+                data_dir=args.data_dir,
             )
         )

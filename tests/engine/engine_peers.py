@@ -21,12 +21,15 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from anyiii._engine.state import STATE_FUNCTIONS
 from anyiii._errors import ConnectionClosed
 from anyiii._protocol.frames import decode_value, to_raw
 from anyiii._transport import Transport, open_websocket
 from anyiii.engine import EmbeddedEngine
 
 ENGINE_WORKER = "anyiii-engine"
+SERVICE_FUNCTIONS = tuple(STATE_FUNCTIONS)
+"""Functions the engine's own services serve, listed under the engine's worker name."""
 """The name the engine's own functions are listed under in `engine::workers::list`."""
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -336,7 +339,10 @@ async def assert_tables(
     assert sorted(names) == sorted([ENGINE_WORKER, *workers]), listed
     assert len({w["id"] for w in listed}) == len(listed), listed
     summaries = (await good.result("engine::functions::list", {}))["functions"]
-    listed_ids = sorted(f["function_id"] for f in summaries)
+    # The engine's own services (state::*) are listed like a worker's functions.
+    services = sorted(f["function_id"] for f in summaries if f["worker_name"] == ENGINE_WORKER)
+    assert services == sorted(SERVICE_FUNCTIONS), summaries
+    listed_ids = sorted(f["function_id"] for f in summaries if f["worker_name"] != ENGINE_WORKER)
     assert listed_ids == sorted(functions), summaries
     assert {f["worker_name"] for f in summaries} <= set(names), (summaries, names)
     assert engine.worker_count == connections, (engine.worker_count, connections)

@@ -14,9 +14,10 @@ from msgspec import Raw
 
 from .._protocol.codes import INVOCATION_STOPPED
 from .._protocol.frames import ErrorBody
+from .state import StateChange
 from .tables import INTERNAL, Tables
 
-__all__ = ["STOPPED", "Action", "Close", "Completed", "Send", "answer"]
+__all__ = ["STOPPED", "Action", "Close", "Completed", "Persist", "Send", "answer"]
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -42,7 +43,14 @@ class Completed(msgspec.Struct, frozen=True):
     error: ErrorBody | None = None
 
 
-Action: TypeAlias = Send | Close | Completed
+class Persist(msgspec.Struct, frozen=True):
+    """Make `changes` durable, then carry out `then` (the answers that acknowledge them)."""
+
+    changes: tuple[StateChange, ...]
+    then: list[Action]
+
+
+Action: TypeAlias = "Send | Close | Completed | Persist"
 
 STOPPED: Final = ErrorBody(code=INVOCATION_STOPPED, message="Invocation stopped")
 """How an invocation ends when a connection it was part of closes, or the engine stops."""

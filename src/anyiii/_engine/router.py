@@ -52,11 +52,12 @@ from .._protocol.frames import (
 )
 from .._protocol.ids import random_uuid
 from .._protocol.state import State
-from .actions import STOPPED, Action, Close, Send, answer
+from .actions import STOPPED, Action, Close, Persist, Send, answer
 from .builtins import BUILTINS, AwaitAck
 from .discovery import Discovery, Fire
 from .providers import HttpRoutes, TriggerProvider
 from .shapes import function_summaries
+from .state import STATE_FUNCTIONS, Durable, StateStore
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -110,8 +111,14 @@ class Router:
         self.timers_changed = False
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
-        for function_id, spec in BUILTINS.items():
-            frame = RegisterFunction(id=function_id, description=spec.description)
+        self.state = StateStore()
+        """The state service's values; the I/O layer loads them from storage at start."""
+        descriptions = {
+            **{function_id: spec.description for function_id, spec in BUILTINS.items()},
+            **{function_id: spec[0] for function_id, spec in STATE_FUNCTIONS.items()},
+        }
+        for function_id, description in descriptions.items():
+            frame = RegisterFunction(id=function_id, description=description)
             self.tables.functions[(DEFAULT_NAMESPACE, function_id)] = Function(
                 DEFAULT_NAMESPACE, frame, owner=None
             )
@@ -376,6 +383,19 @@ class Router:
         invocation_id: str | None,
         out: list[Action],
     ) -> None:
+        state_function = STATE_FUNCTIONS.get(function_id)
+        if state_function is not None:
+            state_outcome = state_function[1](self.state, data)
+            if isinstance(state_outcome, Durable):
+                # The answer waits until the change is on disk (see `Persist`).
+                then: list[Action] = []
+                answer(self.tables, caller, invocation_id, state_outcome.result, None, then)
+                out.append(Persist(state_outcome.changes, then))
+            elif isinstance(state_outcome, ErrorBody):
+                answer(self.tables, caller, invocation_id, None, state_outcome, out)
+            else:
+                answer(self.tables, caller, invocation_id, state_outcome, None, out)
+            return
         outcome = BUILTINS[function_id].run(self, conn, data, out)
         if isinstance(outcome, AwaitAck):
             if caller is not None and caller != INTERNAL and invocation_id is not None:

@@ -14,6 +14,7 @@ import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import anyio
@@ -32,10 +33,13 @@ from .._transport import (
     serve_websockets,
     url_host,
 )
-from .actions import Action, Close, Completed, Send
+from .actions import Action, Close, Completed, Persist, Send
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
 from .router import Router
+from .state import StateStore
+from .storage import MemoryStorage, SqliteStorage, Storage
+from .writes import WritePipeline
 
 __all__ = ["EmbeddedEngine", "EngineSettings", "run"]
 
@@ -83,9 +87,12 @@ class EmbeddedEngine:
     sockets.
     """
 
-    def __init__(self, router: Router, settings: EngineSettings) -> None:
+    def __init__(
+        self, router: Router, settings: EngineSettings, storage: Storage | None = None
+    ) -> None:
         self._router = router
         self._settings = settings
+        self._writes = WritePipeline(storage or MemoryStorage(), self._perform)
         self._links: dict[int, _Link] = {}
         self._waiters: dict[str, OneShot[Raw, ErrorBody]] = {}
         """The engine's own calls (an HTTP request's handler, `invoke`) by invocation id."""
@@ -188,6 +195,8 @@ class EmbeddedEngine:
                 waiter = self._waiters.pop(action.invocation_id, None)
                 if waiter is not None:
                     waiter.resolve(action.result, action.error)
+            elif isinstance(action, Persist):
+                self._writes.submit(action)
         if self._router.timers_changed:
             self._router.timers_changed = False
             self._timers_changed.set()
@@ -260,6 +269,7 @@ class EmbeddedEngine:
             except ConnectionClosed:
                 return
             self._perform(router.receive(conn, data))
+            await self._writes.wait_for_room()
 
     async def _discard(self, transport: Transport) -> None:
         """`/otel`: accept and discard, so SDKs with telemetry on do not log errors."""
@@ -281,6 +291,8 @@ class EmbeddedEngine:
     async def _stop(self) -> None:
         """Answer everyone still waiting, then close every worker socket, all bounded."""
         self._stopping = True
+        with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
+            await self._writes.flush()  # acknowledged writes reach their callers first
         actions = self._router.shutdown()
         closes = [a for a in actions if isinstance(a, Close)]
         self._perform([a for a in actions if not isinstance(a, Close)])
@@ -299,11 +311,14 @@ async def run(
     http_port: int | None = 0,
     *,
     settings: EngineSettings | None = None,
+    data_dir: str | Path | None = None,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
     Binds the worker WebSocket on `host:port` and the `http` trigger listener on
-    `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). Leaving the
+    `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). `data_dir`
+    keeps what the engine acknowledged (the `state` service's values) in a SQLite database
+    there, so it survives a restart or a crash; None keeps everything in memory. Leaving the
     block answers every call still in flight with `invocation_stopped`, closes every
     worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
     both checkpoints.
@@ -315,10 +330,32 @@ async def run(
         close_timeout=chosen.shutdown_timeout,
     )
     router = Router(clock=anyio.current_time, namespace_grace=chosen.namespace_grace)
-    engine = EmbeddedEngine(router, chosen)
+    storage: Storage = (
+        MemoryStorage() if data_dir is None else await SqliteStorage.open(Path(data_dir))
+    )
+    try:
+        router.state = StateStore(await storage.load_state())
+        engine = EmbeddedEngine(router, chosen, storage)
+        async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
+            yield running
+    finally:
+        await storage.aclose()
+
+
+@asynccontextmanager
+async def _serving(
+    engine: EmbeddedEngine,
+    router: Router,
+    host: str,
+    port: int,
+    http_port: int | None,
+    chosen: EngineSettings,
+    limits: TransportLimits,
+) -> AsyncIterator[EmbeddedEngine]:
     with single_errors():
         async with anyio.create_task_group() as tg:
             engine._tasks = tg
+            tg.start_soon(engine._writes.run)
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
             engine.host = host
             engine.port = listener.extra(anyio.abc.SocketAttribute.local_port)

@@ -1,0 +1,307 @@
+"""The `state` service's key-value store (spec §10.3), sans-IO.
+
+Values live in memory, by (scope, key), as plain JSON values. Each write returns what
+changed (`StateChange`); the engine's I/O layer makes the changes durable (see
+`storage.py`) before the caller is answered, so an acknowledged write survives a crash.
+
+Paths in update operations name a place inside the value: a string of dot-separated
+segments (`"a.b"`), or an array of segments (`["a", "b"]`); an empty path (or none, for
+`merge` and `append`) is the value itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import msgspec
+from msgspec import Raw
+
+from .._protocol.codes import DESERIALIZATION_ERROR, INVALID_ARGUMENTS
+from .._protocol.frames import ErrorBody, decode_value, to_raw
+
+__all__ = ["STATE_FUNCTIONS", "Durable", "StateChange", "StateStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """One write to make durable: `new` is None when the key was deleted."""
+
+    scope: str
+    key: str
+    old: Any
+    new: Any
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Durable:
+    """A built-in's answer that may only be sent once `changes` are on disk."""
+
+    result: Raw
+    changes: tuple[StateChange, ...]
+
+
+class _Address(msgspec.Struct):
+    scope: str
+    key: str
+
+
+class _Scope(msgspec.Struct):
+    scope: str
+
+
+class _Set(msgspec.Struct):
+    scope: str
+    key: str
+    value: Any = None
+    data: Any = None
+
+
+class _Op(msgspec.Struct):
+    type: str
+    path: str | list[str] | None = None
+    value: Any = None
+    by: float | int = 1
+
+
+class _Update(msgspec.Struct):
+    scope: str
+    key: str
+    ops: list[_Op]
+
+
+class StateStore:
+    """Every (scope, key) → value, and the operations of the `state::*` functions."""
+
+    def __init__(self, items: Iterable[tuple[str, str, Any]] = ()) -> None:
+        self._values: dict[tuple[str, str], Any] = {(s, k): v for s, k, v in items}
+
+    def get(self, scope: str, key: str) -> Any:
+        """The value, or None."""
+        return self._values.get((scope, key))
+
+    def set(self, scope: str, key: str, value: Any) -> StateChange:
+        """Store `value`."""
+        old = self._values.get((scope, key))
+        self._values[(scope, key)] = value
+        return StateChange(scope, key, old, value)
+
+    def delete(self, scope: str, key: str) -> StateChange:
+        """Remove the key (a no-op change when it is absent)."""
+        old = self._values.pop((scope, key), None)
+        return StateChange(scope, key, old, None, deleted=True)
+
+    def values(self, scope: str) -> list[Any]:
+        """The values of a scope, in key order."""
+        return [v for (s, _), v in sorted(self._values.items(), key=_by_key) if s == scope]
+
+    def groups(self) -> list[str]:
+        """Every scope that holds a key, sorted."""
+        return sorted({scope for scope, _ in self._values})
+
+    def update(
+        self, scope: str, key: str, ops: list[_Op]
+    ) -> tuple[StateChange, list[dict[str, Any]]]:
+        """Apply `ops` in order to a copy of the value; a failing op is skipped and
+        reported (index, code, message), the others still apply."""
+        old = self._values.get((scope, key))
+        value = copy.deepcopy(old)
+        errors: list[dict[str, Any]] = []
+        for index, op in enumerate(ops):
+            apply = _OPERATIONS.get(op.type)
+            try:
+                if apply is None:
+                    raise _OpError("unknown_operation", f"unknown update operation {op.type!r}")
+                value = apply(value, _segments(op.path), op)
+            except _OpError as exc:
+                errors.append({"op_index": index, "code": exc.code, "message": str(exc)})
+        self._values[(scope, key)] = value
+        return StateChange(scope, key, old, value), errors
+
+
+def _by_key(item: tuple[tuple[str, str], Any]) -> str:
+    return item[0][1]
+
+
+class _OpError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _segments(path: str | list[str] | None) -> list[str]:
+    if path is None or path == "":
+        return []
+    return path.split(".") if isinstance(path, str) else [str(part) for part in path]
+
+
+def _parent(value: Any, segments: list[str], op: str) -> tuple[dict[str, Any], str]:
+    """The object holding the last segment (made as needed) and that segment."""
+    if not isinstance(value, dict):
+        raise _OpError("not_an_object", f"{op}: the value at the path's root is not an object")
+    node = value
+    for segment in segments[:-1]:
+        child = node.setdefault(segment, {})
+        if not isinstance(child, dict):
+            raise _OpError("not_an_object", f"{op}: {segment!r} is not an object")
+        node = child
+    return node, segments[-1]
+
+
+def _root(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _set(value: Any, segments: list[str], op: _Op) -> Any:
+    if not segments:
+        return op.value
+    value = _root(value)
+    node, last = _parent(value, segments, "set")
+    node[last] = op.value
+    return value
+
+
+def _merge(value: Any, segments: list[str], op: _Op) -> Any:
+    if not isinstance(op.value, dict):
+        raise _OpError("invalid_value", "merge: the value must be an object")
+    if not segments:
+        return {**_root(value), **op.value}
+    value = _root(value)
+    node, last = _parent(value, segments, "merge")
+    current = node.get(last)
+    node[last] = {**(current if isinstance(current, dict) else {}), **op.value}
+    return value
+
+
+def _adder(sign: int) -> Callable[[Any, list[str], _Op], Any]:
+    def add(value: Any, segments: list[str], op: _Op) -> Any:
+        if not segments:
+            current = 0 if value is None else value
+            if not isinstance(current, int | float) or isinstance(current, bool):
+                raise _OpError("not_a_number", f"{op.type}: the value is not a number")
+            return current + sign * op.by
+        value = _root(value)
+        node, last = _parent(value, segments, op.type)
+        current = node.get(last, 0)
+        if not isinstance(current, int | float) or isinstance(current, bool):
+            raise _OpError("not_a_number", f"{op.type}: {last!r} is not a number")
+        node[last] = current + sign * op.by
+        return value
+
+    return add
+
+
+def _append(value: Any, segments: list[str], op: _Op) -> Any:
+    if not segments:
+        current = [] if value is None else value
+        if not isinstance(current, list):
+            raise _OpError("not_an_array", "append: the value is not an array")
+        return [*current, op.value]
+    value = _root(value)
+    node, last = _parent(value, segments, "append")
+    current = node.get(last, [])
+    if not isinstance(current, list):
+        raise _OpError("not_an_array", f"append: {last!r} is not an array")
+    node[last] = [*current, op.value]
+    return value
+
+
+def _remove(value: Any, segments: list[str], op: _Op) -> Any:
+    if not segments:
+        return None
+    if not isinstance(value, dict):
+        return value
+    node, last = _parent(value, segments, "remove")
+    node.pop(last, None)
+    return value
+
+
+_OPERATIONS: Final[dict[str, Callable[[Any, list[str], _Op], Any]]] = {
+    "set": _set,
+    "merge": _merge,
+    "increment": _adder(1),
+    "decrement": _adder(-1),
+    "append": _append,
+    "remove": _remove,
+}
+
+
+# --- the state::* functions --------------------------------------------------------------------
+
+StateOutcome = Raw | ErrorBody | Durable
+
+
+def _parse(data: Raw, shape: type[Any]) -> Any:
+    try:
+        return msgspec.convert(decode_value(data), shape, strict=False)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _InputError(str(exc)) from None
+
+
+class _InputError(Exception):
+    pass
+
+
+def _state_set(store: StateStore, data: Raw) -> StateOutcome:
+    request: _Set = _parse(data, _Set)
+    value = request.value if request.value is not None else request.data
+    change = store.set(request.scope, request.key, value)
+    return Durable(to_raw({"old_value": change.old, "new_value": change.new}), (change,))
+
+
+def _state_get(store: StateStore, data: Raw) -> StateOutcome:
+    request: _Address = _parse(data, _Address)
+    return to_raw(store.get(request.scope, request.key))
+
+
+def _state_delete(store: StateStore, data: Raw) -> StateOutcome:
+    request: _Address = _parse(data, _Address)
+    change = store.delete(request.scope, request.key)
+    return Durable(to_raw(change.old), (change,))
+
+
+def _state_update(store: StateStore, data: Raw) -> StateOutcome:
+    request: _Update = _parse(data, _Update)
+    change, errors = store.update(request.scope, request.key, request.ops)
+    answer: dict[str, Any] = {"old_value": change.old, "new_value": change.new}
+    if errors:
+        answer["errors"] = errors
+    return Durable(to_raw(answer), (change,))
+
+
+def _state_list(store: StateStore, data: Raw) -> StateOutcome:
+    request: _Scope = _parse(data, _Scope)
+    return to_raw(store.values(request.scope))
+
+
+def _state_list_groups(store: StateStore, data: Raw) -> StateOutcome:
+    return to_raw({"groups": store.groups()})
+
+
+def _guarded(run: Callable[[StateStore, Raw], StateOutcome]) -> Callable[..., StateOutcome]:
+    def guarded(store: StateStore, data: Raw) -> StateOutcome:
+        try:
+            return run(store, data)
+        except _InputError as exc:
+            return ErrorBody(DESERIALIZATION_ERROR, str(exc))
+        except (TypeError, ValueError) as exc:  # a value JSON cannot hold, say
+            return ErrorBody(INVALID_ARGUMENTS, str(exc))
+
+    return guarded
+
+
+STATE_FUNCTIONS: Final[dict[str, tuple[str, Callable[[StateStore, Raw], StateOutcome]]]] = {
+    function_id: (description, _guarded(run))
+    for function_id, description, run in (
+        ("state::set", "Store a value under (scope, key)", _state_set),
+        ("state::get", "The value under (scope, key), or null", _state_get),
+        ("state::delete", "Remove (scope, key); answers the old value", _state_delete),
+        ("state::update", "Apply update operations to (scope, key)", _state_update),
+        ("state::list", "The values of a scope", _state_list),
+        ("state::list_groups", "Every scope that holds a key", _state_list_groups),
+    )
+}
+"""The state service's functions: id → (description, runner)."""
