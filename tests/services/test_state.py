@@ -137,3 +137,32 @@ async def test_acknowledged_state_survives_kill_9(tmp_path: Path, engine_backend
             async with anyiii.connect(engine.url) as w:
                 values = await call(w, "state::list", {"scope": "kill"})
                 assert sorted(values) == sorted([100, *range(1, 50)])
+
+
+async def test_the_state_trigger_announces_changes_to_matching_bindings() -> None:
+    events: list[dict[str, Any]] = []
+    seen = anyio.Event()
+
+    async def on_change(event: dict[str, Any]) -> None:
+        events.append(event)
+        if len(events) == 3:
+            seen.set()
+
+    with anyio.fail_after(20):
+        async with running_engine(http_port=None) as engine, anyiii.connect(engine.url) as w:
+            w.register_function("app::on_change", on_change)
+            await w.register_trigger("state", "app::on_change", {"scope": "carts"})
+            await call(w, "engine::functions::list", {})
+            await call(w, "state::set", {"scope": "other", "key": "x", "value": 1})
+            await call(w, "state::set", {"scope": "carts", "key": "c1", "value": {"n": 1}})
+            await call(w, "state::set", {"scope": "carts", "key": "c1", "value": {"n": 2}})
+            await call(w, "state::delete", {"scope": "carts", "key": "c1"})
+            await call(w, "state::delete", {"scope": "carts", "key": "never"})
+            await seen.wait()
+    assert [(e["event_type"], e["old_value"], e["new_value"]) for e in events] == [
+        ("state:created", None, {"n": 1}),
+        ("state:updated", {"n": 1}, {"n": 2}),
+        ("state:deleted", {"n": 2}, None),
+    ]
+    assert all(e["type"] == "state" and e["scope"] == "carts" for e in events)
+    assert all("_caller_worker_id" not in e for e in events)

@@ -58,6 +58,7 @@ from .discovery import Discovery, Fire
 from .providers import HttpRoutes, TriggerProvider
 from .shapes import function_summaries
 from .state import STATE_FUNCTIONS, Durable, StateStore
+from .state_trigger import STATE_TRIGGER, StateTrigger
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -126,8 +127,10 @@ class Router:
             frozenset(self.tables.functions), clock=clock, debounce=functions_debounce
         )
         self.http_routes = HttpRoutes()
+        self.state_trigger = StateTrigger()
         providers: tuple[tuple[str, TriggerProvider], ...] = (
             (HTTP_TRIGGER, self.http_routes),
+            (STATE_TRIGGER, self.state_trigger),
             (FUNCTIONS_AVAILABLE, self._discovery.functions_available),
             (WORKERS_AVAILABLE, self._discovery.workers_available),
         )
@@ -390,6 +393,7 @@ class Router:
                 # The answer waits until the change is on disk (see `Persist`).
                 then: list[Action] = []
                 answer(self.tables, caller, invocation_id, state_outcome.result, None, then)
+                self._fire(self.state_trigger.fires(state_outcome.changes), then)
                 out.append(Persist(state_outcome.changes, then))
             elif isinstance(state_outcome, ErrorBody):
                 answer(self.tables, caller, invocation_id, None, state_outcome, out)

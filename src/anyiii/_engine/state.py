@@ -34,6 +34,8 @@ class StateChange:
     old: Any
     new: Any
     deleted: bool = False
+    existed: bool = True
+    """Whether the key held a value before (a set of a new key is `state:created`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +87,16 @@ class StateStore:
 
     def set(self, scope: str, key: str, value: Any) -> StateChange:
         """Store `value`."""
+        existed = (scope, key) in self._values
         old = self._values.get((scope, key))
         self._values[(scope, key)] = value
-        return StateChange(scope, key, old, value)
+        return StateChange(scope, key, old, value, existed=existed)
 
     def delete(self, scope: str, key: str) -> StateChange:
         """Remove the key (a no-op change when it is absent)."""
+        existed = (scope, key) in self._values
         old = self._values.pop((scope, key), None)
-        return StateChange(scope, key, old, None, deleted=True)
+        return StateChange(scope, key, old, None, deleted=True, existed=existed)
 
     def values(self, scope: str) -> list[Any]:
         """The values of a scope, in key order."""
@@ -107,6 +111,7 @@ class StateStore:
     ) -> tuple[StateChange, list[dict[str, Any]]]:
         """Apply `ops` in order to a copy of the value; a failing op is skipped and
         reported (index, code, message), the others still apply."""
+        existed = (scope, key) in self._values
         old = self._values.get((scope, key))
         value = copy.deepcopy(old)
         errors: list[dict[str, Any]] = []
@@ -119,7 +124,7 @@ class StateStore:
             except _OpError as exc:
                 errors.append({"op_index": index, "code": exc.code, "message": str(exc)})
         self._values[(scope, key)] = value
-        return StateChange(scope, key, old, value), errors
+        return StateChange(scope, key, old, value, existed=existed), errors
 
 
 def _by_key(item: tuple[tuple[str, str], Any]) -> str:

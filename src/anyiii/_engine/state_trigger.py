@@ -1,0 +1,96 @@
+"""The `state` trigger type (spec §10.3): functions called when state changes.
+
+A binding's config is `{scope?, key?, condition_function_id?}` (absent means any). Each
+change calls every matching binding's function (fire and forget) with
+`{"type": "state", "event_type": "state:created" | "state:updated" | "state:deleted",
+"scope", "key", "old_value", "new_value"}` and the binding's metadata; a delete of a key
+that held nothing calls nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from .._protocol.codes import DEFAULT_NAMESPACE, TRIGGER_REGISTRATION_FAILED
+from .._protocol.frames import ErrorBody, InvokeFunction, RegisterTrigger, present, to_raw
+from .discovery import Fire
+from .state import StateChange
+
+__all__ = ["STATE_TRIGGER", "StateTrigger"]
+
+STATE_TRIGGER = "state"
+
+
+class _Config(msgspec.Struct):
+    scope: str | None = None
+    key: str | None = None
+    condition_function_id: str | None = None
+
+
+class StateTrigger:
+    """The in-engine provider of the `state` trigger type."""
+
+    description = "Fires when a state value is created, updated or deleted"
+
+    def __init__(self) -> None:
+        self._bindings: dict[str, tuple[RegisterTrigger, _Config]] = {}
+
+    def register(self, binding: RegisterTrigger) -> ErrorBody | None:
+        raw = present(binding.config)
+        try:
+            config = msgspec.json.decode(raw, type=_Config) if raw is not None else _Config()
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            message = f"invalid state trigger config: {exc}"
+            return ErrorBody(TRIGGER_REGISTRATION_FAILED, message)
+        if config.condition_function_id is not None:
+            # Refused rather than ignored: a condition that is not checked would fail open.
+            message = "condition_function_id is not supported by the embedded engine yet"
+            return ErrorBody(TRIGGER_REGISTRATION_FAILED, message)
+        self._bindings[binding.id] = (binding, config)
+        return None
+
+    def unregister(self, binding: RegisterTrigger) -> None:
+        self._bindings.pop(binding.id, None)
+
+    def fires(self, changes: Iterable[StateChange]) -> list[Fire]:
+        """The calls that announce `changes` to the bindings they match."""
+        out: list[Fire] = []
+        for change in changes:
+            if change.deleted and not change.existed:
+                continue
+            payload: Any = None
+            for binding, config in self._bindings.values():
+                if config.scope not in (None, change.scope) or config.key not in (
+                    None,
+                    change.key,
+                ):
+                    continue
+                if payload is None:
+                    payload = to_raw(_event(change))
+                call = InvokeFunction(
+                    function_id=binding.function_id,
+                    data=payload,
+                    namespace=binding.namespace or DEFAULT_NAMESPACE,
+                )
+                out.append((call, present(binding.metadata)))
+        return out
+
+
+def _event(change: StateChange) -> dict[str, Any]:
+    if change.deleted:
+        kind = "state:deleted"
+    elif change.existed:
+        kind = "state:updated"
+    else:
+        kind = "state:created"
+    return {
+        "type": STATE_TRIGGER,
+        "event_type": kind,
+        "scope": change.scope,
+        "key": change.key,
+        "old_value": change.old,
+        "new_value": None if change.deleted else change.new,
+    }
