@@ -207,22 +207,13 @@ class Session:
         not be written. Cancelled while waiting, the call forgets its slot at once and a
         late answer is dropped.
         """
+        if isinstance(request.action, VoidAction):
+            await self.send(self._void_frame(request, trace))
+            return None
         core = self.core
         data = to_raw(request.payload)
         metadata = to_raw(request.metadata) if request.metadata is not None else None
         traceparent, baggage = trace
-        if isinstance(request.action, VoidAction):
-            await self.send(
-                core.call_void(
-                    request.function_id,
-                    data,
-                    metadata=metadata,
-                    namespace=request.namespace,
-                    traceparent=traceparent,
-                    baggage=baggage,
-                )
-            )
-            return None
         queue = request.action.queue if isinstance(request.action, EnqueueAction) else None
         invocation_id, frame = core.call(
             request.function_id,
@@ -254,22 +245,25 @@ class Session:
     ) -> None:
         """Queue fire-and-forget calls back to back, so they leave in one write. Raises
         ConnectionClosed (and marks the core broken) if the connection cannot take them."""
-        core = self.core
-        traceparent, baggage = trace
         for request in requests:
-            frame = core.call_void(
-                request.function_id,
-                to_raw(request.payload),
-                metadata=to_raw(request.metadata) if request.metadata is not None else None,
-                namespace=request.namespace,
-                traceparent=traceparent,
-                baggage=baggage,
-            )
+            frame = self._void_frame(request, trace)
             try:
                 self.transport.send_nowait(frame)
             except ConnectionClosed:
                 self._mark_broken()
                 raise
+
+    def _void_frame(self, request: CallRequest, trace: tuple[str | None, str | None]) -> bytes:
+        """The frame of a fire-and-forget call."""
+        traceparent, baggage = trace
+        return self.core.call_void(
+            request.function_id,
+            to_raw(request.payload),
+            metadata=to_raw(request.metadata) if request.metadata is not None else None,
+            namespace=request.namespace,
+            traceparent=traceparent,
+            baggage=baggage,
+        )
 
     # --- the event table --------------------------------------------------------------------
 

@@ -410,9 +410,7 @@ class Worker:
         try:
             with anyio.fail_after(timeout_ms / 1000):
                 session = await runtime.session_for_new_work()
-                telemetry = runtime.telemetry
-                trace = telemetry.outgoing() if telemetry is not None else outgoing_trace()
-                return await session.call(call, trace)
+                return await session.call(call, self._outgoing_trace())
         except TimeoutError:
             raise InvocationError(
                 TIMEOUT,
@@ -425,12 +423,14 @@ class Worker:
         so they leave in one write. Each request has `trigger_async`'s shape; its action is
         taken to be void. Raises ConnectionClosed if the connection cannot take them."""
         calls = [parse_request(request) for request in requests]
-        runtime = self._runtime
-        session = await runtime.session_for_new_work()
-        telemetry = runtime.telemetry
-        trace = telemetry.outgoing() if telemetry is not None else outgoing_trace()
-        session.queue_void_calls(calls, trace)
+        session = await self._runtime.session_for_new_work()
+        session.queue_void_calls(calls, self._outgoing_trace())
         await anyio.lowlevel.checkpoint()
+
+    def _outgoing_trace(self) -> tuple[str | None, str | None]:
+        """The traceparent and baggage a call made here carries (OpenTelemetry's, if on)."""
+        telemetry = self._runtime.telemetry
+        return telemetry.outgoing() if telemetry is not None else outgoing_trace()
 
     def trigger(self, request: Any) -> Any:
         """The blocking twin of `trigger_async`, for code running in a worker thread (a sync
