@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ParamSpec, Self
 
-import msgspec
-
 from .._worker import CallingWorker
-from .calls import Call, DispatchID, new_dispatch_id, require_worker
+from .calls import Call, DispatchID, require_worker
 from .functions import AsyncFunction
 
 __all__ = ["Batch"]
@@ -45,11 +43,7 @@ class Batch:
     async def dispatch(self) -> list[DispatchID]:
         """Send every call; returns their dispatch ids in the order they were added."""
         worker = self._worker or require_worker()
-        ids = [new_dispatch_id() for _ in self.calls]
-        requests = [
-            msgspec.structs.replace(call, action="void").request(metadata={"dispatch_id": i})
-            for call, i in zip(self.calls, ids, strict=True)
-        ]
-        await worker.trigger_void_batch(requests)
+        pairs = [call.dispatch_request() for call in self.calls]
+        await worker.trigger_void_batch([request for _, request in pairs])
         self.calls.clear()
-        return ids
+        return [dispatch_id for dispatch_id, _ in pairs]

@@ -76,10 +76,12 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
             **extra,
         }
 
-
-def new_dispatch_id() -> DispatchID:
-    """A fresh dispatch id."""
-    return DispatchID(str(uuid.uuid4()))
+    def dispatch_request(self) -> tuple[DispatchID, dict[str, Any]]:
+        """A fresh dispatch id and the call sent as fire-and-forget (the void action),
+        with the id in its metadata (`dispatch_id`)."""
+        dispatch_id = DispatchID(str(uuid.uuid4()))
+        void = msgspec.structs.replace(self, action="void")
+        return dispatch_id, void.request(metadata={"dispatch_id": dispatch_id})
 
 
 class Signature:

@@ -22,7 +22,7 @@ import msgspec
 
 from .._errors import InvocationError
 from .._worker import get_context
-from .calls import Call, DispatchID, Signature, new_dispatch_id, require_worker
+from .calls import Call, DispatchID, Signature, require_worker
 from .index import FunctionSet, lookup
 from .status import (
     RetryPolicy,
@@ -103,11 +103,11 @@ class AsyncFunction(Generic[P, T]):
 
     def build_call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
         """A `Call` of this function with these arguments, to send later."""
-        return Call(
-            function_id=self.name,
-            payload=self.signature.payload(args, kwargs),
-            namespace=self.registry.namespace,
-        )
+        return self.call_with(self.signature.payload(args, kwargs))
+
+    def call_with(self, payload: Any) -> Call:
+        """A `Call` of this function with an already-bound payload."""
+        return Call(function_id=self.name, payload=payload, namespace=self.registry.namespace)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Call the function through the engine and return its result as `T`.
@@ -133,9 +133,8 @@ class AsyncFunction(Generic[P, T]):
 
     async def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> DispatchID:
         """Fire and forget: send the call (the void action) and return its dispatch id."""
-        call = msgspec.structs.replace(self.build_call(*args, **kwargs), action="void")
-        dispatch_id = new_dispatch_id()
-        await require_worker().trigger_async(call.request(metadata={"dispatch_id": dispatch_id}))
+        dispatch_id, request = self.build_call(*args, **kwargs).dispatch_request()
+        await require_worker().trigger_async(request)
         return dispatch_id
 
     async def enqueue(self, queue: str, *args: P.args, **kwargs: P.kwargs) -> Any:
@@ -212,10 +211,7 @@ async def _run_chain(first: AsyncFunction[Any, Any], payload: Any) -> Any:
     while True:
         implementation = target.__wrapped__
         if implementation is None:  # a remote function: the engine runs the rest
-            request = Call(
-                function_id=target.name, payload=payload, namespace=target.registry.namespace
-            ).request()
-            return await get_context().worker.trigger_async(request)
+            return await get_context().worker.trigger_async(target.call_with(payload).request())
         args, kwargs = target.signature.arguments(payload)
         try:
             if _is_async(implementation):
@@ -236,10 +232,7 @@ def _run_chain_blocking(first: AsyncFunction[Any, Any], payload: Any) -> Any:
     while True:
         implementation = target.__wrapped__
         if implementation is None or _is_async(implementation):
-            request = Call(
-                function_id=target.name, payload=payload, namespace=target.registry.namespace
-            ).request()
-            return get_context().worker.trigger(request)
+            return get_context().worker.trigger(target.call_with(payload).request())
         args, kwargs = target.signature.arguments(payload)
         try:
             return _checked_output(implementation(*args, **kwargs))
@@ -282,9 +275,8 @@ class BlockingFunction(Generic[P, T]):
 
     def dispatch(self, *args: P.args, **kwargs: P.kwargs) -> DispatchID:
         """Fire and forget; returns the dispatch id."""
-        call = msgspec.structs.replace(self.function.build_call(*args, **kwargs), action="void")
-        dispatch_id = new_dispatch_id()
-        self._caller().trigger(call.request(metadata={"dispatch_id": dispatch_id}))
+        dispatch_id, request = self.function.build_call(*args, **kwargs).dispatch_request()
+        self._caller().trigger(request)
         return dispatch_id
 
     def build_call(self, *args: P.args, **kwargs: P.kwargs) -> Call:
