@@ -11,7 +11,6 @@ replaces the invocation with a call to another function, as a loop rather than a
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
@@ -21,7 +20,7 @@ import anyio.to_thread
 import msgspec
 
 from .._errors import InvocationError
-from .._worker import get_context
+from .._worker import get_context, is_async_callable
 from .calls import Call, DispatchID, Signature, require_worker
 from .index import FunctionSet, lookup
 from .status import (
@@ -153,7 +152,7 @@ class AsyncFunction(Generic[P, T]):
         implementation = self.__wrapped__
         if implementation is None:
             raise TypeError(f"{self.name} is a remote stub: it is served elsewhere")
-        if _is_async(implementation):
+        if is_async_callable(implementation):
 
             async def serve(payload: Any) -> Any:
                 return await _run_chain(self, payload)
@@ -201,10 +200,6 @@ def _checked_output(result: Any) -> Any:
     return result
 
 
-def _is_async(function: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(function)
-
-
 async def _run_chain(first: AsyncFunction[Any, Any], payload: Any) -> Any:
     """Run `first` on `payload`, following every `Reset` in a loop (no stack growth)."""
     target = first
@@ -214,7 +209,7 @@ async def _run_chain(first: AsyncFunction[Any, Any], payload: Any) -> Any:
             return await get_context().worker.trigger_async(target.call_with(payload).request())
         args, kwargs = target.signature.arguments(payload)
         try:
-            if _is_async(implementation):
+            if is_async_callable(implementation):
                 return _checked_output(await implementation(*args, **kwargs))
             return _checked_output(
                 await anyio.to_thread.run_sync(functools.partial(implementation, *args, **kwargs))
@@ -231,7 +226,7 @@ def _run_chain_blocking(first: AsyncFunction[Any, Any], payload: Any) -> Any:
     target = first
     while True:
         implementation = target.__wrapped__
-        if implementation is None or _is_async(implementation):
+        if implementation is None or is_async_callable(implementation):
             return get_context().worker.trigger(target.call_with(payload).request())
         args, kwargs = target.signature.arguments(payload)
         try:

@@ -20,6 +20,7 @@ from .context import get_context as get_context
 from .discovery import FunctionInfo as FunctionInfo
 from .discovery import FunctionsSubscription as FunctionsSubscription
 from .handlers import HandlerFunction as HandlerFunction
+from .handlers import is_async_callable as is_async_callable
 from .invocations import WorkerLimits as WorkerLimits
 from .lifecycle import DEFAULT_URL as DEFAULT_URL
 from .lifecycle import ReconnectConfig as ReconnectConfig
@@ -79,4 +80,5 @@ __all__ = [
     "connect",
     "current_worker",
     "get_context",
+    "is_async_callable",
 ]
