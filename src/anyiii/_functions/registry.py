@@ -17,7 +17,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 
 import msgspec
 
-from .._worker import FunctionHandle, Worker
+from .._worker import Worker
 from .batch import Batch
 from .functions import AsyncFunction
 from .index import remember
@@ -61,7 +61,6 @@ class Registry:
         self._functions: dict[str, AsyncFunction[Any, Any]] = {}
         self._served: dict[str, Callable[[Any], Any]] = {}
         self._workers: weakref.WeakSet[Worker] = weakref.WeakSet()
-        self._handles: dict[tuple[int, str], FunctionHandle] = {}
         remember(self)
 
     def __repr__(self) -> str:
@@ -187,12 +186,10 @@ class Registry:
     def _register(
         self, worker: Worker, handle: AsyncFunction[Any, Any], served: Callable[[Any], Any]
     ) -> None:
-        request_format = response_format = None
         kinds = handle.signature.types
-        if len(kinds) == 1:
-            request_format = _schema(kinds[0])
+        request_format = _schema(kinds[0]) if len(kinds) == 1 else None
         response_format = _schema(handle.signature.result_type)
-        self._handles[(id(worker), handle.name)] = worker.register_function(
+        worker.register_function(
             handle.name,
             served,
             description=handle.description,
@@ -206,7 +203,6 @@ class Registry:
             for function_id in self._served:
                 worker.unregister_function(function_id)
         self._workers = weakref.WeakSet()
-        self._handles.clear()
 
 
 def _schema(annotation: Any) -> Any:
