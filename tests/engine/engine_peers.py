@@ -21,14 +21,14 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from anyiii._engine.state import STATE_FUNCTIONS
+from anyiii._engine.router import Router
 from anyiii._errors import ConnectionClosed
 from anyiii._protocol.frames import decode_value, to_raw
 from anyiii._transport import Transport, open_websocket
 from anyiii.engine import EmbeddedEngine
 
 ENGINE_WORKER = "anyiii-engine"
-SERVICE_FUNCTIONS = tuple(STATE_FUNCTIONS)
+SERVICE_FUNCTIONS = tuple(Router().services.descriptions())
 """Functions the engine's own services serve, listed under the engine's worker name."""
 """The name the engine's own functions are listed under in `engine::workers::list`."""
 

@@ -101,8 +101,15 @@ class Engine:
                 peer.events.extend(peer.core.receive(action.data))
             elif isinstance(action, Close):
                 self.closes.append(action)
-            else:
-                self.completed.append(action)
+            elif isinstance(action, Completed):
+                # As the I/O layer does: a call a service made continues in the router.
+                follow_up = self.router.completed(action.invocation_id, action.result, action.error)
+                if follow_up:
+                    self.perform(follow_up)
+                else:
+                    self.completed.append(action)
+            else:  # Persist: this fake storage commits at once
+                self.perform(action.then)
 
     def open(self, *, namespace: str | None = None, ids: Callable[[], str] | None = None) -> Peer:
         """A worker connects; it sends nothing yet."""
@@ -282,6 +289,22 @@ def test_enqueue_is_answered_with_enqueue_error(engine: Engine) -> None:
     assert failed.error.code == "enqueue_error"
     assert "engine::queue::enqueue" in failed.error.message
     assert not callee.take(ev.InvocationRequested)  # the target is not run
+
+
+def test_enqueue_goes_through_a_worker_hosted_queue_provider(engine: Engine) -> None:
+    provider = engine.connect("engine::queue::enqueue")
+    caller = engine.connect()
+    invocation_id = engine.call(caller, "svc::a", {"job": 1}, enqueue="jobs")
+    request = provider.one(ev.InvocationRequested)
+    payload = decode_value(request.data)
+    assert payload["queue"] == "jobs"
+    assert payload["function_id"] == "svc::a"
+    assert payload["data"] == {"job": 1}  # no _caller_worker_id for enqueue
+    assert "namespace" not in payload
+    engine.send(provider, provider.core.complete(request.invocation_id, to_raw(None)))
+    answered = caller.one(ev.CallCompleted)
+    assert answered.invocation_id == invocation_id
+    assert decode_value(answered.result) == {"messageReceiptId": payload["messageReceiptId"]}
 
 
 def test_caller_gets_invocation_stopped_when_the_callee_disconnects(engine: Engine) -> None:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anyiii._engine.state import StateChange, StateStore, _Op
+from anyiii._engine.state_service import StateService
 from anyiii._engine.storage import SqliteStorage
 
 SCOPES = st.sampled_from(["a", "b", "c"])
@@ -59,12 +60,14 @@ async def test_the_database_holds_what_the_store_holds(
     batches: list[list[tuple[str, str, str, Any]]],
 ) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        storage = await SqliteStorage.open(Path(directory))
+        service = StateService()
+        storage = await SqliteStorage.open(Path(directory), service.schema)
         try:
             store = StateStore()
             for batch in batches:  # each batch is one group commit
                 await storage.write([apply(store, write) for write in batch])
-            loaded = StateStore(await storage.load_state())
+            service.restore(await storage.load(service.restore_queries))
+            loaded = service.store
         finally:
             await storage.aclose()
     for scope in ("a", "b", "c"):

@@ -14,7 +14,7 @@ from msgspec import Raw
 
 from .._protocol.codes import INVOCATION_STOPPED
 from .._protocol.frames import ErrorBody
-from .state import StateChange
+from .service import Change
 from .tables import INTERNAL, Tables
 
 __all__ = ["STOPPED", "Action", "Close", "Completed", "Persist", "Send", "answer"]
@@ -46,7 +46,7 @@ class Completed(msgspec.Struct, frozen=True):
 class Persist(msgspec.Struct, frozen=True):
     """Make `changes` durable, then carry out `then` (the answers that acknowledge them)."""
 
-    changes: tuple[StateChange, ...]
+    changes: tuple[Change, ...]
     then: list[Action]
 
 

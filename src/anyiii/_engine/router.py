@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from msgspec import Raw
@@ -52,17 +52,17 @@ from .._protocol.frames import (
 )
 from .._protocol.ids import random_uuid
 from .._protocol.state import State
-from .actions import STOPPED, Action, Close, Persist, Send, answer
+from .actions import STOPPED, Action, Close, Send, answer
 from .builtins import BUILTINS, AwaitAck
 from .discovery import Discovery, Fire
+from .hosting import ServiceFactory, ServiceHost
 from .providers import HttpRoutes, TriggerProvider
 from .shapes import function_summaries
-from .state import STATE_FUNCTIONS, Durable, StateStore
-from .state_trigger import STATE_TRIGGER, StateTrigger
+from .state_service import StateService
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
-__all__ = ["Router"]
+__all__ = ["DEFAULT_SERVICES", "Router"]
 
 logger = logging.getLogger("anyiii.engine")
 
@@ -76,6 +76,13 @@ _BUFFERED: Final = (
     ev.TriggerTypeUnregistered,
 )
 """Frames held back until the connection's namespace is fixed (spec §4.1 step 6)."""
+
+
+ENQUEUE_PROVIDER: Final = "engine::queue::enqueue"
+"""The function the `enqueue` action hands its calls to (spec §5.1)."""
+
+DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (StateService,)
+"""The services an engine runs unless told otherwise."""
 
 
 class Router:
@@ -101,6 +108,7 @@ class Router:
         functions_debounce: float = 0.05,
         ack_timeout: float = 10.0,
         new_id: Callable[[], str] = random_uuid,
+        services: Sequence[ServiceFactory] = DEFAULT_SERVICES,
     ) -> None:
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
@@ -112,11 +120,16 @@ class Router:
         self.timers_changed = False
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
-        self.state = StateStore()
-        """The state service's values; the I/O layer loads them from storage at start."""
+        self.services = ServiceHost(
+            [make(self) for make in services],
+            tables=self.tables,
+            route=self._route_engine_call,
+            context=self,
+        )
+        """The in-engine services (state, …); the I/O layer restores them from storage."""
         descriptions = {
             **{function_id: spec.description for function_id, spec in BUILTINS.items()},
-            **{function_id: spec[0] for function_id, spec in STATE_FUNCTIONS.items()},
+            **self.services.descriptions(),
         }
         for function_id, description in descriptions.items():
             frame = RegisterFunction(id=function_id, description=description)
@@ -127,12 +140,11 @@ class Router:
             frozenset(self.tables.functions), clock=clock, debounce=functions_debounce
         )
         self.http_routes = HttpRoutes()
-        self.state_trigger = StateTrigger()
         providers: tuple[tuple[str, TriggerProvider], ...] = (
             (HTTP_TRIGGER, self.http_routes),
-            (STATE_TRIGGER, self.state_trigger),
             (FUNCTIONS_AVAILABLE, self._discovery.functions_available),
             (WORKERS_AVAILABLE, self._discovery.workers_available),
+            *self.services.trigger_types(),
         )
         for type_id, provider in providers:
             self.tables.trigger_types[(DEFAULT_NAMESPACE, type_id)] = TriggerType(
@@ -208,6 +220,7 @@ class Router:
             del invocations[invocation_id]
             answer(self.tables, invocation.caller, invocation_id, None, STOPPED, out)
         self._triggers.stop(out)
+        self.services.forget_calls()
         for conn in self.tables.connections.values():
             if conn.core.state is State.OPEN:
                 conn.core.start_closing()
@@ -221,7 +234,11 @@ class Router:
         deadlines = [
             c.grace_deadline for c in self.tables.connections.values() if c.namespace is None
         ]
-        for deadline in (self._triggers.next_deadline(), self._discovery.next_deadline()):
+        for deadline in (
+            self._triggers.next_deadline(),
+            self._discovery.next_deadline(),
+            self.services.next_deadline(),
+        ):
             if deadline is not None:
                 deadlines.append(deadline)
         return min(deadlines, default=None)
@@ -240,7 +257,26 @@ class Router:
                 lambda: function_summaries(self.tables, everything=True),
             )
             self._fire(fires, out)
+        self.services.tick(now, out)
         return out
+
+    # --- what services may ask (`service.ServiceContext`) ----------------------------------------
+
+    def now(self) -> float:
+        """The engine's monotonic clock, in seconds."""
+        return self._clock()
+
+    def wall_clock_ms(self) -> int:
+        """Milliseconds since the epoch."""
+        return self._wall_clock_ms()
+
+    def new_id(self) -> str:
+        """A fresh random id."""
+        return self._new_id()
+
+    def has_function(self, namespace: str, function_id: str) -> bool:
+        """Whether the function is registered."""
+        return (namespace, function_id) in self.tables.functions
 
     # --- engine-originated calls -----------------------------------------------------------
 
@@ -267,6 +303,13 @@ class Router:
         )
         self._route_call(None, frame, INTERNAL, metadata, out)
         return invocation_id, out
+
+    def completed(
+        self, invocation_id: str, result: Raw | None, error: ErrorBody | None
+    ) -> list[Action]:
+        """One of the engine's own calls that no waiter of the I/O layer awaited has ended:
+        the service that made it continues."""
+        return self.services.completed(invocation_id, result, error) or []
 
     def abandon(self, invocation_id: str) -> None:
         """The engine stopped waiting for one of its own calls (e.g. an HTTP timeout)."""
@@ -333,11 +376,7 @@ class Router:
         tables = self.tables
         invocation_id = call.invocation_id
         if isinstance(call.action, EnqueueAction):
-            message = (
-                f"Function engine::queue::enqueue not found in namespace {DEFAULT_NAMESPACE}: "
-                "the embedded engine has no queue worker"
-            )
-            answer(tables, caller, invocation_id, None, ErrorBody(ENQUEUE_ERROR, message), out)
+            self._enqueue(call, call.action.queue, caller, out)
             return
         namespace = call.namespace if call.namespace is not None else DEFAULT_NAMESPACE
         if not namespace.strip():
@@ -377,6 +416,47 @@ class Router:
         tables.invocations[dispatch_id] = Invocation(call.function_id, caller, callee.id)
         out.append(Send(callee.id, frame))
 
+    def _enqueue(
+        self, call: InvokeFunction, queue: str, caller: int | None, out: list[Action]
+    ) -> None:
+        """The `enqueue` action (spec §5.1): hand the call to the queue provider and answer
+        the caller with a receipt id once the provider accepted it."""
+        invocation_id = call.invocation_id
+        receipt = self._new_id()
+        namespace = call.namespace if call.namespace is not None else DEFAULT_NAMESPACE
+        request: dict[str, object] = {
+            "queue": queue,
+            "function_id": call.function_id,
+            "data": call.data,  # no `_caller_worker_id` here, as in the real engine
+            "messageReceiptId": receipt,
+            "traceparent": call.traceparent,
+            "baggage": call.baggage,
+        }
+        if namespace != DEFAULT_NAMESPACE:
+            request["namespace"] = namespace
+
+        def acknowledge(result: Raw | None, error: ErrorBody | None, out: list[Action]) -> None:
+            if error is None:
+                answer(
+                    self.tables,
+                    caller,
+                    invocation_id,
+                    to_raw({"messageReceiptId": receipt}),
+                    None,
+                    out,
+                )
+                return
+            message = f"{error.code}: {error.message}"
+            if error.code == FUNCTION_NOT_FOUND:
+                message = (
+                    f"No queue provider is running: the enqueue action goes through "
+                    f"{ENQUEUE_PROVIDER}, which the engine's queue service provides "
+                    f"(enable it in the engine's configuration). ({error.message})"
+                )
+            answer(self.tables, caller, invocation_id, None, ErrorBody(ENQUEUE_ERROR, message), out)
+
+        self.services.call(ENQUEUE_PROVIDER, to_raw(request), acknowledge, out)
+
     def _run_builtin(
         self,
         conn: Connection | None,
@@ -386,19 +466,8 @@ class Router:
         invocation_id: str | None,
         out: list[Action],
     ) -> None:
-        state_function = STATE_FUNCTIONS.get(function_id)
-        if state_function is not None:
-            state_outcome = state_function[1](self.state, data)
-            if isinstance(state_outcome, Durable):
-                # The answer waits until the change is on disk (see `Persist`).
-                then: list[Action] = []
-                answer(self.tables, caller, invocation_id, state_outcome.result, None, then)
-                self._fire(self.state_trigger.fires(state_outcome.changes), then)
-                out.append(Persist(state_outcome.changes, then))
-            elif isinstance(state_outcome, ErrorBody):
-                answer(self.tables, caller, invocation_id, None, state_outcome, out)
-            else:
-                answer(self.tables, caller, invocation_id, state_outcome, None, out)
+        if self.services.owns(function_id):
+            self.services.run(function_id, data, caller, invocation_id, out)
             return
         outcome = BUILTINS[function_id].run(self, conn, data, out)
         if isinstance(outcome, AwaitAck):
@@ -490,6 +559,11 @@ class Router:
             self.timers_changed = True
 
     # --- discovery triggers ------------------------------------------------------------------
+
+    def _route_engine_call(
+        self, frame: InvokeFunction, caller: int | None, metadata: Raw | None, out: list[Action]
+    ) -> None:
+        self._route_call(None, frame, caller, metadata, out)
 
     def _fire(self, fires: list[Fire], out: list[Action]) -> None:
         for frame, metadata in fires:

@@ -37,7 +37,6 @@ from .actions import Action, Close, Completed, Persist, Send
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
 from .router import Router
-from .state import StateStore
 from .storage import MemoryStorage, SqliteStorage, Storage
 from .writes import WritePipeline
 
@@ -195,6 +194,10 @@ class EmbeddedEngine:
                 waiter = self._waiters.pop(action.invocation_id, None)
                 if waiter is not None:
                     waiter.resolve(action.result, action.error)
+                else:
+                    self._perform(
+                        self._router.completed(action.invocation_id, action.result, action.error)
+                    )
             elif isinstance(action, Persist):
                 self._writes.submit(action)
         if self._router.timers_changed:
@@ -330,11 +333,14 @@ async def run(
         close_timeout=chosen.shutdown_timeout,
     )
     router = Router(clock=anyio.current_time, namespace_grace=chosen.namespace_grace)
+    services = router.services
     storage: Storage = (
-        MemoryStorage() if data_dir is None else await SqliteStorage.open(Path(data_dir))
+        MemoryStorage()
+        if data_dir is None
+        else await SqliteStorage.open(Path(data_dir), services.schema)
     )
     try:
-        router.state = StateStore(await storage.load_state())
+        services.restore(await storage.load(services.restore_queries))
         engine = EmbeddedEngine(router, chosen, storage)
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
             yield running

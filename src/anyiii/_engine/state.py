@@ -21,6 +21,7 @@ from msgspec import Raw
 
 from .._protocol.codes import DESERIALIZATION_ERROR, INVALID_ARGUMENTS
 from .._protocol.frames import ErrorBody, decode_value, to_raw
+from .service import Statement
 
 __all__ = ["STATE_FUNCTIONS", "Durable", "StateChange", "StateStore"]
 
@@ -36,6 +37,17 @@ class StateChange:
     deleted: bool = False
     existed: bool = True
     """Whether the key held a value before (a set of a new key is `state:created`)."""
+
+    def statements(self) -> Iterable[Statement]:
+        """The row of the `state` table this change writes or removes."""
+        if self.deleted:
+            return (("DELETE FROM state WHERE scope = ? AND key = ?", (self.scope, self.key)),)
+        return (
+            (
+                "INSERT OR REPLACE INTO state (scope, key, value) VALUES (?, ?, ?)",
+                (self.scope, self.key, msgspec.json.encode(self.new)),
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,8 @@
 A binding's config is `{scope?, key?, condition_function_id?}` (absent means any). Each
 change calls every matching binding's function (fire and forget) with
 `{"type": "state", "event_type": "state:created" | "state:updated" | "state:deleted",
-"scope", "key", "old_value", "new_value"}` and the binding's metadata; a delete of a key
-that held nothing calls nobody.
+"scope", "key", "old_value", "new_value"}` and the binding's metadata, after its condition
+function (if any) did not answer `false`; a delete of a key that held nothing calls nobody.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from .._protocol.codes import DEFAULT_NAMESPACE, TRIGGER_REGISTRATION_FAILED
-from .._protocol.frames import ErrorBody, InvokeFunction, RegisterTrigger, present, to_raw
-from .discovery import Fire
+from .._protocol.frames import ErrorBody, RegisterTrigger, present, to_raw
+from .service import Invoke
 from .state import StateChange
 
 __all__ = ["STATE_TRIGGER", "StateTrigger"]
@@ -45,19 +45,15 @@ class StateTrigger:
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             message = f"invalid state trigger config: {exc}"
             return ErrorBody(TRIGGER_REGISTRATION_FAILED, message)
-        if config.condition_function_id is not None:
-            # Refused rather than ignored: a condition that is not checked would fail open.
-            message = "condition_function_id is not supported by the embedded engine yet"
-            return ErrorBody(TRIGGER_REGISTRATION_FAILED, message)
         self._bindings[binding.id] = (binding, config)
         return None
 
     def unregister(self, binding: RegisterTrigger) -> None:
         self._bindings.pop(binding.id, None)
 
-    def fires(self, changes: Iterable[StateChange]) -> list[Fire]:
+    def fires(self, changes: Iterable[StateChange]) -> list[Invoke]:
         """The calls that announce `changes` to the bindings they match."""
-        out: list[Fire] = []
+        out: list[Invoke] = []
         for change in changes:
             if change.deleted and not change.existed:
                 continue
@@ -70,12 +66,15 @@ class StateTrigger:
                     continue
                 if payload is None:
                     payload = to_raw(_event(change))
-                call = InvokeFunction(
-                    function_id=binding.function_id,
-                    data=payload,
-                    namespace=binding.namespace or DEFAULT_NAMESPACE,
+                out.append(
+                    Invoke(
+                        binding.function_id,
+                        payload,
+                        namespace=binding.namespace or DEFAULT_NAMESPACE,
+                        metadata=present(binding.metadata),
+                        condition_function_id=config.condition_function_id,
+                    )
                 )
-                out.append((call, present(binding.metadata)))
         return out
 
 

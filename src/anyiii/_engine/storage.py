@@ -4,42 +4,39 @@
 anyio, so under asyncio and trio alike), in WAL mode with `synchronous=FULL` and one
 explicit transaction per batch of changes: when `write` returns, the changes are on disk
 and survive a crash of the process (`kill -9`) or of the machine. The engine answers a
-write only after that. `MemoryStorage` keeps nothing, for tests and `data_dir=None`.
+write only after that. What is stored is the services' business: they bring their tables,
+the statements of each change and the queries that load them back (`service.py`).
+`MemoryStorage` keeps nothing, for tests and `data_dir=None`.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import anyio
 import anyio.to_thread
-import msgspec
 
-from .state import StateChange
+from .service import Change
 
-__all__ = ["MemoryStorage", "SqliteStorage", "Storage"]
+__all__ = ["DATABASE_FILE", "MemoryStorage", "SqliteStorage", "Storage"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS state (
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    PRIMARY KEY (scope, key)
-)
-"""
+DATABASE_FILE: Final = "engine.sqlite3"
+"""The database's file name inside the data directory."""
+
+Rows = list[list[tuple[Any, ...]]]
 
 
 class Storage(Protocol):
     """What the engine needs of its storage."""
 
-    async def load_state(self) -> list[tuple[str, str, Any]]:
-        """Every stored (scope, key, value)."""
+    async def load(self, queries: Sequence[str]) -> Rows:
+        """The rows of each query, in order."""
         ...
 
-    async def write(self, changes: Iterable[StateChange]) -> None:
+    async def write(self, changes: Iterable[Change]) -> None:
         """Make `changes` durable, in order, all or none."""
         ...
 
@@ -51,10 +48,10 @@ class Storage(Protocol):
 class MemoryStorage:
     """Keeps nothing: the engine's state lives as long as the process."""
 
-    async def load_state(self) -> list[tuple[str, str, Any]]:
-        return []
+    async def load(self, queries: Sequence[str]) -> Rows:
+        return [[] for _ in queries]
 
-    async def write(self, changes: Iterable[StateChange]) -> None:
+    async def write(self, changes: Iterable[Change]) -> None:
         return None
 
     async def aclose(self) -> None:
@@ -64,15 +61,16 @@ class MemoryStorage:
 class SqliteStorage:
     """One SQLite database file, used from one worker thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: Sequence[str]) -> None:
         self.path = path
+        self._schema = tuple(schema)
         self._limiter = anyio.CapacityLimiter(1)
         self._connection: sqlite3.Connection | None = None
 
     @classmethod
-    async def open(cls, data_dir: Path) -> SqliteStorage:
-        """The database in `data_dir` (made if missing), ready to use."""
-        storage = cls(data_dir / "engine.sqlite3")
+    async def open(cls, data_dir: Path, schema: Sequence[str]) -> SqliteStorage:
+        """The database in `data_dir` (made if missing) with the tables of `schema`."""
+        storage = cls(data_dir / DATABASE_FILE, schema)
         await storage._run(storage._open, data_dir)
         return storage
 
@@ -86,7 +84,8 @@ class SqliteStorage:
         connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute("PRAGMA synchronous=FULL")
-        connection.execute(_SCHEMA)
+        for statement in self._schema:
+            connection.execute(statement)
         self._connection = connection
 
     def _db(self) -> sqlite3.Connection:
@@ -94,29 +93,23 @@ class SqliteStorage:
             raise RuntimeError("the storage is closed")
         return self._connection
 
-    async def load_state(self) -> list[tuple[str, str, Any]]:
-        rows: list[tuple[str, str, bytes]] = await self._run(self._select_state)
-        return [(scope, key, msgspec.json.decode(value)) for scope, key, value in rows]
+    async def load(self, queries: Sequence[str]) -> Rows:
+        result: Rows = await self._run(self._select, list(queries))
+        return result
 
-    def _select_state(self) -> list[tuple[str, str, bytes]]:
-        return list(self._db().execute("SELECT scope, key, value FROM state"))
+    def _select(self, queries: list[str]) -> Rows:
+        db = self._db()
+        return [list(db.execute(query)) for query in queries]
 
-    async def write(self, changes: Iterable[StateChange]) -> None:
+    async def write(self, changes: Iterable[Change]) -> None:
         await self._run(self._write, list(changes))
 
-    def _write(self, changes: list[StateChange]) -> None:
+    def _write(self, changes: list[Change]) -> None:
         db = self._db()
         with _transaction(db):
             for change in changes:
-                if change.deleted:
-                    db.execute(
-                        "DELETE FROM state WHERE scope = ? AND key = ?", (change.scope, change.key)
-                    )
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO state (scope, key, value) VALUES (?, ?, ?)",
-                        (change.scope, change.key, msgspec.json.encode(change.new)),
-                    )
+                for statement, parameters in change.statements():
+                    db.execute(statement, parameters)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
