@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +34,10 @@ from .._transport import (
     url_host,
 )
 from .actions import Action, Close, Completed, Persist, Send
+from .hosting import ServiceFactory
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
-from .router import Router
+from .router import DEFAULT_SERVICES, Router
 from .storage import MemoryStorage, SqliteStorage, Storage
 from .writes import WritePipeline
 
@@ -315,6 +316,7 @@ async def run(
     *,
     settings: EngineSettings | None = None,
     data_dir: str | Path | None = None,
+    services: Sequence[ServiceFactory] = DEFAULT_SERVICES,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
@@ -324,7 +326,8 @@ async def run(
     there, so it survives a restart or a crash; None keeps everything in memory. Leaving the
     block answers every call still in flight with `invocation_stopped`, closes every
     worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
-    both checkpoints.
+    both checkpoints. `services` are the in-engine services to run (each made with the
+    router as its context; `functools.partial` binds a service's configuration).
     """
     chosen = settings or EngineSettings()
     limits = TransportLimits(
@@ -332,15 +335,17 @@ async def run(
         max_queue_bytes=chosen.max_queue_bytes,
         close_timeout=chosen.shutdown_timeout,
     )
-    router = Router(clock=anyio.current_time, namespace_grace=chosen.namespace_grace)
-    services = router.services
+    router = Router(
+        clock=anyio.current_time, namespace_grace=chosen.namespace_grace, services=services
+    )
+    hosted = router.services
     storage: Storage = (
         MemoryStorage()
         if data_dir is None
-        else await SqliteStorage.open(Path(data_dir), services.schema)
+        else await SqliteStorage.open(Path(data_dir), hosted.schema)
     )
     try:
-        services.restore(await storage.load(services.restore_queries))
+        hosted.restore(await storage.load(hosted.restore_queries))
         engine = EmbeddedEngine(router, chosen, storage)
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
             yield running
