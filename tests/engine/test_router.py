@@ -20,6 +20,7 @@ from msgspec import Raw
 
 from anyiii._engine.actions import Action, Close, Completed, Send
 from anyiii._engine.router import Router
+from anyiii._engine.state_service import StateService
 from anyiii._protocol import events as ev
 from anyiii._protocol.codes import (
     FUNCTION_NAMESPACE_CONFLICT,
@@ -280,7 +281,8 @@ def test_void_call_ids_are_fresh_for_every_call(engine: Engine) -> None:
     assert len(set(ids)) == 3
 
 
-def test_enqueue_is_answered_with_enqueue_error(engine: Engine) -> None:
+def test_enqueue_is_answered_with_enqueue_error() -> None:
+    engine = Engine(services=(StateService,))  # no queue service: nobody provides enqueue
     callee = engine.connect("svc::a")
     caller = engine.connect()
     invocation_id = engine.call(caller, "svc::a", {"job": 1}, enqueue="jobs")
@@ -291,7 +293,8 @@ def test_enqueue_is_answered_with_enqueue_error(engine: Engine) -> None:
     assert not callee.take(ev.InvocationRequested)  # the target is not run
 
 
-def test_enqueue_goes_through_a_worker_hosted_queue_provider(engine: Engine) -> None:
+def test_enqueue_goes_through_a_worker_hosted_queue_provider() -> None:
+    engine = Engine(services=(StateService,))  # the provider is a worker, not the service
     provider = engine.connect("engine::queue::enqueue")
     caller = engine.connect()
     invocation_id = engine.call(caller, "svc::a", {"job": 1}, enqueue="jobs")
@@ -627,7 +630,8 @@ def test_functions_list_hides_engine_functions_unless_include_internal(engine: E
         ),
     )
     listed = _call_value(engine, worker, "engine::functions::list", {})["functions"]
-    listed = [f for f in listed if not f["function_id"].startswith("state::")]  # a service
+    services = engine.router.services.descriptions()
+    listed = [f for f in listed if f["function_id"] not in services]  # state, queues
     assert [f["function_id"] for f in listed] == ["svc::a"]
     assert listed[0]["namespace"] == "default"
     assert listed[0]["worker_name"] == "worker"
