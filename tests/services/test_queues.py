@@ -98,7 +98,7 @@ def test_backoff_doubles_and_the_last_attempt_goes_to_the_dead_letter_queue() ->
     for _ in range(2):
         effects = done(call, FAIL)
         assert not invokes(effects)
-        (saved,) = commits(effects)
+        (_saved,) = commits(effects)
         deadline = service.next_deadline()
         assert deadline is not None
         retries.append(round(deadline - context.t, 6))
@@ -112,7 +112,8 @@ def test_backoff_doubles_and_the_last_attempt_goes_to_the_dead_letter_queue() ->
     assert isinstance(dead, Saved)
     (message,) = service.scheduler.dead.values()
     assert (message.attempts, message.error) == (3, "invocation_failed: boom")
-    assert message.failed_ms == int(context.t * 1000) and context.t > start
+    assert message.failed_ms == int(context.t * 1000)
+    assert context.t > start
     assert service.next_deadline() is None
 
 
@@ -139,7 +140,8 @@ def test_fifo_delivers_one_per_group_in_order_and_a_failure_blocks_its_group() -
 def test_fifo_needs_its_group_field() -> None:
     _, service = make({"queue_configs": {"pay": {"type": "fifo", "message_group_field": "g"}}})
     reply = enqueue(service, "pay", {"other": 1})
-    assert reply.error is not None and "'g'" in reply.error.message
+    assert reply.error is not None
+    assert "'g'" in reply.error.message
     assert not reply.changes
 
 
@@ -157,7 +159,8 @@ def test_a_message_for_an_unregistered_function_waits_without_spending_attempts(
     context, service = make({"queue_configs": {"jobs": {"max_retries": 1}}})
     assert not invokes(enqueue(service, "jobs", {"n": 1}, target="app::later").effects)
     deadline = service.next_deadline()
-    assert deadline is not None and deadline - context.t == pytest.approx(0.1)  # polled
+    assert deadline is not None
+    assert deadline - context.t == pytest.approx(0.1)
     context.t += 10
     assert not invokes(service.tick())
     context.functions.add(("default", "app::later"))
@@ -172,7 +175,8 @@ def test_a_message_for_an_unregistered_function_waits_without_spending_attempts(
 def test_unknown_queues_and_bad_config_are_refused() -> None:
     _, service = make()
     reply = enqueue(service, "nope", {})
-    assert reply.error is not None and reply.error.code == "queue_not_found"
+    assert reply.error is not None
+    assert reply.error.code == "queue_not_found"
     with pytest.raises(ConfigError, match="fifo"):
         QueueService(Context(), {"queue_configs": {"q": {"type": "fifo"}}})
     with pytest.raises(ConfigError, match="concurrency"):
@@ -197,7 +201,8 @@ def test_a_topic_fans_out_to_each_subscribed_function_with_its_own_retries() -> 
     subscribe(service, "t2", "app::b", topic="orders", condition_function_id="app::cond")
     subscribe(service, "t3", "app::b", topic="orders", condition_function_id="app::cond")
     reply = run(service, "iii::durable::publish", {"topic": "orders", "data": {"id": 7}})
-    assert reply.result is None and len(reply.changes) == 2
+    assert reply.result is None
+    assert len(reply.changes) == 2
     a, b = invokes(reply.effects)
     assert (a.function_id, a.condition_function_id, data(a)) == ("app::a", None, {"id": 7})
     assert (b.function_id, b.condition_function_id) == ("app::b", "app::cond")
@@ -207,7 +212,8 @@ def test_a_topic_fans_out_to_each_subscribed_function_with_its_own_retries() -> 
     assert commits(b.on_done(None, None))  # the condition said false: consumed
     assert not service.scheduler.live
     legacy = run(service, "enqueue", {"topic": "nobody", "data": 1})
-    assert legacy.error is None and not legacy.changes  # no subscriber: nothing kept
+    assert legacy.error is None
+    assert not legacy.changes
 
 
 def test_a_topic_lane_waits_while_nobody_subscribes() -> None:
@@ -234,7 +240,8 @@ def test_dead_letters_are_listed_redriven_and_purged() -> None:
         done(call, FAIL)
     listed = decode_value(run(service, "engine::queue::dlq_messages", {"queue": "jobs"}).result)  # type: ignore[arg-type]
     assert [m["payload"]["n"] for m in listed] == [2, 1, 0]  # newest first
-    assert listed[0]["retries"] == 1 and listed[0]["error"] == "invocation_failed: boom"
+    assert listed[0]["retries"] == 1
+    assert listed[0]["error"] == "invocation_failed: boom"
     stats = decode_value(run(service, "engine::queue::topic_stats", {"topic": "jobs"}).result)  # type: ignore[arg-type]
     assert stats == {"depth": 0, "consumer_count": 10, "dlq_depth": 3, "config": None}
     one = run(
