@@ -8,7 +8,9 @@
 // `--http-path`), waits until the engine lists all of it, then prints
 // `{"event": "ready", ...}`. stdin takes `{"op": "call" | "void", "tag", "function_id",
 // "payload"}` lines and answers with `result` / `error` / `sent` events; handlers print
-// `invoked` events. End of stdin shuts the worker down.
+// `invoked` events. `{"op": "enqueue", ..., "queue"}` calls with TriggerAction.Enqueue;
+// `{"op": "bind", "tag", "trigger_type", "function_id", "config"}` registers a binding and
+// answers `sent`. End of stdin shuts the worker down.
 //
 // The SDK itself prints `[iii] ...` debug lines on stdout; the tests skip lines that are not
 // JSON events.
@@ -111,8 +113,14 @@ async function waitUntilListed() {
 
 async function runCommand(command) {
   const { tag, op, function_id, payload } = command
+  if (op === 'bind') {
+    iii.registerTrigger({ type: command.trigger_type, function_id, config: command.config ?? {} })
+    emit('sent', { tag })
+    return
+  }
   const request = { function_id, payload }
   if (op === 'void') request.action = TriggerAction.Void()
+  if (op === 'enqueue') request.action = TriggerAction.Enqueue({ queue: command.queue })
   try {
     const value = await iii.trigger(request)
     if (op === 'void') emit('sent', { tag })

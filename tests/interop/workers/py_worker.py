@@ -13,7 +13,10 @@ Protocol with the test, one JSON object per line:
   when a handler starts; `{"event": "result", "tag", "value"}` /
   `{"event": "error", "tag", "code", "message"}` / `{"event": "sent", "tag"}` for commands.
 * stdin commands: `{"op": "call" | "void", "tag", "function_id", "payload"}`: call a
-  function through the engine (blocking, or fire-and-forget) and report the outcome.
+  function through the engine (blocking, or fire-and-forget) and report the outcome;
+  `{"op": "enqueue", ..., "queue"}` does it with `TriggerAction.Enqueue(queue=...)`;
+  `{"op": "bind", "tag", "trigger_type", "function_id", "config"}` registers a trigger
+  binding and reports `sent`.
   End of stdin shuts the worker down.
 
 Anything else on stdout (none expected from this SDK) is not JSON and is ignored by the
@@ -125,12 +128,26 @@ def wait_until_listed(client: Any, function_ids: list[str], http_function: str) 
 
 def run_command(client: Any, command: dict[str, Any]) -> None:
     tag = command.get("tag")
+    if command["op"] == "bind":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client.register_trigger(
+                {
+                    "type": command["trigger_type"],
+                    "function_id": command["function_id"],
+                    "config": command.get("config") or {},
+                }
+            )
+        emit("sent", tag=tag)
+        return
     request: dict[str, Any] = {
         "function_id": command["function_id"],
         "payload": command.get("payload"),
     }
     if command["op"] == "void":
         request["action"] = TriggerAction.Void()
+    elif command["op"] == "enqueue":
+        request["action"] = TriggerAction.Enqueue(queue=command["queue"])
     try:
         value = client.trigger(request)
     except InvocationError as exc:
