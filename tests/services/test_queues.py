@@ -57,6 +57,19 @@ def data(invoke: Invoke) -> Any:
     return decode_value(invoke.data)
 
 
+def value(reply: Reply) -> Any:
+    """A reply's result, decoded."""
+    assert isinstance(reply.result, msgspec.Raw)
+    return decode_value(reply.result)
+
+
+def row(reply: Reply) -> tuple[Any, ...]:
+    """The stored row of the one message a reply accepted."""
+    (saved,) = reply.changes
+    assert isinstance(saved, Saved)
+    return saved.row
+
+
 def run(service: QueueService, function_id: str, payload: Any) -> Reply:
     return service.functions[function_id].run(to_raw(payload))
 
@@ -85,7 +98,7 @@ def test_an_accepted_message_is_committed_before_the_answer_then_delivered() -> 
     (call,) = invokes(reply.effects)
     assert (call.function_id, call.namespace, data(call)) == ("app::job", "default", {"n": 1})
     after = done(call)
-    assert commits(after) == [Deleted(reply.changes[0].row[0])]  # type: ignore[attr-defined]
+    assert commits(after) == [Deleted(row(reply)[0])]
     assert not service.scheduler.live
 
 
@@ -238,20 +251,20 @@ def test_dead_letters_are_listed_redriven_and_purged() -> None:
     calls = [invokes(enqueue(service, "jobs", {"n": n}).effects)[0] for n in range(3)]
     for call in calls:
         done(call, FAIL)
-    listed = decode_value(run(service, "engine::queue::dlq_messages", {"queue": "jobs"}).result)  # type: ignore[arg-type]
+    listed = value(run(service, "engine::queue::dlq_messages", {"queue": "jobs"}))
     assert [m["payload"]["n"] for m in listed] == [2, 1, 0]  # newest first
     assert listed[0]["retries"] == 1
     assert listed[0]["error"] == "invocation_failed: boom"
-    stats = decode_value(run(service, "engine::queue::topic_stats", {"topic": "jobs"}).result)  # type: ignore[arg-type]
+    stats = value(run(service, "engine::queue::topic_stats", {"topic": "jobs"}))
     assert stats == {"depth": 0, "consumer_count": 10, "dlq_depth": 3, "config": None}
     one = run(
         service, "iii::queue::redrive_message", {"queue": "jobs", "message_id": listed[0]["id"]}
     )
-    assert decode_value(one.result)["redriven"] == 1  # type: ignore[arg-type]
+    assert value(one)["redriven"] == 1
     (again,) = invokes(one.effects)
     assert data(again) == {"n": 2}
     purged = run(service, "iii::queue::purge_dlq", {"queue": "jobs"})
-    assert decode_value(purged.result) == {"queue": "jobs", "purged": 2}  # type: ignore[arg-type]
+    assert value(purged) == {"queue": "jobs", "purged": 2}
     assert all(isinstance(c, Deleted) for c in purged.changes)
     assert not service.scheduler.dead
 
@@ -261,7 +274,7 @@ def test_restore_brings_back_waiting_and_dead_messages_in_order() -> None:
     rows = []
     for n in range(3):
         reply = enqueue(service, "jobs", {"n": n})
-        rows.append(reply.changes[0].row)  # type: ignore[attr-defined]
+        rows.append(row(reply))
     context2 = Context()
     context2.functions.add(("default", "app::job"))
     restored = QueueService(context2, {"queue_configs": {"jobs": {"concurrency": 1}}})
@@ -276,7 +289,7 @@ def test_restore_brings_back_waiting_and_dead_messages_in_order() -> None:
     new = restored.new_message(
         kind="queue", name="jobs", namespace="default", function_id="f", data=b"1"
     )
-    assert new.seq > max(int(r[1]) for r in rows)  # type: ignore[call-overload]
+    assert new.seq > max(r[1] for r in rows)
 
 
 def test_saved_rows_capture_the_message_as_it_was() -> None:
