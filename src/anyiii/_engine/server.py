@@ -316,7 +316,7 @@ async def run(
     *,
     settings: EngineSettings | None = None,
     data_dir: str | Path | None = None,
-    services: Sequence[ServiceFactory] = DEFAULT_SERVICES,
+    services: Sequence[ServiceFactory] | None = None,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
@@ -326,8 +326,9 @@ async def run(
     there, so it survives a restart or a crash; None keeps everything in memory. Leaving the
     block answers every call still in flight with `invocation_stopped`, closes every
     worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
-    both checkpoints. `services` are the in-engine services to run (each made with the
-    router as its context; `functools.partial` binds a service's configuration).
+    both checkpoints. `services` are the in-engine services to run, each made with the
+    engine as its context (`functools.partial` binds a service's configuration); None
+    runs the default ones (state and queues).
     """
     chosen = settings or EngineSettings()
     limits = TransportLimits(
@@ -336,7 +337,9 @@ async def run(
         close_timeout=chosen.shutdown_timeout,
     )
     router = Router(
-        clock=anyio.current_time, namespace_grace=chosen.namespace_grace, services=services
+        clock=anyio.current_time,
+        namespace_grace=chosen.namespace_grace,
+        services=DEFAULT_SERVICES if services is None else services,
     )
     hosted = router.services
     storage: Storage = (

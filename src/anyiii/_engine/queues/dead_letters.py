@@ -20,19 +20,19 @@ Named queues are listed with `broker_type` `function_queue`, topics with `builti
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Protocol
 
 import msgspec
 from msgspec import Raw
 
 from ..._protocol.codes import DESERIALIZATION_ERROR
 from ..._protocol.frames import ErrorBody, decode_value, to_raw
-from ..service import Reply
+from ..service import Effect, Reply
+from .config import DeliveryPolicy
 from .model import Deleted, Message, Saved
-
-if TYPE_CHECKING:
-    from .service import QueueService
+from .scheduler import Scheduler
+from .subscriptions import Subscriptions
 
 __all__ = ["dead_letter_functions"]
 
@@ -63,7 +63,34 @@ class _One(_Name):
 Runner = Callable[[Raw], Reply]
 
 
-def dead_letter_functions(service: QueueService) -> dict[str, tuple[str, Runner]]:
+class QueueState(Protocol):
+    """What these built-ins need of the queue service."""
+
+    @property
+    def policies(self) -> Mapping[str, DeliveryPolicy]:
+        """The named queues."""
+        ...
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        """The live topic subscriptions."""
+        ...
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """Every message, live and dead."""
+        ...
+
+    def kind_of(self, name: str) -> str:
+        """ "queue" or "topic" for a name a caller gives."""
+        ...
+
+    def deliveries(self) -> list[Effect]:
+        """Calls for every message that may be delivered now."""
+        ...
+
+
+def dead_letter_functions(service: QueueState) -> dict[str, tuple[str, Runner]]:
     """The built-ins bound to `service`: {function id: (description, runner)}."""
 
     def of(name: str, *, dead: bool) -> list[Message]:
@@ -183,7 +210,7 @@ def _guarded(run: Runner) -> Runner:
     return guarded
 
 
-def _commit(result: Raw, changes: list[Any], service: QueueService) -> Reply:
+def _commit(result: Raw, changes: list[Any], service: QueueState) -> Reply:
     """Answer once `changes` are durable; redriven messages go out after that."""
     return Reply(result, changes=tuple(changes), effects=tuple(service.deliveries()))
 
