@@ -77,6 +77,39 @@ class Scheduler:
             lane = self.lanes[message.lane] = Lane(message.lane)
         bisect.insort(lane.pending, (message.seq, message.id))
 
+    def offer(self, message: Message) -> list[Message]:
+        """Accept a new message; returns what goes out now (marked in flight): the message
+        itself, or in a FIFO lane whatever of the lane may go.
+
+        Only its own lane can change, so this decides without scanning the others (a
+        standard lane need not even scan itself: a new message is the last in order). A
+        message that must wait for its target shortens the deadline to the next poll.
+        """
+        self.add(message)
+        lane = self.lanes[message.lane]
+        if not self._lane_open(lane.key):
+            return []
+        policy = self._policy_for(lane.key)
+        if policy.fifo:
+            deadlines: list[float] = []
+            taken = list(self._take(lane, self._clock(), deadlines))
+            self._shorten(deadlines)
+            return taken
+        if len(lane.in_flight) >= policy.concurrency:
+            return []
+        if not self._target_ready(message.namespace, message.function_id):
+            self._shorten([self._clock() + policy.poll_interval_ms / 1000])
+            return []
+        assert lane.pending[-1][1] == message.id, "offer() takes new messages only"
+        lane.pending.pop()
+        lane.in_flight[message.id] = message
+        return [message]
+
+    def _shorten(self, deadlines: list[float]) -> None:
+        if self._deadline is not None:
+            deadlines.append(self._deadline)
+        self._deadline = min(deadlines, default=None)
+
     def wake(self) -> None:
         """Something may have become deliverable: the next `due()` should run now."""
         self._deadline = self._clock()

@@ -159,6 +159,10 @@ class QueueService(BaseService):
         """Calls for every message that may be delivered now."""
         return [self._deliver(message) for message in self.scheduler.due()]
 
+    def _accept(self, message: Message) -> list[Effect]:
+        """Take a new message in; the calls that deliver what may go now."""
+        return [self._deliver(m) for m in self.scheduler.offer(message)]
+
     def _deliver(self, message: Message) -> Invoke:
         condition = None
         if message.kind == "topic":
@@ -229,8 +233,7 @@ class QueueService(BaseService):
             group=group,
             receipt=request.messageReceiptId,
         )
-        self.scheduler.add(message)
-        return Reply(changes=(Saved.of(message),), effects=tuple(self.deliveries()))
+        return Reply(changes=(Saved.of(message),), effects=tuple(self._accept(message)))
 
     def _publish(self, data: Raw) -> Reply:
         try:
@@ -244,6 +247,7 @@ class QueueService(BaseService):
             logger.info("topic %s has no subscribers; the message is dropped", request.topic)
             return Reply()
         saved: list[Saved] = []
+        effects: list[Effect] = []
         for namespace, function_id in destinations:
             message = self.new_message(
                 kind="topic",
@@ -252,6 +256,6 @@ class QueueService(BaseService):
                 function_id=function_id,
                 data=bytes(request.data),
             )
-            self.scheduler.add(message)
             saved.append(Saved.of(message))
-        return Reply(changes=tuple(saved), effects=tuple(self.deliveries()))
+            effects += self._accept(message)
+        return Reply(changes=tuple(saved), effects=tuple(effects))

@@ -46,45 +46,47 @@ class Subscription:
 
 
 class Subscriptions:
-    """Every live subscription, by binding id (insertion order: the latest wins)."""
+    """Every live subscription, by lane and binding id (in binding order: the latest of a
+    lane is its last)."""
 
     def __init__(self, on_subscribed: Callable[[], None]) -> None:
-        self._by_binding: dict[str, Subscription] = {}
+        self._lanes: dict[LaneKey, dict[str, Subscription]] = {}
+        self._lane_of: dict[str, LaneKey] = {}
         self._on_subscribed = on_subscribed
 
     def add(self, binding_id: str, subscription: Subscription) -> None:
-        self._by_binding.pop(binding_id, None)
-        self._by_binding[binding_id] = subscription
+        self.remove(binding_id)
+        self._lanes.setdefault(subscription.lane, {})[binding_id] = subscription
+        self._lane_of[binding_id] = subscription.lane
         self._on_subscribed()
 
     def remove(self, binding_id: str) -> None:
-        self._by_binding.pop(binding_id, None)
+        lane = self._lane_of.pop(binding_id, None)
+        if lane is None:
+            return
+        bindings = self._lanes[lane]
+        del bindings[binding_id]
+        if not bindings:
+            del self._lanes[lane]
 
     def latest(self, lane: LaneKey) -> Subscription | None:
         """The most recent subscription feeding a topic lane, if any is live."""
-        found = None
-        for subscription in self._by_binding.values():
-            if subscription.lane == lane:
-                found = subscription
-        return found
+        bindings = self._lanes.get(lane)
+        return next(reversed(bindings.values())) if bindings else None
 
     def policy(self, lane: LaneKey) -> DeliveryPolicy:
         latest = self.latest(lane)
         return DEFAULT_POLICY if latest is None else latest.policy
 
     def destinations(self, topic: str) -> list[tuple[str, str]]:
-        """The distinct (namespace, function id) subscribed to `topic`, in binding order."""
-        seen: dict[tuple[str, str], None] = {}
-        for s in self._by_binding.values():
-            if s.topic == topic:
-                seen[(s.namespace, s.function_id)] = None
-        return list(seen)
+        """The distinct (namespace, function id) subscribed to `topic`."""
+        return [(lane[2], lane[3]) for lane in self._lanes if lane[1] == topic]
 
     def counts(self) -> dict[str, int]:
         """How many bindings each topic has."""
         out: dict[str, int] = {}
-        for s in self._by_binding.values():
-            out[s.topic] = out.get(s.topic, 0) + 1
+        for lane, bindings in self._lanes.items():
+            out[lane[1]] = out.get(lane[1], 0) + len(bindings)
         return out
 
 
