@@ -237,3 +237,34 @@ async def test_acknowledged_messages_survive_kill_9(tmp_path: Path, engine_backe
                 w.register_function("app::busy", consume)
                 await everything.wait()
     assert received == set(range(40))
+
+
+async def test_a_condition_that_answers_false_consumes_the_message() -> None:
+    got: list[int] = []
+    checked: list[int] = []
+
+    async def only_even(n: int) -> bool:
+        checked.append(n)
+        return n % 2 == 0
+
+    async def handler(n: int) -> None:
+        got.append(n)
+
+    with anyio.fail_after(20):
+        async with anyiii.engine.run(http_port=None) as engine, anyiii.connect(engine.url) as w:
+            w.register_function("app::only_even", only_even)
+            w.register_function("app::handler", handler)
+            config = {"topic": "numbers", "condition_function_id": "app::only_even"}
+            await w.register_trigger("durable:subscriber", "app::handler", config)
+            for n in range(4):
+                await call(w, "iii::durable::publish", {"topic": "numbers", "data": n})
+
+            async def settled() -> bool:
+                stats = await call(w, "engine::queue::topic_stats", {"topic": "numbers"})
+                return bool(stats["depth"] == 0 and len(got) == 2)
+
+            await until(settled)
+            stats = await call(w, "engine::queue::topic_stats", {"topic": "numbers"})
+    assert sorted(checked) == [0, 1, 2, 3]
+    assert sorted(got) == [0, 2]
+    assert stats["dlq_depth"] == 0
