@@ -301,3 +301,19 @@ def test_saved_rows_capture_the_message_as_it_was() -> None:
     ((_, row),) = list(saved.statements())
     assert row[7] == 0  # attempts when accepted, not now
     assert msgspec.json.decode(row[6]) == {"n": 1}
+
+
+def test_each_lane_keeps_its_own_timer() -> None:
+    config = {"queue_configs": {"slow": {"backoff_ms": 500}, "fast": {"backoff_ms": 50}}}
+    context, service = make(config)
+    (slow,) = invokes(enqueue(service, "slow", {"q": "slow"}).effects)
+    (fast,) = invokes(enqueue(service, "fast", {"q": "fast"}).effects)
+    done(slow, FAIL)
+    assert service.next_deadline() == pytest.approx(context.t + 0.5)
+    done(fast, FAIL)
+    assert service.next_deadline() == pytest.approx(context.t + 0.05)
+    context.t += 0.05
+    (again,) = invokes(service.tick())
+    assert data(again) == {"q": "fast"}
+    done(again)  # only its lane is looked at again; the other lane's retry still stands
+    assert service.next_deadline() == pytest.approx(context.t + 0.45)

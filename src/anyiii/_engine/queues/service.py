@@ -155,9 +155,9 @@ class QueueService(BaseService):
 
     # --- delivering ------------------------------------------------------------------------------
 
-    def deliveries(self) -> list[Effect]:
-        """Calls for every message that may be delivered now."""
-        return [self._deliver(message) for message in self.scheduler.due()]
+    def deliveries(self, only: LaneKey | None = None) -> list[Effect]:
+        """Calls for every message that may be delivered now (of lane `only`, if given)."""
+        return [self._deliver(message) for message in self.scheduler.due(only)]
 
     def _accept(self, message: Message) -> list[Effect]:
         """Take a new message in; the calls that deliver what may go now."""
@@ -181,11 +181,11 @@ class QueueService(BaseService):
             scheduler = self.scheduler
             if error is None:  # delivered, or a condition said false: consumed either way
                 scheduler.succeeded(message)
-                return (Commit((Deleted(message.id),)), *self.deliveries())
+                return (Commit((Deleted(message.id),)), *self.deliveries(message.lane))
             missing = error.code == FUNCTION_NOT_FOUND
             if missing and not self._context.has_function(message.namespace, message.function_id):
                 scheduler.hold(message)
-                return self.deliveries()
+                return self.deliveries(message.lane)
             scheduler.failed(message, f"{error.code}: {error.message}", self._now_ms())
             if message.dead:
                 logger.warning(
@@ -195,7 +195,7 @@ class QueueService(BaseService):
                     message.function_id,
                     message.attempts,
                 )
-            return (Commit((Saved.of(message),)), *self.deliveries())
+            return (Commit((Saved.of(message),)), *self.deliveries(message.lane))
 
         return done
 
