@@ -62,7 +62,9 @@ class Scheduler:
         self.dead: dict[str, Message] = {}
         """Dead letters, by id."""
         self.lanes: dict[LaneKey, Lane] = {}
-        self._deadline: float | None = None
+        self._deadlines: dict[LaneKey, float] = {}
+        """When each lane that waits on a timer (a retry, a poll) next has work."""
+        self._woken: float | None = None
 
     # --- accepting -----------------------------------------------------------------------------
 
@@ -91,44 +93,46 @@ class Scheduler:
             return []
         policy = self._policy_for(lane.key)
         if policy.fifo:
-            deadlines: list[float] = []
-            taken = list(self._take(lane, self._clock(), deadlines))
-            self._shorten(deadlines)
-            return taken
+            return self.due(lane.key)
         if len(lane.in_flight) >= policy.concurrency:
             return []
         if not self._target_ready(message.namespace, message.function_id):
-            self._shorten([self._clock() + policy.poll_interval_ms / 1000])
+            poll = self._clock() + policy.poll_interval_ms / 1000
+            self._deadlines[lane.key] = min(self._deadlines.get(lane.key, poll), poll)
             return []
         assert lane.pending[-1][1] == message.id, "offer() takes new messages only"
         lane.pending.pop()
         lane.in_flight[message.id] = message
         return [message]
 
-    def _shorten(self, deadlines: list[float]) -> None:
-        if self._deadline is not None:
-            deadlines.append(self._deadline)
-        self._deadline = min(deadlines, default=None)
-
     def wake(self) -> None:
         """Something may have become deliverable: the next `due()` should run now."""
-        self._deadline = self._clock()
+        self._woken = self._clock()
 
     # --- delivering ----------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
         """When `due()` next has something to hand out (as far as timers can tell)."""
-        return self._deadline
+        deadlines = list(self._deadlines.values())
+        if self._woken is not None:
+            deadlines.append(self._woken)
+        return min(deadlines, default=None)
 
-    def due(self) -> list[Message]:
-        """The messages to deliver now, marked in flight."""
+    def due(self, only: LaneKey | None = None) -> list[Message]:
+        """The messages to deliver now, marked in flight: of every lane, or of lane `only`
+        (after one of its deliveries ended, only that lane can have changed)."""
         now = self._clock()
-        deadlines: list[float] = []
         out: list[Message] = []
-        for lane in self.lanes.values():
+        if only is None:
+            self._woken = None
+        for lane in self.lanes.values() if only is None else (self.lanes[only],):
+            deadlines: list[float] = []
             if lane.pending and self._lane_open(lane.key):
                 out.extend(self._take(lane, now, deadlines))
-        self._deadline = min(deadlines, default=None)
+            if deadlines:
+                self._deadlines[lane.key] = min(deadlines)
+            else:
+                self._deadlines.pop(lane.key, None)
         return out
 
     def _take(self, lane: Lane, now: float, deadlines: list[float]) -> Iterator[Message]:
