@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +34,10 @@ from .._transport import (
     url_host,
 )
 from .actions import Action, Close, Completed, Persist, Send
+from .hosting import ServiceFactory
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
-from .router import Router
+from .router import DEFAULT_SERVICES, Router
 from .storage import MemoryStorage, SqliteStorage, Storage
 from .writes import WritePipeline
 
@@ -315,6 +316,8 @@ async def run(
     *,
     settings: EngineSettings | None = None,
     data_dir: str | Path | None = None,
+    stream_port: int | None = None,
+    services: Sequence[ServiceFactory] | None = None,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
@@ -325,6 +328,11 @@ async def run(
     block answers every call still in flight with `invocation_stopped`, closes every
     worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
     both checkpoints.
+
+    `services` are the in-engine services to run, each made from the router (None: all of
+    them, `DEFAULT_SERVICES`); `anyiii engine --config` passes the ones a config file
+    lists, bound to their `config:` blocks. `stream_port` is the stream subscriber port
+    (accepted and not yet served: the stream service brings it).
     """
     chosen = settings or EngineSettings()
     limits = TransportLimits(
@@ -332,7 +340,11 @@ async def run(
         max_queue_bytes=chosen.max_queue_bytes,
         close_timeout=chosen.shutdown_timeout,
     )
-    router = Router(clock=anyio.current_time, namespace_grace=chosen.namespace_grace)
+    router = Router(
+        clock=anyio.current_time,
+        namespace_grace=chosen.namespace_grace,
+        services=DEFAULT_SERVICES if services is None else services,
+    )
     services = router.services
     storage: Storage = (
         MemoryStorage()
