@@ -345,14 +345,14 @@ async def run(
         namespace_grace=chosen.namespace_grace,
         services=DEFAULT_SERVICES if services is None else services,
     )
-    services = router.services
+    hosted = router.services
     storage: Storage = (
         MemoryStorage()
         if data_dir is None
-        else await SqliteStorage.open(Path(data_dir), services.schema)
+        else await SqliteStorage.open(Path(data_dir), hosted.schema)
     )
     try:
-        services.restore(await storage.load(services.restore_queries))
+        hosted.restore(await storage.load(hosted.restore_queries))
         engine = EmbeddedEngine(router, chosen, storage)
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
             yield running
