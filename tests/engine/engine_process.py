@@ -1,7 +1,8 @@
 """`anyiii engine` as a real process, for tests that start, signal and kill it.
 
 `engine_process(backend, *args)` starts `python -m anyiii engine --port 0 --http-port 0`
-(later `--port N` arguments win, for restarts on a known port), parses the addresses
+(later `--port N` arguments win, for restarts on a known port; in memory unless a
+`--data-dir` is given or `in_memory=False`), parses the addresses
 from its first stdout line, and reads stderr continuously so that waiting for a log line
 is event driven.
 """
@@ -74,8 +75,16 @@ class EngineProcess:
             return await self.process.wait()
 
 
-def engine_command(backend: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "anyiii", "engine", "--backend", backend, *args]
+def engine_command(backend: str, *args: str, in_memory: bool = True) -> list[str]:
+    """The CLI's command line; in memory (not the default ./data) unless a data directory
+    or `in_memory=False` is given, and with the stream port on a free port."""
+    default_storage = () if not in_memory or "--data-dir" in args else ("--in-memory",)
+    return [
+        sys.executable,
+        *("-m", "anyiii", "engine", "--backend", backend, "--stream-port", "0"),
+        *default_storage,
+        *args,
+    ]
 
 
 def engine_env() -> dict[str, str]:
@@ -84,11 +93,22 @@ def engine_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def engine_process(backend: str, *args: str) -> AsyncIterator[EngineProcess]:
-    """Start the engine CLI on free ports; yield once it printed its addresses."""
-    command = engine_command(backend, "--port", "0", "--http-port", "0", *args)
+async def engine_process(
+    backend: str,
+    *args: str,
+    in_memory: bool = True,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[EngineProcess]:
+    """Start the engine CLI on free ports (in `cwd`, with `env` added to the environment);
+    yield once it printed its addresses."""
+    command = engine_command(backend, "--port", "0", "--http-port", "0", *args, in_memory=in_memory)
     process = await anyio.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env()
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**engine_env(), **(env or {})},
+        cwd=cwd,
     )
     async with process, anyio.create_task_group() as tg:
         engine = EngineProcess(process)

@@ -18,6 +18,7 @@ Nothing here does I/O beyond reading the one file, so the mapping is tested dire
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -171,8 +172,10 @@ def parse_config(
         expanded = interpolate(text, os.environ if environ is None else environ)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    stream = io.StringIO(expanded)
+    stream.name = source  # so that PyYAML's message names the file, with line and column
     try:
-        document = yaml.safe_load(expanded)
+        document = yaml.safe_load(stream)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     return _Reader(source).read(document)
