@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._engine.cli import add_engine_arguments, run_engine_command
+from ._engine import add_engine_arguments, run_engine_command
 
 __all__ = ["main"]
 
