@@ -75,14 +75,22 @@ class EngineProcess:
             return await self.process.wait()
 
 
-def engine_command(backend: str, *args: str, in_memory: bool = True) -> list[str]:
-    """The CLI's command line; in memory (not the default ./data) unless a data directory
-    or `in_memory=False` is given, and with the stream port on a free port."""
-    default_storage = () if not in_memory or "--data-dir" in args else ("--in-memory",)
+def engine_command(
+    backend: str, *args: str, in_memory: bool = True, free_stream_port: bool = True
+) -> list[str]:
+    """The CLI's command line: in memory (not the default ./data) unless a data directory
+    is given or `in_memory=False`; the stream port free unless `free_stream_port=False`."""
+    storage = ("--in-memory",) if in_memory and "--data-dir" not in args else ()
+    stream = ("--stream-port", "0") if free_stream_port else ()
     return [
         sys.executable,
-        *("-m", "anyiii", "engine", "--backend", backend, "--stream-port", "0"),
-        *default_storage,
+        "-m",
+        "anyiii",
+        "engine",
+        "--backend",
+        backend,
+        *stream,
+        *storage,
         *args,
     ]
 
@@ -97,12 +105,17 @@ async def engine_process(
     backend: str,
     *args: str,
     in_memory: bool = True,
+    free_ports: bool = True,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[EngineProcess]:
-    """Start the engine CLI on free ports (in `cwd`, with `env` added to the environment);
-    yield once it printed its addresses."""
-    command = engine_command(backend, "--port", "0", "--http-port", "0", *args, in_memory=in_memory)
+    """Start the engine CLI, on free ports unless `free_ports=False` (then the arguments or
+    a config file choose), in `cwd`, with `env` added to the environment; yield once it
+    printed its addresses."""
+    ports = ("--port", "0", "--http-port", "0") if free_ports else ()
+    command = engine_command(
+        backend, *ports, *args, in_memory=in_memory, free_stream_port=free_ports
+    )
     process = await anyio.open_process(
         command,
         stdout=subprocess.PIPE,
