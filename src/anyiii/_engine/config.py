@@ -158,9 +158,9 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> E
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+        raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     return parse_config(text, source=str(path), environ=environ)
 
 
