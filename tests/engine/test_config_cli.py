@@ -236,7 +236,7 @@ def test_a_service_refusing_its_block_exits_2(
         def __init__(self, context: object, config: Any = None) -> None:
             raise ConfigError(f"iii-state: cannot use {dict(config or {})}")
 
-    monkeypatch.setitem(cli.SERVICE_CLASSES, "iii-state", Picky)  # type: ignore[arg-type]
+    monkeypatch.setitem(cli.SERVICE_CLASSES, "iii-state", Picky)
     config = tmp_path / "config.yaml"
     config.write_text("workers:\n  - name: iii-state\n    config: {odd: 1}\n")
     parser = argparse.ArgumentParser()
