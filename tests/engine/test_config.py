@@ -238,11 +238,11 @@ workers:
         "it as an external worker); start it yourself",
         "from-image: runs from an image (`image:`); start that worker yourself",
         "iii-state: entry key 'labels' is not used by the embedded engine",
-        "iii-state: adapter 'redis' is not available in the embedded engine; it keeps its "
-        "data in its own storage (as the 'kv' adapter)",
+        "iii-state: adapter 'redis' is not available in the embedded engine; its built-in "
+        "'kv' adapter is used instead",
         "iii-state: listed twice; only the first entry is used",
-        "iii-queue: adapter 'rabbitmq' is not available in the embedded engine; it keeps its "
-        "data in its own storage (as the 'builtin' adapter)",
+        "iii-queue: adapter 'rabbitmq' is not available in the embedded engine; its built-in "
+        "'builtin' adapter is used instead",
     }
     assert set(config.skipped) == expected
     assert len(config.skipped) == len(expected)  # the custom worker, listed twice, once
@@ -415,3 +415,36 @@ def test_the_sdk_fixture_maps_onto_the_embedded_engine() -> None:
         "/otel is accepted and discarded)",
         "iii-http-functions: HTTP-invoked external functions are not implemented",
     )
+
+
+def test_the_example_in_the_engine_docs_does_what_the_docs_say() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
+    section = page.split("## Configuration file", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example, source="config.yaml", environ={})
+    options = resolve(EngineFlags(config="config.yaml"), config)
+    assert (options.host, options.port, options.http_port, options.stream_port) == (
+        "127.0.0.1",
+        49134,
+        3111,
+        3112,
+    )
+    assert parse_config(example, environ={"III_PORT": "5000"}).workers == Listener(
+        5000, "127.0.0.1"
+    )
+    assert options.settings.namespace_grace == 5.0
+    assert options.settings.http.request_timeout == 30.0
+    assert list(config.services) == ["iii-state", "iii-stream", "iii-pubsub"]
+    assert options.data_dir == Path("data")
+    assert config.skipped == (
+        "iii-http: `cors` is not applied: the REST listener sends no CORS headers",
+        "iii-pubsub: adapter 'redis' is not available in the embedded engine; its built-in "
+        "'local' adapter is used instead",
+        "iii-observability: OpenTelemetry export is not implemented (SDK telemetry sent to "
+        "/otel is accepted and discarded)",
+    )
+    error = section.split("```text\n", 1)[1].split("```", 1)[0].strip()
+    broken = "workers:\n  - name: iii-worker-manager\n  - name: iii-http\n    config: {port: web}\n"
+    with pytest.raises(ConfigError) as refused:
+        parse_config(broken, source="config.yaml", environ={})
+    assert error == f"anyiii engine: error: {refused.value}"

@@ -331,7 +331,7 @@ class _Reader:
         if adapter["name"] != builtin:
             self.skip(
                 f"{name}: adapter {adapter['name']!r} is not available in the embedded "
-                f"engine; it keeps its data in its own storage (as the {builtin!r} adapter)"
+                f"engine; its built-in {builtin!r} adapter is used instead"
             )
             return
         options = adapter.get("config") or {}
