@@ -5,11 +5,8 @@ broken file exits 2 with a message and no traceback.
 Each async test runs the engine on the test's own backend (asyncio or trio), so both engine
 backends are covered without doubling the processes.
 
-The SDK fixture's ports: `iii-stream` takes `${STREAMS_PORT:3112}`, so the test sets that
-variable; the other ports are literal numbers (49199, 49135, 3199), so the test writes a
-copy of the file with those numbers replaced by ports the OS just handed out (bound to port
-0, then released) — the file's ports are still the ones served, without colliding with
-anything else on the machine.
+The SDK fixture's ports are chosen as `config_fixture.fixture_copy` explains: the file's
+ports are still the ones served, without colliding with anything else on the machine.
 """
 
 from __future__ import annotations
@@ -17,7 +14,6 @@ from __future__ import annotations
 import argparse
 import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,7 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from config_fixture import fixture_copy
 from engine_process import engine_command, engine_env, engine_process
 
 import anyiii
@@ -33,8 +30,6 @@ from anyiii import ConnectError
 from anyiii._engine import cli
 from anyiii._engine.config import ConfigError
 from anyiii._transport import open_websocket
-
-DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def skipped_in_the_fixture(rbac_port: int) -> list[str]:
@@ -45,30 +40,6 @@ def skipped_in_the_fixture(rbac_port: int) -> list[str]:
         "/otel is accepted and discarded)",
         "iii-http-functions: HTTP-invoked external functions are not implemented",
     ]
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the OS just handed out; all held until all are chosen, so they differ."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for each in sockets:
-            each.bind(("127.0.0.1", 0))
-        return [each.getsockname()[1] for each in sockets]
-    finally:
-        for each in sockets:
-            each.close()
-
-
-def fixture_copy(directory: Path) -> tuple[Path, dict[str, int]]:
-    """The SDK fixture with its literal ports replaced by free ones, and the ports used."""
-    worker, rbac, http, stream = free_ports(4)
-    text = (DATA / "iii-config-test.yaml").read_text()
-    for literal, port in ((49199, worker), (49135, rbac), (3199, http)):
-        assert text.count(f"port: {literal}\n") == 1
-        text = text.replace(f"port: {literal}\n", f"port: {port}\n")
-    path = directory / "config.yaml"
-    path.write_text(text)
-    return path, {"worker": worker, "rbac": rbac, "http": http, "stream": stream}
 
 
 async def call(worker: anyiii.Worker, function_id: str, payload: Any) -> Any:
