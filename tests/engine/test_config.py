@@ -266,6 +266,7 @@ def state_adapter(options: str) -> str:
         ("{store_method: file_based}", Path("."), False),  # the real default: kv_store_data.db
         ("{store_method: in_memory}", None, True),
         ("{file_path: ./data/x}", None, False),  # no store method: the CLI's default applies
+        ("{store_method: file-based, file_path: ./x/y}", None, False),  # unknown: noted
     ],
 )
 def test_the_data_directory_is_where_the_file_based_stores_are(
@@ -273,6 +274,8 @@ def test_the_data_directory_is_where_the_file_based_stores_are(
 ) -> None:
     config = parse(state_adapter(options))
     assert (config.data_dir, config.in_memory) == (data_dir, in_memory)
+    unknown = "iii-state: `store_method` 'file-based' is not in_memory or file_based"
+    assert config.skipped == ((unknown,) if "file-based" in options else ())
 
 
 # --- wrong types and broken files --------------------------------------------------------------

@@ -249,7 +249,7 @@ class _Reader:
             block = item.get("config")
             if block is not None and not isinstance(block, dict):
                 raise self.fail(where, "`config:` must be a mapping")
-            for extra in item.keys() - {"name", "config", "image"}:
+            for extra in [key for key in item if key not in ("name", "config", "image")]:
                 self.skip(f"{name}: entry key {extra!r} is not used by the embedded engine")
             if item.get("image") is not None:
                 self.skip(f"{name}: runs from an image (`image:`); start that worker yourself")
@@ -342,8 +342,12 @@ class _Reader:
             raise self.fail(where, f"`store_method` must be a string, not {method!r}")
         if path is not None and not isinstance(path, str):
             raise self.fail(where, f"`file_path` must be a string, not {path!r}")
-        if method is not None:
+        if method in ("file_based", "in_memory"):
             self.stores.append((name, method, path))
+        elif method is not None:
+            # The real engine warns and keeps such a store in memory; here the CLI's default
+            # applies, so a typo loses no data.
+            self.skip(f"{name}: `store_method` {method!r} is not in_memory or file_based")
 
     def storage(self) -> tuple[Path | None, bool]:
         """The data directory the file's adapters imply, or that they are all in memory.
