@@ -93,11 +93,13 @@ def test_a_classic_five_field_expression_is_refused_with_the_six_field_form() ->
     with pytest.raises(CronExpressionError) as refused:
         CronSchedule("*/5 * * * *")
     message = str(refused.value)
-    assert "5 fields" in message and "seconds first" in message
+    assert "5 fields" in message
+    assert "seconds first" in message
     assert "'0 */5 * * * *'" in message
     service = CronService(Clocks())
     error = service.register(binding("*/5 * * * *"))
-    assert error is not None and error.code == "trigger_registration_failed"
+    assert error is not None
+    assert error.code == "trigger_registration_failed"
     assert "'0 */5 * * * *'" in error.message
     assert service.next_deadline() is None
 
@@ -117,7 +119,8 @@ def test_bad_configs_are_refused(config: dict[str, Any]) -> None:
     service = CronService(Clocks())
     frame = RegisterTrigger(id="j", trigger_type="cron", function_id="f", config=to_raw(config))
     error = service.register(frame)
-    assert error is not None and error.code == "trigger_registration_failed"
+    assert error is not None
+    assert error.code == "trigger_registration_failed"
 
 
 def test_six_and_seven_field_expressions_name_the_right_times() -> None:
@@ -171,7 +174,8 @@ def test_a_tick_calls_the_function_with_the_payload_metadata_and_condition() -> 
     }
     assert effect.function_id == "app::tick"
     assert effect.namespace == "billing"
-    assert effect.metadata is not None and msgspec.json.decode(effect.metadata) == {"team": "ops"}
+    assert effect.metadata is not None
+    assert msgspec.json.decode(effect.metadata) == {"team": "ops"}
     assert effect.condition_function_id == "app::should"
 
 
@@ -300,7 +304,8 @@ async def test_a_cron_binding_fires_with_its_metadata_through_the_engine() -> No
             await fired.wait()
     event, metadata = ticks[0]
     assert set(event) == {"trigger", "job_id", "scheduled_time", "actual_time"}
-    assert event["trigger"] == "cron" and event["job_id"] == trigger.id
+    assert event["trigger"] == "cron"
+    assert event["job_id"] == trigger.id
     scheduled = datetime.fromisoformat(event["scheduled_time"])
     assert scheduled.microsecond == 0
     assert datetime.fromisoformat(event["actual_time"]) >= scheduled
