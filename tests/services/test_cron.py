@@ -11,12 +11,15 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from test_router import Engine
 
 import anyiii
 from anyiii._engine.cron import CronService
 from anyiii._engine.cron_schedule import CronExpressionError, CronSchedule, rfc3339
+from anyiii._engine.router import Router
 from anyiii._engine.service import Invoke
-from anyiii._protocol.frames import ErrorBody, RegisterTrigger, to_raw
+from anyiii._protocol import events as ev
+from anyiii._protocol.frames import ErrorBody, RegisterTrigger, decode_value, to_raw
 from anyiii.testing import running_engine
 
 START_MS = 1_796_212_800_000  # 2026-12-02T12:00:00Z, a whole second
@@ -268,6 +271,48 @@ def test_the_real_engines_adapter_config_is_accepted(caplog: pytest.LogCaptureFi
         CronService(Clocks(), {"adapter": {"name": "redis", "config": {}}, "extra": 1})
     assert "runs in-process" in caplog.text
     assert "ignoring unknown config keys extra" in caplog.text
+
+
+# --- through the router, on fake clocks ------------------------------------------------------
+
+
+def test_the_router_runs_a_cron_binding_on_its_clocks_and_re_arms_its_timer() -> None:
+    """A worker binds `cron`; the router's deadline moves (and says so), a tick calls the
+    worker with the payload and metadata, and the next time comes only after it answered."""
+    engine = Engine()
+    wall = [START_MS]
+    engine.router = Router(clock=lambda: engine.now, wall_clock_ms=lambda: wall[0])
+    frame = RegisterTrigger(
+        id="c-1",
+        trigger_type="cron",
+        function_id="svc::a",
+        config=to_raw({"expression": "*/5 * * * * *"}),
+        metadata=to_raw({"team": "ops"}),
+    )
+    worker = engine.connect("svc::a")
+    engine.tick(0.1)  # the discovery debounce is done with
+    engine.router.timers_changed = False
+    engine.send(worker, worker.core.register(frame))
+    assert engine.router.timers_changed
+    assert engine.router.next_deadline() == pytest.approx(5.1)
+    for n in range(1, 4):
+        wall[0] = START_MS + 5000 * n
+        engine.tick(0.1 + 5.0 * n)
+        request = worker.one(ev.InvocationRequested)
+        assert decode_value(request.data) == {
+            "trigger": "cron",
+            "job_id": "c-1",
+            "scheduled_time": rfc3339(START_MS + 5000 * n),
+            "actual_time": rfc3339(START_MS + 5000 * n),
+        }
+        assert request.metadata is not None
+        assert decode_value(request.metadata) == {"team": "ops"}
+        assert request.invocation_id is not None
+        assert engine.router.next_deadline() is None  # one call at a time
+        engine.router.timers_changed = False
+        engine.send(worker, worker.core.complete(request.invocation_id, to_raw(None)))
+        assert engine.router.timers_changed
+        assert engine.router.next_deadline() == pytest.approx(0.1 + 5.0 * (n + 1))
 
 
 # --- through the engine ----------------------------------------------------------------------
