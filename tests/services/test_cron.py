@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_router import Engine
 
 import anyiii
@@ -152,6 +154,43 @@ def test_times_are_written_as_the_real_engine_writes_them() -> None:
 
 
 # --- the schedule on fake clocks -------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    expression=st.sampled_from(
+        ["* * * * * *", "*/3 * * * * *", "10,40 * * * * *", "0 */2 * * * *", "0 0 * * * *"]
+    ),
+    wakeups=st.lists(st.floats(0, 2.5), min_size=30, max_size=30),
+    calls=st.lists(st.floats(0, 2.5), min_size=30, max_size=30),
+    skew_ms=st.integers(-400, 400),
+)
+def test_fired_times_are_on_the_schedule_increasing_and_skip_only_what_was_missed(
+    expression: str, wakeups: list[float], calls: list[float], skew_ms: int
+) -> None:
+    """Whatever the wake-up latency, call duration and skew between the two clocks: every
+    time served is one the expression names, each is the first one after the previous
+    time and after the wall clock when the previous call ended, and none repeats."""
+    clocks = Clocks()
+    clocks.wall += skew_ms
+    schedule = CronSchedule(expression)
+    service = CronService(clocks)
+    service.register(binding(expression))
+    served: list[int] = []
+    after = clocks.wall  # registered now
+    for wakeup, call in zip(wakeups, calls, strict=True):
+        deadline = service.next_deadline()
+        assert deadline is not None
+        clocks.advance_to(deadline + wakeup)
+        (effect,) = service.tick()
+        assert isinstance(effect, Invoke)
+        scheduled = ms(payload(effect)["scheduled_time"])
+        assert scheduled == schedule.after(after)
+        served.append(scheduled)
+        clocks.advance(call)
+        finish(effect)
+        after = max(scheduled, clocks.wall)  # the time served, or when its call ended
+    assert served == sorted(set(served))
 
 
 def test_a_tick_calls_the_function_with_the_payload_metadata_and_condition() -> None:
