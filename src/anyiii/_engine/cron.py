@@ -120,7 +120,7 @@ class CronService(BaseService):
         def done(result: Raw | None, error: ErrorBody | None) -> Sequence[Effect]:
             if error is not None:
                 logger.warning(
-                    "cron job %s: %s failed (%s: %s)",
+                    "cron job %s: the call of %s failed (%s: %s)",
                     binding.id,
                     binding.function_id,
                     error.code,
