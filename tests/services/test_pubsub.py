@@ -228,3 +228,16 @@ async def test_publish_without_a_topic_fails_for_the_caller() -> None:
             with pytest.raises(anyiii.InvocationError) as empty:
                 await w.trigger_async({"function_id": "publish", "payload": {"topic": ""}})
             assert empty.value.code == "topic_not_set"
+
+
+async def test_the_typed_pubsub_client_publishes_and_subscribes() -> None:
+    """`anyiii.PubSub` against the engine's own service: a feed hears its topic only."""
+    with anyio.fail_after(20):
+        async with running_engine(http_port=None) as engine, anyiii.connect(engine.url):
+            pubsub = anyiii.PubSub()
+            async with pubsub.subscribe("news") as feed:
+                await pubsub.publish("sports", {"n": 0})
+                await pubsub.publish("news", {"n": 1})
+                await pubsub.publish("news", [2])
+                heard = [await anext(feed), await anext(feed)]
+    assert heard == [{"n": 1}, [2]]
