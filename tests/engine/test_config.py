@@ -25,7 +25,6 @@ from anyiii._engine.config import (
 )
 from anyiii._engine.router import Router
 from anyiii._engine.server import EngineSettings
-from anyiii._engine.state_service import StateService
 from anyiii._version import __version__
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -385,21 +384,30 @@ def test_listeners_on_several_hosts_are_bound_on_the_first_and_that_is_said() ->
 def test_listed_services_are_built_with_their_blocks_and_missing_ones_are_noted() -> None:
     config = parse(
         "workers:\n- name: iii-state\n  config: {triggers_enabled: false}\n- name: iii-dream\n"
-        "- name: iii-pubsub\n"
+        "- name: iii-pubsub\n- name: iii-cron\n  config: {adapter: {name: kv}}\n"
+        "- name: iii-queue\n  config: {queue_configs: {}}\n"
     )
     options = resolve(EngineFlags(), config)
     assert options.services is not None
-    state = options.services[0]
-    assert isinstance(state, partial)
-    assert (state.func, state.keywords) == (StateService, {"config": {"triggers_enabled": False}})
-    assert len(options.services) == sum(name in SERVICE_CLASSES for name in config.services)
+    available = [name for name in config.services if name in SERVICE_CLASSES]
+    assert available[:3] == ["iii-state", "iii-pubsub", "iii-cron"]
+    for name, factory in zip(available, options.services, strict=True):
+        assert isinstance(factory, partial)
+        assert factory.func is SERVICE_CLASSES[name]
+        assert factory.keywords == {"config": config.services[name]}
+    assert options.services[0].keywords == {"config": {"triggers_enabled": False}}  # type: ignore[attr-defined]
     router = Router(services=options.services)  # the engine builds them from itself
     assert router.services.owns("state::get")
-    if "iii-pubsub" not in SERVICE_CLASSES:  # until the pub/sub service is wired in
-        assert "iii-pubsub: this build of the embedded engine has no such service yet" in (
+    assert router.services.owns("publish")
+    assert options.notes[0].startswith("iii-dream: not a worker the embedded engine has")
+    for name in config.services.keys() - SERVICE_CLASSES.keys():  # until each one lands
+        assert f"{name}: this build of the embedded engine has no such service yet" in (
             options.notes
         )
-    assert options.notes[0].startswith("iii-dream: not a worker the embedded engine has")
+    # Only what the file lists runs, as in the real engine.
+    only_state = resolve(EngineFlags(), parse("workers:\n- name: iii-state\n"))
+    assert only_state.services is not None
+    assert not Router(services=only_state.services).services.owns("publish")
 
 
 def test_the_sdk_fixture_maps_onto_the_embedded_engine() -> None:

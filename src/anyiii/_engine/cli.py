@@ -32,7 +32,9 @@ from .config import (
     load_config,
 )
 from .config_names import STATE_WORKER
+from .cron import CronService
 from .hosting import ServiceFactory
+from .pubsub import PubSubService
 from .server import EngineSettings, run
 from .service import Service, ServiceContext
 from .state_service import StateService
@@ -63,8 +65,10 @@ class ConfiguredService(Protocol):
 
 SERVICE_CLASSES: Final[Mapping[str, ConfiguredService]] = {
     STATE_WORKER: StateService,
-    # The other services join here as they land: "iii-stream", "iii-pubsub",
-    # "iii-cron", "iii-queue" (the worker names of config_names.SERVICE_WORKERS).
+    "iii-pubsub": PubSubService,
+    "iii-cron": CronService,
+    # The other services join here as they land: "iii-stream", "iii-queue" (the worker
+    # names of config_names.SERVICE_WORKERS).
 }
 """The config file's worker name → the in-engine service class that implements it. The one
 place a new service is wired to `anyiii engine --config`."""

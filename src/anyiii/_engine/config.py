@@ -34,6 +34,7 @@ from .config_names import (
     ADAPTER_WORKERS,
     BUILTIN_ADAPTER,
     HTTP_WORKER,
+    IN_PROCESS_ADAPTERS,
     KV_DEFAULT_FILE,
     LISTENER_KEYS,
     LISTENER_WORKERS,
@@ -328,7 +329,7 @@ class _Reader:
         if not isinstance(adapter, dict) or not isinstance(adapter.get("name"), str):
             raise self.fail(where, "`adapter` must be a mapping with a string `name:`")
         builtin = BUILTIN_ADAPTER[name]
-        if adapter["name"] != builtin:
+        if adapter["name"] != builtin and adapter["name"] not in IN_PROCESS_ADAPTERS:
             self.skip(
                 f"{name}: adapter {adapter['name']!r} is not available in the embedded "
                 f"engine; its built-in {builtin!r} adapter is used instead"

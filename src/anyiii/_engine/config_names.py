@@ -14,6 +14,7 @@ __all__ = [
     "ADAPTER_WORKERS",
     "BUILTIN_ADAPTER",
     "HTTP_WORKER",
+    "IN_PROCESS_ADAPTERS",
     "KV_DEFAULT_FILE",
     "LISTENER_KEYS",
     "LISTENER_WORKERS",
@@ -60,6 +61,8 @@ BUILTIN_ADAPTER: Final[Mapping[str, str]] = {
 """Each service's in-process adapter in the real engine (its default); the embedded engine
 is that adapter. Others (`redis`, `bridge`, `rabbitmq`, …) are skipped."""
 ADAPTER_WORKERS: Final = frozenset(BUILTIN_ADAPTER)
+IN_PROCESS_ADAPTERS: Final = frozenset({*BUILTIN_ADAPTER.values(), "memory"})
+"""Adapter names that mean "in this process" (`memory` is the real pub/sub's test adapter)."""
 
 KV_DEFAULT_FILE: Final = "kv_store_data.db"
 """The real `kv` store's `file_path` when `file_based` names none (`builtins/kv.rs`)."""
