@@ -59,6 +59,7 @@ from .hosting import ServiceFactory, ServiceHost
 from .providers import HttpRoutes, TriggerProvider
 from .shapes import function_summaries
 from .state_service import StateService
+from .stream_service import StreamService
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -81,7 +82,7 @@ _BUFFERED: Final = (
 ENQUEUE_PROVIDER: Final = "engine::queue::enqueue"
 """The function the `enqueue` action hands its calls to (spec §5.1)."""
 
-DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (StateService,)
+DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (StateService, StreamService)
 """The services an engine runs unless told otherwise."""
 
 

@@ -33,7 +33,7 @@ from .._transport import (
     serve_websockets,
     url_host,
 )
-from .actions import Action, Close, Completed, Persist, Send
+from .actions import Action, Callback, Close, Completed, Persist, Send
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
 from .router import Router
@@ -200,6 +200,8 @@ class EmbeddedEngine:
                     )
             elif isinstance(action, Persist):
                 self._writes.submit(action)
+            elif isinstance(action, Callback):
+                action.run()
         if self._router.timers_changed:
             self._router.timers_changed = False
             self._timers_changed.set()
