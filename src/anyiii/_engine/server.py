@@ -38,6 +38,7 @@ from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
 from .router import Router
 from .storage import MemoryStorage, SqliteStorage, Storage
+from .stream_socket import start_stream_socket
 from .writes import WritePipeline
 
 __all__ = ["EmbeddedEngine", "EngineSettings", "run"]
@@ -102,6 +103,7 @@ class EmbeddedEngine:
         self.host = ""
         self.port = 0
         self.http_port: int | None = None
+        self.stream_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -114,6 +116,13 @@ class EmbeddedEngine:
         if self.http_port is None:
             return None
         return f"http://{url_host(self.host)}:{self.http_port}"
+
+    @property
+    def stream_url(self) -> str | None:
+        """The stream subscriber WebSocket address (browsers), or None when not served."""
+        if self.stream_port is None:
+            return None
+        return f"ws://{url_host(self.host)}:{self.stream_port}"
 
     @property
     def http_routes(self) -> HttpRoutes:
@@ -317,13 +326,16 @@ async def run(
     *,
     settings: EngineSettings | None = None,
     data_dir: str | Path | None = None,
+    stream_port: int | None = None,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
     Binds the worker WebSocket on `host:port` and the `http` trigger listener on
     `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). `data_dir`
     keeps what the engine acknowledged (the `state` service's values) in a SQLite database
-    there, so it survives a restart or a crash; None keeps everything in memory. Leaving the
+    there, so it survives a restart or a crash; None keeps everything in memory.
+    `stream_port` serves the stream subscriber socket for browsers there (0 picks a free
+    port; None, the default, serves none; the real engine's port is 3112). Leaving the
     block answers every call still in flight with `invocation_stopped`, closes every
     worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
     both checkpoints.
@@ -345,6 +357,17 @@ async def run(
         services.restore(await storage.load(services.restore_queries))
         engine = EmbeddedEngine(router, chosen, storage)
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
+            if stream_port is not None:
+                assert engine._tasks is not None
+                engine.stream_port = await start_stream_socket(
+                    engine._tasks,
+                    engine,
+                    router.services.service("iii-stream"),
+                    host,
+                    stream_port,
+                    max_message_size=chosen.max_message_size,
+                    handshake_timeout=chosen.handshake_timeout,
+                )
             yield running
     finally:
         await storage.aclose()

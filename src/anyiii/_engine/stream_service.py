@@ -168,6 +168,10 @@ class StreamService(BaseService):
         ):
             self.functions[function_id] = ServiceFunction(description, _guarded(run))
 
+    def wall_clock_ms(self) -> int:
+        """Milliseconds since the epoch, as stamped on announcements."""
+        return self._context.wall_clock_ms()
+
     def restore(self, rows: Sequence[Sequence[tuple[Any, ...]]]) -> None:
         (items,) = rows
         self.store = StreamStore(
