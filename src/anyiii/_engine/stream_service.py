@@ -152,7 +152,7 @@ class StreamService(BaseService):
         config = config or {}
         unknown = sorted(set(config) - _CONFIG_KEYS)
         if unknown:
-            logger.info("iii-stream: ignoring unknown config keys %s", ", ".join(unknown))
+            logger.warning("iii-stream: ignoring unknown config keys %s", ", ".join(unknown))
         auth = config.get("auth_function")
         self.auth_function: str | None = auth if isinstance(auth, str) and auth else None
         """Called with each subscriber's handshake; its `context` goes to join/leave."""

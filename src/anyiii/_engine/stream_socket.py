@@ -195,8 +195,8 @@ class _Subscriber:
     async def _join(self, subscription: Subscription) -> None:
         hub = self._service.hub
         if await self._call_all(self._service.joins, subscription):
-            event = {"type": "unauthorized"}
-            hub.send(self._conn, self._message(subscription, subscription.id, event))
+            refused: dict[str, Any] = {"type": "unauthorized"}
+            hub.send(self._conn, self._message(subscription, subscription.id, refused))
             return
         if not hub.join(self._conn, subscription):
             return
@@ -213,7 +213,7 @@ class _Subscriber:
             logger.warning("stream sync for %s failed: %s", subscription.stream_name, error)
             return
         data = None if result is None else decode_value(result)
-        event = {"type": "sync", "data": data}
+        event: dict[str, Any] = {"type": "sync", "data": data}
         hub.send(self._conn, self._message(subscription, subscription.id, event))
 
     def _message(
