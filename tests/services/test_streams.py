@@ -41,7 +41,8 @@ def run(service: StreamService, function_id: str, payload: Any) -> Reply:
 
 def value(reply: Reply) -> Any:
     assert reply.error is None, reply.error
-    assert reply.result is not None and not isinstance(reply.result, Forward)
+    assert reply.result is not None
+    assert not isinstance(reply.result, Forward)
     return msgspec.json.decode(reply.result)
 
 
@@ -141,7 +142,8 @@ def test_set_get_update_delete_answer_like_the_real_engine() -> None:
 def test_bad_input_is_a_deserialization_error() -> None:
     service = StreamService(FakeContext())
     reply = run(service, "stream::set", {"stream_name": "chat"})
-    assert reply.error is not None and reply.error.code == "deserialization_error"
+    assert reply.error is not None
+    assert reply.error.code == "deserialization_error"
     assert reply.changes == ()
 
 
@@ -189,7 +191,8 @@ def test_send_announces_a_custom_event_and_stores_nothing() -> None:
     bind(service, "stream", {"stream_name": "chat", "group_id": "room1"})
     payload = {"stream_name": "chat", "group_id": "room1", "type": "typing", "data": {"u": 1}}
     reply = run(service, "stream::send", payload)
-    assert value(reply) is None and reply.changes == ()
+    assert value(reply) is None
+    assert reply.changes == ()
     (fired,) = calls(reply)
     message = msgspec.json.decode(fired.data)
     assert message["id"] is None
@@ -200,7 +203,8 @@ def test_send_announces_a_custom_event_and_stores_nothing() -> None:
 def test_a_binding_without_stream_name_is_refused() -> None:
     service = StreamService(FakeContext())
     error = bind(service, "stream", {"group_id": "g"})
-    assert error is not None and error.code == "trigger_registration_failed"
+    assert error is not None
+    assert error.code == "trigger_registration_failed"
 
 
 def test_custom_streams_forward_reads_and_announce_writes_from_the_answer() -> None:
@@ -209,12 +213,15 @@ def test_custom_streams_forward_reads_and_announce_writes_from_the_answer() -> N
     bind(service, "stream", {"stream_name": "chat"})
     context.functions |= {"stream::get(chat)", "stream::set(chat)", "stream::delete(chat)"}
     read = run(service, "stream::get", ITEM)
-    assert isinstance(read.result, Forward) and read.result.function_id == "stream::get(chat)"
+    assert isinstance(read.result, Forward)
+    assert read.result.function_id == "stream::get(chat)"
     assert read.result.then is None
     write = run(service, "stream::set", {**ITEM, "data": 5})
     forward = write.result
-    assert isinstance(forward, Forward) and forward.then is not None
-    assert forward.function_id == "stream::set(chat)" and write.effects == ()
+    assert isinstance(forward, Forward)
+    assert forward.then is not None
+    assert forward.function_id == "stream::set(chat)"
+    assert write.effects == ()
     assert service.store.get("chat", "room1", "m1") is None  # the store is not used
 
     created = forward.then(to_raw({"old_value": None, "new_value": 5}), None)
@@ -224,13 +231,16 @@ def test_custom_streams_forward_reads_and_announce_writes_from_the_answer() -> N
     assert msgspec.json.decode(calls(updated)[0].data)["event"]["type"] == "update"
 
     failed = forward.then(None, ErrorBody("invocation_failed", "disk full"))
-    assert failed.error is not None and failed.error.code == "STREAM_SET_ERROR"
-    assert "disk full" in failed.error.message and failed.effects == ()
+    assert failed.error is not None
+    assert failed.error.code == "STREAM_SET_ERROR"
+    assert "disk full" in failed.error.message
+    assert failed.effects == ()
     wrong = forward.then(to_raw({"old_value": 1}), None)
     assert value(wrong) == {"old_value": 1, "new_value": None}
 
     delete = run(service, "stream::delete", ITEM).result
-    assert isinstance(delete, Forward) and delete.then is not None
+    assert isinstance(delete, Forward)
+    assert delete.then is not None
     assert calls(delete.then(to_raw({"old_value": None}), None)) == []
     gone = delete.then(to_raw({"old_value": 5}), None)
     assert msgspec.json.decode(calls(gone)[0].data)["event"] == {"type": "delete", "data": 5}
@@ -267,7 +277,8 @@ def test_writes_reach_matching_subscriptions_only_once_notified() -> None:
     assert [m["event"] for m in whole.messages] == [{"type": "create", "data": "x"}]
     assert item.messages == other.messages == []
     notify(run(service, "stream::set", {**ITEM, "item_id": "m2", "data": "y"}))
-    assert len(whole.messages) == 2 and len(item.messages) == 1
+    assert len(whole.messages) == 2
+    assert len(item.messages) == 1
 
 
 def test_a_full_subscriber_is_dropped_and_the_others_still_get_messages() -> None:
@@ -279,7 +290,9 @@ def test_a_full_subscriber_is_dropped_and_the_others_still_get_messages() -> Non
     message = {"streamName": "chat", "groupId": "room1", "id": "m1", "event": {}}
     hub.publish(message)
     hub.publish(message)
-    assert len(hub) == 1 and len(fast.messages) == 2 and len(slow.messages) == 1
+    assert len(hub) == 1
+    assert len(fast.messages) == 2
+    assert len(slow.messages) == 1
     assert hub.disconnect(slow_conn) == []
     assert hub.join(slow_conn, sub("c")) is False
 
