@@ -239,6 +239,12 @@ async def receive(ws: Transport) -> dict[str, Any]:
     return message
 
 
+async def drain(ws: Transport) -> None:
+    """Read until the connection ends (then `receive` raises `ConnectionClosed`)."""
+    while True:
+        await ws.receive()
+
+
 def sub(sid: str, item: str | None = None, group: str = "room1") -> dict[str, Any]:
     found: dict[str, Any] = {"subscriptionId": sid, "streamName": "chat", "groupId": group}
     if item is not None:
@@ -356,6 +362,5 @@ async def test_a_subscriber_that_stops_reading_is_dropped() -> None:
                     await call(w, "stream::set", {**ITEM, "data": "after"})
                     assert (await receive(fast))["event"]["data"] == "after"
                     with pytest.raises(ConnectionClosed):
-                        while True:
-                            await slow.receive()
+                        await drain(slow)
                 tg.cancel_scope.cancel()
