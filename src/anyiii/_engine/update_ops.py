@@ -38,6 +38,10 @@ def apply_ops(old: Any, ops: list[UpdateOp]) -> tuple[Any, list[dict[str, Any]]]
         try:
             if apply is None:
                 raise _OpError("unknown_operation", f"unknown update operation {op.type!r}")
+            if isinstance(op.value, dict | list):
+                # The result must not share containers with `ops`: later operations
+                # change the result in place, and would change the caller's ops too.
+                op = msgspec.structs.replace(op, value=copy.deepcopy(op.value))
             value = apply(value, _segments(op.path), op)
         except _OpError as exc:
             errors.append({"op_index": index, "code": exc.code, "message": str(exc)})
