@@ -208,7 +208,7 @@ class StreamService(BaseService):
         request: _Set = _parse(data, _Set)
         custom = self._custom("set", request.stream_name)
         if custom is not None:
-            return self._custom_write("set", custom, request, data)
+            return self._custom_write("set", custom, request, _normalized(request))
         change = self.store.set(
             request.stream_name, request.group_id, request.item_id, request.data
         )
@@ -232,7 +232,7 @@ class StreamService(BaseService):
         request: _Item = _parse(data, _Item)
         custom = self._custom("delete", request.stream_name)
         if custom is not None:
-            return self._custom_write("delete", custom, request, data)
+            return self._custom_write("delete", custom, request, _normalized(request))
         change = self.store.delete(request.stream_name, request.group_id, request.item_id)
         changes = (change,) if change.existed else ()
         effects = self._announce_change(change)
@@ -242,21 +242,21 @@ class StreamService(BaseService):
         request: _Item = _parse(data, _Item)
         custom = self._custom("get", request.stream_name)
         if custom is not None:
-            return Reply(Forward(custom, data))
+            return Reply(Forward(custom, _normalized(request)))
         return Reply(to_raw(self.store.get(request.stream_name, request.group_id, request.item_id)))
 
     def _list(self, data: Raw) -> Reply:
         request: _Group = _parse(data, _Group)
         custom = self._custom("list", request.stream_name)
         if custom is not None:
-            return Reply(Forward(custom, data))
+            return Reply(Forward(custom, _normalized(request)))
         return Reply(to_raw(self.store.items(request.stream_name, request.group_id)))
 
     def _list_groups(self, data: Raw) -> Reply:
         request: _Stream = _parse(data, _Stream)
         custom = self._custom("list_groups", request.stream_name)
         if custom is not None:
-            return Reply(Forward(custom, data))
+            return Reply(Forward(custom, _normalized(request)))
         return Reply(to_raw(self.store.groups(request.stream_name)))
 
     def _list_all(self, data: Raw) -> Reply:
@@ -270,8 +270,7 @@ class StreamService(BaseService):
         return Reply(to_raw(None), effects=effects)
 
     def _custom_write(self, operation: str, function_id: str, request: _Item, data: Raw) -> Reply:
-        """Forward a write (its payload as the caller sent it) to a worker's custom stream
-        and announce what it answers."""
+        """Forward a write to a worker's custom stream and announce what it answers."""
         code, verb = _WRITE_ERRORS[operation]
         stream, group, item = request.stream_name, request.group_id, request.item_id
 
@@ -300,6 +299,12 @@ class StreamService(BaseService):
             return Reply(to_raw(out), effects=effects)
 
         return Reply(Forward(function_id, data, then=then))
+
+
+def _normalized(request: msgspec.Struct) -> Raw:
+    """The input as the real engine forwards it to a custom stream: its known fields only
+    (`update` is forwarded as sent, its operations in the caller's own words)."""
+    return to_raw(msgspec.to_builtins(request))
 
 
 def _guarded(run: Callable[[Raw], Reply]) -> Callable[[Raw], Reply]:
