@@ -332,7 +332,7 @@ async def run(
 
     Binds the worker WebSocket on `host:port` and the `http` trigger listener on
     `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). `data_dir`
-    keeps what the engine acknowledged (the `state` service's values) in a SQLite database
+    keeps what the engine acknowledged (state values, stream items) in a SQLite database
     there, so it survives a restart or a crash; None keeps everything in memory.
     `stream_port` serves the stream subscriber socket for browsers there (0 picks a free
     port; None, the default, serves none; the real engine's port is 3112). Leaving the
