@@ -267,6 +267,6 @@ class StreamMachine(RuleBasedStateMachine):
 
 
 TestStateStore = StateMachine.TestCase
-TestStateStore.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+TestStateStore.settings = settings(max_examples=100, stateful_step_count=20, deadline=None)
 TestStreamStore = StreamMachine.TestCase
-TestStreamStore.settings = settings(max_examples=40, stateful_step_count=20, deadline=None)
+TestStreamStore.settings = settings(max_examples=100, stateful_step_count=20, deadline=None)

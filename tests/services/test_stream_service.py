@@ -13,6 +13,7 @@ from anyiii._engine.service import Forward, Invoke, Notify, Reply
 from anyiii._engine.stream_hub import StreamHub, Subscription
 from anyiii._engine.stream_service import StreamService
 from anyiii._engine.streams import StreamStore
+from anyiii._engine.update_ops import UpdateOp
 from anyiii._protocol.frames import ErrorBody, RegisterTrigger, to_raw
 
 
@@ -308,3 +309,15 @@ def test_leave_and_disconnect_remove_subscriptions() -> None:
     assert sink.messages == []
     assert hub.disconnect(conn) == [sub("b", group="room2")]
     assert len(hub) == 0
+
+
+def test_update_results_share_no_containers_with_the_operations() -> None:
+    store = StreamStore()
+    ops = [
+        UpdateOp(type="set", value={"tags": []}),
+        UpdateOp(type="append", path="tags", value="a"),
+    ]
+    change, errors = store.update("s", "g", "i", ops)
+    assert errors == []
+    assert change.new == {"tags": ["a"]}
+    assert ops[0].value == {"tags": []}  # the caller's operation is untouched
