@@ -364,3 +364,33 @@ async def test_a_subscriber_that_stops_reading_is_dropped() -> None:
                     with pytest.raises(ConnectionClosed):
                         await drain(slow)
                 tg.cancel_scope.cancel()
+
+
+async def test_the_auth_function_gives_join_events_their_context() -> None:
+    requests: list[dict[str, Any]] = []
+    joined: list[dict[str, Any]] = []
+
+    async def auth(request: dict[str, Any]) -> dict[str, Any]:
+        requests.append(request)
+        return {"context": {"user": request["headers"].get("x-user")}}
+
+    async def on_join(event: dict[str, Any]) -> None:
+        joined.append(event)
+
+    with anyio.fail_after(20):
+        async with engine_and_worker(stream_port=0) as (engine, w):
+            service = engine._router.services.service("iii-stream")
+            assert isinstance(service, StreamService)
+            service.auth_function = "app::auth"
+            w.register_function("app::auth", auth)
+            w.register_function("app::on_join", on_join)
+            await w.register_trigger("stream:join", "app::on_join", {})
+            await call(w, "engine::functions::list", {})
+            url = f"{engine.stream_url}/?token=t1"
+            async with open_websocket(url, headers={"X-User": "ada"}) as ws:
+                await send(ws, "join", **sub("s1"))
+                assert (await receive(ws))["event"]["type"] == "sync"
+    (request,) = requests
+    assert (request["path"], request["query_params"]) == ("/", {"token": ["t1"]})
+    assert request["addr"].startswith("127.0.0.1")
+    assert joined[0]["context"] == {"user": "ada"}
