@@ -4,6 +4,7 @@ subscriber hub."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -201,9 +202,12 @@ def test_send_announces_a_custom_event_and_stores_nothing() -> None:
     assert value(run(service, "stream::list_all", {})) == {"stream": [], "count": 0}
 
 
-def test_a_binding_without_stream_name_is_refused() -> None:
+def test_a_binding_without_stream_name_hears_every_stream() -> None:
     service = StreamService(FakeContext())
-    error = bind(service, "stream", {"group_id": "g"})
+    assert bind(service, "stream", {"group_id": "room1"}) is None
+    assert len(calls(run(service, "stream::set", {**ITEM, "stream_name": "any", "data": 1}))) == 1
+    assert calls(run(service, "stream::set", {**ITEM, "group_id": "room2", "data": 1})) == []
+    error = bind(service, "stream", {"stream_name": 5}, id="bad")
     assert error is not None
     assert error.code == "trigger_registration_failed"
 
@@ -253,6 +257,7 @@ def test_custom_streams_forward_reads_and_announce_writes_from_the_answer() -> N
 def test_unknown_config_keys_are_ignored_and_auth_function_is_kept(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="anyiii.engine")
     service = StreamService(FakeContext(), {"port": 3112, "auth_function": "a::b", "bogus": 1})
     assert service.auth_function == "a::b"
     assert "bogus" in caplog.text

@@ -54,9 +54,11 @@ from .._protocol.ids import random_uuid
 from .._protocol.state import State
 from .actions import STOPPED, Action, Close, Send, answer
 from .builtins import BUILTINS, AwaitAck
+from .cron import CronService
 from .discovery import Discovery, Fire
 from .hosting import ServiceFactory, ServiceHost
 from .providers import HttpRoutes, TriggerProvider
+from .pubsub import PubSubService
 from .shapes import function_summaries
 from .state_service import StateService
 from .stream_service import StreamService
@@ -82,7 +84,12 @@ _BUFFERED: Final = (
 ENQUEUE_PROVIDER: Final = "engine::queue::enqueue"
 """The function the `enqueue` action hands its calls to (spec §5.1)."""
 
-DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (StateService, StreamService)
+DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (
+    StateService,
+    StreamService,
+    PubSubService,
+    CronService,
+)
 """The services an engine runs unless told otherwise."""
 
 
@@ -121,6 +128,7 @@ class Router:
         self.timers_changed = False
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
+        self._service_deadline: float | None = None
         self.services = ServiceHost(
             [make(self) for make in services],
             tables=self.tables,
@@ -211,6 +219,7 @@ class Router:
                 conn.held.append(event)
             else:
                 self._on_event(conn, event, out)
+        self._watch_service_deadline()
         return out
 
     def shutdown(self) -> list[Action]:
@@ -310,7 +319,17 @@ class Router:
     ) -> list[Action]:
         """One of the engine's own calls that no waiter of the I/O layer awaited has ended:
         the service that made it continues."""
-        return self.services.completed(invocation_id, result, error) or []
+        out = self.services.completed(invocation_id, result, error) or []
+        self._watch_service_deadline()
+        return out
+
+    def _watch_service_deadline(self) -> None:
+        """A service's timer may have moved earlier (a cron binding registered, a job's call
+        ended): tell the I/O layer to re-arm, as `next_deadline()` may now be sooner."""
+        deadline = self.services.next_deadline()
+        if deadline is not None and deadline != self._service_deadline:
+            self.timers_changed = True
+        self._service_deadline = deadline
 
     def abandon(self, invocation_id: str) -> None:
         """The engine stopped waiting for one of its own calls (e.g. an HTTP timeout)."""

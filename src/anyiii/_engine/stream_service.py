@@ -45,6 +45,7 @@ from .service import (
     ServiceContext,
     ServiceFunction,
 )
+from .service_config import adapter_note
 from .stream_hub import StreamHub
 from .stream_trigger import (
     JOIN_TRIGGER,
@@ -71,8 +72,9 @@ _WRITE_ERRORS: Final = {
 """Per write: the real engine's error code when a custom stream function fails, and the
 verb of its message (`Failed to set value: …`)."""
 
-_CONFIG_KEYS: Final = frozenset({"port", "host", "auth_function", "adapter"})
-"""The keys of the real engine's `iii-stream` config block (`StreamModuleConfig`)."""
+_SOCKET_KEYS: Final = frozenset({"port", "host", "auth_function"})
+"""The keys of the real engine's `iii-stream` config block (`StreamModuleConfig`) about
+its subscriber socket; the other one is `adapter`."""
 
 
 class _Item(msgspec.Struct):
@@ -150,9 +152,11 @@ class StreamService(BaseService):
         self.trigger_types[JOIN_TRIGGER] = self.joins
         self.trigger_types[LEAVE_TRIGGER] = self.leaves
         config = config or {}
-        unknown = sorted(set(config) - _CONFIG_KEYS)
-        if unknown:
-            logger.warning("iii-stream: ignoring unknown config keys %s", ", ".join(unknown))
+        # `port` and `host` are `run()`'s business here; `adapter` (kv, redis, bridge) has
+        # no counterpart: items live in the engine's own storage.
+        adapter_note(
+            self.name, {k: v for k, v in config.items() if k not in _SOCKET_KEYS}, local=("kv",)
+        )
         auth = config.get("auth_function")
         self.auth_function: str | None = auth if isinstance(auth, str) and auth else None
         """Called with each subscriber's handshake; its `context` goes to join/leave."""

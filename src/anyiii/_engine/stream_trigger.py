@@ -8,10 +8,11 @@ real engine uses both for its `stream` trigger payloads and its subscriber socke
      "event": {"type": "create" | "update" | "delete", "data": ...}
             | {"type": "event", "event": {"type": <label>, "data": ...}}}
 
-The `stream` trigger type's bindings take `{stream_name, group_id?, item_id?,
-condition_function_id?}`; an absent or empty `group_id`/`item_id` matches any. The real
-engine indexes bindings by `stream_name` and fails on a binding without one, so it is
-required here (refused with `trigger_registration_failed`). `stream:join` and `stream:leave`
+The `stream` trigger type's bindings take `{stream_name?, group_id?, item_id?,
+condition_function_id?}`; an absent or empty field matches any. (The real engine indexes
+bindings by `stream_name` and fails on a binding without one; here such a binding hears
+every stream, which is what anyiii's typed `Streams.changes()` asks for when it is given no
+stream.) `stream:join` and `stream:leave`
 bindings take no config: they are called when a subscriber joins or leaves (see
 `stream_socket.py`).
 """
@@ -54,7 +55,7 @@ def stream_message(
 
 
 class _Config(msgspec.Struct):
-    stream_name: str
+    stream_name: str | None = None
     group_id: str | None = None
     item_id: str | None = None
     condition_function_id: str | None = None
@@ -86,7 +87,7 @@ class StreamTrigger:
         out: list[Invoke] = []
         payload: Any = None
         for binding, config in self._bindings.values():
-            if config.stream_name != message["streamName"]:
+            if config.stream_name and config.stream_name != message["streamName"]:
                 continue
             if config.group_id and config.group_id != message["groupId"]:
                 continue

@@ -14,6 +14,9 @@ Protocol with the test, one JSON object per line:
   `{"event": "error", "tag", "code", "message"}` / `{"event": "sent", "tag"}` for commands.
 * stdin commands: `{"op": "call" | "void", "tag", "function_id", "payload"}`: call a
   function through the engine (blocking, or fire-and-forget) and report the outcome.
+  `{"op": "bind", "tag", "trigger_type", "function_id", "config", "metadata"?}`: bind a
+  trigger with the SDK's `register_trigger` and answer `{"event": "bound", "tag"}` once it
+  is sent (the engine's verdict is not reported to the SDK's caller: ask the engine).
   `{"op": "create_stream", "tag", "name"}`: take over the storage of stream `name` with
   the SDK's `create_stream` and a dict; reports `result` with the stream's items by
   group once the engine lists its functions (items are also printed as `stored` events).
@@ -126,6 +129,22 @@ def wait_until_listed(client: Any, function_ids: list[str], http_function: str) 
         time.sleep(0.05)
 
 
+def bind(client: Any, command: dict[str, Any]) -> None:
+    """The `bind` command: one `register_trigger` (deprecated in 0.25, but the SDK's way to
+    bind the engine's own trigger types such as `cron` and `subscribe`)."""
+    trigger: dict[str, Any] = {
+        "type": command["trigger_type"],
+        "function_id": command["function_id"],
+        "config": command.get("config"),
+    }
+    if command.get("metadata") is not None:
+        trigger["metadata"] = command["metadata"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client.register_trigger(trigger)
+    emit("bound", tag=command.get("tag"))
+
+
 def create_dict_stream(client: Any, name: str) -> list[str]:
     """`create_stream(name)` over a dict of groups; returns its function ids once listed."""
     from iii.helpers import create_stream
@@ -175,6 +194,9 @@ def create_dict_stream(client: Any, name: str) -> list[str]:
 
 def run_command(client: Any, command: dict[str, Any]) -> None:
     tag = command.get("tag")
+    if command["op"] == "bind":
+        bind(client, command)
+        return
     if command["op"] == "create_stream":
         emit("result", tag=tag, value=create_dict_stream(client, command["name"]))
         return
