@@ -394,3 +394,33 @@ async def test_the_auth_function_gives_join_events_their_context() -> None:
     assert (request["path"], request["query_params"]) == ("/", {"token": ["t1"]})
     assert request["addr"].startswith("127.0.0.1")
     assert joined[0]["context"] == {"user": "ada"}
+
+
+async def test_the_typed_streams_client_and_its_change_feed() -> None:
+    with anyio.fail_after(20):
+        async with engine_and_worker():
+            streams = anyiii.Streams()
+            async with streams.changes() as everything, streams.changes("chat", "room1") as room:
+                first = await streams.set("chat", "room1", "m1", {"n": 1})
+                assert (first.old_value, first.new_value) == (None, {"n": 1})
+                updated = await streams.update(
+                    "chat", "room1", "m1", [anyiii.ops.increment("n", 2)]
+                )
+                assert updated.new_value == {"n": 3}
+                await streams.set("other", "g", "x", 0)
+                assert await streams.get("chat", "room1", "m1") == {"n": 3}
+                assert await streams.list("chat", "room1") == [{"n": 3}]
+                assert await streams.list_groups("chat") == ["room1"]
+                assert await streams.delete("chat", "room1", "m1") == {"n": 3}
+                kinds = []
+                async for event in room:
+                    kinds.append((event.kind, event.data))
+                    if event.kind == "delete":
+                        break
+                names = []
+                async for event in everything:
+                    names.append(event.stream_name)
+                    if len(names) == 4:
+                        break
+    assert kinds == [("create", {"n": 1}), ("update", {"n": 3}), ("delete", {"n": 3})]
+    assert names == ["chat", "chat", "other", "chat"]
