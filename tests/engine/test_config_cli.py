@@ -89,12 +89,6 @@ async def test_the_sdk_fixture_loads_and_serves_its_ports(
     assert (tmp_path / "data" / "engine.sqlite3").is_file()
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="the stream subscriber socket arrives with the streams branch: once merged, the "
-    "CLI's stream_port is served and this passes; then remove this mark",
-)
 async def test_the_sdk_fixture_serves_its_stream_port(
     tmp_path: Path, anyio_backend_name: str
 ) -> None:

@@ -13,7 +13,8 @@ import pytest
 from engine_process import engine_process
 
 import anyiii
-from anyiii._engine.state import StateStore, _Op
+from anyiii._engine.state import StateStore
+from anyiii._engine.update_ops import UpdateOp as _Op
 from anyiii.testing import running_engine
 
 # --- the store, without I/O ------------------------------------------------------------------

@@ -31,13 +31,14 @@ from .config import (
     Listener,
     load_config,
 )
-from .config_names import STATE_WORKER
+from .config_names import STATE_WORKER, STREAM_WORKER
 from .cron import CronService
 from .hosting import ServiceFactory
 from .pubsub import PubSubService
 from .server import EngineSettings, run
 from .service import Service, ServiceContext
 from .state_service import StateService
+from .stream_service import StreamService
 
 __all__ = [
     "SERVICE_CLASSES",
@@ -67,8 +68,7 @@ SERVICE_CLASSES: Final[Mapping[str, ConfiguredService]] = {
     STATE_WORKER: StateService,
     "iii-pubsub": PubSubService,
     "iii-cron": CronService,
-    # The other services join here as they land: "iii-stream", "iii-queue" (the worker
-    # names of config_names.SERVICE_WORKERS).
+    STREAM_WORKER: StreamService,
 }
 """The config file's worker name → the in-engine service class that implements it. The one
 place a new service is wired to `anyiii engine --config`."""

@@ -61,6 +61,7 @@ from .providers import HttpRoutes, TriggerProvider
 from .pubsub import PubSubService
 from .shapes import function_summaries
 from .state_service import StateService
+from .stream_service import StreamService
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -83,7 +84,12 @@ _BUFFERED: Final = (
 ENQUEUE_PROVIDER: Final = "engine::queue::enqueue"
 """The function the `enqueue` action hands its calls to (spec §5.1)."""
 
-DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (StateService, PubSubService, CronService)
+DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (
+    StateService,
+    StreamService,
+    PubSubService,
+    CronService,
+)
 """The services an engine runs unless told otherwise."""
 
 
