@@ -62,12 +62,15 @@ WORKER: Final = ("anyiii._worker.*",)
 ENGINE: Final = ("anyiii._engine.*",)
 #: The Dispatch-style function model, on top of the worker runtime.
 FUNCTIONS: Final = ("anyiii._functions.*",)
+#: Typed clients of the engine's services, on top of the worker runtime.
+SERVICES: Final = ("anyiii._services.*",)
 #: Each upper layer's package module: the one door the face may use into that layer.
 LAYER_DOORS: Final = (
     "anyiii._worker",
     "anyiii._engine",
     "anyiii._transport",
     "anyiii._functions",
+    "anyiii._services",
 )
 
 LAYERS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -78,6 +81,7 @@ LAYERS: Final[Mapping[str, tuple[str, ...]]] = {
     "worker": WORKER,
     "engine": ENGINE,
     "functions": FUNCTIONS,
+    "services": SERVICES,
 }
 
 #: Libraries that do I/O or run an event loop (the same list as the probe's, plus h11).
@@ -116,10 +120,14 @@ RULES: Final = (
     # ...and self-contained: its one anyiii dependency is the error types it raises.
     Rule("protocol-stands-alone", PROTOCOL, ("anyiii.*",), allowed=(*PROTOCOL, "anyiii._errors")),
     # Transports move bytes and know nothing of the worker or engine running over them.
-    Rule("transport-below-worker-and-engine", TRANSPORT, (*WORKER, *ENGINE, *FUNCTIONS)),
+    Rule(
+        "transport-below-worker-and-engine",
+        TRANSPORT,
+        (*WORKER, *ENGINE, *FUNCTIONS, *SERVICES),
+    ),
     # The worker runtime and the embedded engine are peers that meet only on the wire.
-    Rule("worker-not-engine", WORKER, (*ENGINE, *FUNCTIONS)),
-    Rule("engine-not-worker", ENGINE, (*WORKER, *FUNCTIONS)),
+    Rule("worker-not-engine", WORKER, (*ENGINE, *FUNCTIONS, *SERVICES)),
+    Rule("engine-not-worker", ENGINE, (*WORKER, *FUNCTIONS, *SERVICES)),
     # The function model sits on the worker runtime and enters it only through its package;
     # it never reaches the engine (it talks to any engine through a worker).
     Rule(
@@ -128,10 +136,18 @@ RULES: Final = (
         (*WORKER, *ENGINE, *TRANSPORT),
         allowed=("anyiii._worker",),
     ),
+    # The service clients, likewise: calls through a worker, never the engine's modules
+    # (the wire shapes are the contract), nor the function model.
+    Rule(
+        "services-on-the-worker-door",
+        SERVICES,
+        (*WORKER, *ENGINE, *TRANSPORT, *FUNCTIONS),
+        allowed=("anyiii._worker",),
+    ),
     # The face re-exports the layers, so a layer importing it is a cycle through __init__.
     Rule(
         "nothing-below-imports-the-face",
-        (*SHARED, *PROTOCOL, *TRANSPORT, *WORKER, *ENGINE, *FUNCTIONS),
+        (*SHARED, *PROTOCOL, *TRANSPORT, *WORKER, *ENGINE, *FUNCTIONS, *SERVICES),
         FACE,
     ),
     # The face enters the worker, engine and transport layers only through their packages,
@@ -139,7 +155,7 @@ RULES: Final = (
     Rule(
         "face-uses-layer-doors",
         FACE,
-        (*WORKER, *ENGINE, *TRANSPORT, *FUNCTIONS),
+        (*WORKER, *ENGINE, *TRANSPORT, *FUNCTIONS, *SERVICES),
         allowed=LAYER_DOORS,
     ),
     # Shared helpers are leaves: every layer imports them, so they import no layer.

@@ -45,6 +45,16 @@ from ._functions import set_default_registry as set_default_registry
 from ._http import ApiRequest as ApiRequest
 from ._http import ApiResponse as ApiResponse
 from ._run import run as run
+from ._services import Change as Change
+from ._services import Feed as Feed
+from ._services import PubSub as PubSub
+from ._services import Queues as Queues
+from ._services import State as State
+from ._services import StateEvent as StateEvent
+from ._services import StreamEvent as StreamEvent
+from ._services import Streams as Streams
+from ._services import UpdateResult as UpdateResult
+from ._services import ops as ops
 from ._version import __version__ as __version__
 from ._worker import ConnectionState as ConnectionState
 from ._worker import Context as Context
@@ -91,12 +101,14 @@ __all__ = [
     "BlockingFunction",
     "BlockingWorker",
     "Call",
+    "Change",
     "Client",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionState",
     "Context",
     "DispatchID",
+    "Feed",
     "Function",
     "FunctionHandle",
     "FunctionInfo",
@@ -111,21 +123,27 @@ __all__ = [
     "Output",
     "PrimitiveFunction",
     "ProtocolError",
+    "PubSub",
+    "Queues",
     "ReconnectConfig",
     "ReconnectionConfig",
     "Registry",
     "RemoteProtocolError",
     "Reset",
     "RetryPolicy",
+    "State",
+    "StateEvent",
     "Status",
     "StreamDeleteInput",
     "StreamDeleteResult",
+    "StreamEvent",
     "StreamGetInput",
     "StreamHandle",
     "StreamListGroupsInput",
     "StreamListInput",
     "StreamSetInput",
     "StreamSetResult",
+    "Streams",
     "TraceContext",
     "Trigger",
     "TriggerAction",
@@ -133,6 +151,7 @@ __all__ = [
     "TriggerHandler",
     "TriggerRequest",
     "TriggerTypeHandle",
+    "UpdateResult",
     "Worker",
     "WorkerLimits",
     "WorkerShutDown",
@@ -147,6 +166,7 @@ __all__ = [
     "function",
     "gather",
     "get_context",
+    "ops",
     "race",
     "register_error_type",
     "register_output_type",

@@ -8,6 +8,7 @@ AnyiiiError(Exception)
 │   ├── LocalProtocolError  we (or code driving the core) misused the protocol: a bug
 │   └── RemoteProtocolError the peer sent something malformed or out of place
 └── InvocationError         a call we made failed; carries the engine's error body
+NoWorker(RuntimeError)      a call was made where no worker is there to make it
 TimeoutError                builtin, from anyio's fail_after (connect and close timeouts)
 ```
 
@@ -23,6 +24,7 @@ __all__ = [
     "ConnectionClosed",
     "InvocationError",
     "LocalProtocolError",
+    "NoWorker",
     "ProtocolError",
     "RemoteProtocolError",
 ]
@@ -119,3 +121,8 @@ class InvocationError(AnyiiiError):
         code is a status name; else None."""
         self.temporary = False
         """Whether trying again may succeed (a temporary status; set by function handles)."""
+
+
+class NoWorker(RuntimeError):
+    """A call was made (a function handle, a service client) where there is no worker to
+    call through: outside any `anyiii.connect()`/`Client` block and any handler."""

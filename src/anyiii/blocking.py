@@ -32,6 +32,10 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._errors import AnyiiiError
+from ._services import BlockingPubSub as BlockingPubSub
+from ._services import BlockingQueues as BlockingQueues
+from ._services import BlockingState as BlockingState
+from ._services import BlockingStreams as BlockingStreams
 from ._worker import (
     DEFAULT_URL,
     ConnectionState,
@@ -47,6 +51,10 @@ from ._worker import (
 )
 
 __all__ = [
+    "BlockingPubSub",
+    "BlockingQueues",
+    "BlockingState",
+    "BlockingStreams",
     "BlockingWorker",
     "InitOptions",
     "ReconnectionConfig",

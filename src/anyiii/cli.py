@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ._engine import add_engine_arguments, run_engine_command
+
 __all__ = ["main"]
 
 
@@ -20,20 +22,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--verbose", action="store_true", help="print the traceback when a step fails"
     )
-    engine = commands.add_parser("engine", help="run the embedded iii engine")
-    engine.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    engine.add_argument("--port", type=int, default=49134, help="worker WebSocket port")
-    engine.add_argument("--http-port", type=int, default=3111, help="REST port of http triggers")
-    engine.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    engine = commands.add_parser(
+        "engine",
+        help="run the embedded iii engine",
+        description="Run the embedded iii engine until Ctrl-C or SIGTERM. Settings come from "
+        "the flags, then the config file (--config), then the defaults.",
     )
-    engine.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
-    engine.add_argument(
-        "--data-dir",
-        default=None,
-        help="keep acknowledged state in a SQLite database in this directory, so it "
-        "survives restarts and crashes (default: in memory only)",
-    )
+    add_engine_arguments(engine)
     serve = commands.add_parser(
         "serve", help="run a worker serving a registry: anyiii serve module:registry"
     )
@@ -65,15 +60,4 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
     if args.command == "engine":
-        from ._engine import run_engine_command
-
-        sys.exit(
-            run_engine_command(
-                host=args.host,
-                port=args.port,
-                http_port=args.http_port,
-                log_level=args.log_level,
-                backend=args.backend,
-                data_dir=args.data_dir,
-            )
-        )
+        sys.exit(run_engine_command(args))

@@ -1,7 +1,8 @@
 """`anyiii engine` as a real process, for tests that start, signal and kill it.
 
 `engine_process(backend, *args)` starts `python -m anyiii engine --port 0 --http-port 0`
-(later `--port N` arguments win, for restarts on a known port), parses the addresses
+(later `--port N` arguments win, for restarts on a known port; in memory unless a
+`--data-dir` is given or `in_memory=False`), parses the addresses
 from its first stdout line, and reads stderr continuously so that waiting for a log line
 is event driven.
 """
@@ -74,8 +75,24 @@ class EngineProcess:
             return await self.process.wait()
 
 
-def engine_command(backend: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "anyiii", "engine", "--backend", backend, *args]
+def engine_command(
+    backend: str, *args: str, in_memory: bool = True, free_stream_port: bool = True
+) -> list[str]:
+    """The CLI's command line: in memory (not the default ./data) unless a data directory
+    is given or `in_memory=False`; the stream port free unless `free_stream_port=False`."""
+    storage = ("--in-memory",) if in_memory and "--data-dir" not in args else ()
+    stream = ("--stream-port", "0") if free_stream_port else ()
+    return [
+        sys.executable,
+        "-m",
+        "anyiii",
+        "engine",
+        "--backend",
+        backend,
+        *stream,
+        *storage,
+        *args,
+    ]
 
 
 def engine_env() -> dict[str, str]:
@@ -84,11 +101,27 @@ def engine_env() -> dict[str, str]:
 
 
 @asynccontextmanager
-async def engine_process(backend: str, *args: str) -> AsyncIterator[EngineProcess]:
-    """Start the engine CLI on free ports; yield once it printed its addresses."""
-    command = engine_command(backend, "--port", "0", "--http-port", "0", *args)
+async def engine_process(
+    backend: str,
+    *args: str,
+    in_memory: bool = True,
+    free_ports: bool = True,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[EngineProcess]:
+    """Start the engine CLI, on free ports unless `free_ports=False` (then the arguments or
+    a config file choose), in `cwd`, with `env` added to the environment; yield once it
+    printed its addresses."""
+    ports = ("--port", "0", "--http-port", "0") if free_ports else ()
+    command = engine_command(
+        backend, *ports, *args, in_memory=in_memory, free_stream_port=free_ports
+    )
     process = await anyio.open_process(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env()
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**engine_env(), **(env or {})},
+        cwd=cwd,
     )
     async with process, anyio.create_task_group() as tg:
         engine = EngineProcess(process)

@@ -29,7 +29,7 @@ def peer(request: pytest.FixtureRequest) -> Peer:
 
 async def command(official: OfficialWorker, tag: str, **fields: Any) -> dict[str, Any]:
     await official.send({"tag": tag, **fields})
-    return await official.event("result", "error", "sent", tag=tag)
+    return await official.event("result", "error", "sent", "bound", tag=tag)
 
 
 async def call(worker: anyiii.Worker, function_id: str, payload: Any, **extra: Any) -> Any:
@@ -95,7 +95,7 @@ async def test_an_official_worker_subscribes_to_a_durable_topic(peer: Peer, tmp_
                     function_id=peer.function_id("echo"),
                     config={"topic": "news"},
                 )
-                assert bound["event"] == "sent", bound
+                assert bound["event"] == "bound", bound
 
                 async def subscribed() -> bool:
                     topics = await call(w, "engine::queue::list_topics", {})

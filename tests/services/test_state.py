@@ -13,7 +13,8 @@ import pytest
 from engine_process import engine_process
 
 import anyiii
-from anyiii._engine.state import StateStore, _Op
+from anyiii._engine.state import StateStore
+from anyiii._engine.update_ops import UpdateOp as _Op
 from anyiii.testing import running_engine
 
 # --- the store, without I/O ------------------------------------------------------------------
@@ -166,3 +167,41 @@ async def test_the_state_trigger_announces_changes_to_matching_bindings() -> Non
     ]
     assert all(e["type"] == "state" and e["scope"] == "carts" for e in events)
     assert all("_caller_worker_id" not in e for e in events)
+
+
+async def test_a_state_binding_with_a_condition_is_called_only_unless_it_answers_false() -> None:
+    """Only a literal `false` skips; `null`, `0` or an object let the call through, and a
+    failing condition skips it (and is logged), as the real engine's `check_condition`."""
+    called: list[str] = []
+    checked: list[str] = []
+    done = anyio.Event()
+
+    async def condition(event: dict[str, Any]) -> Any:
+        checked.append(event["key"])
+        answers: dict[str, Any] = {"no": False, "zero": 0, "null": None, "yes": True}
+        if event["key"] == "boom":
+            raise RuntimeError("condition failed")
+        return answers[event["key"]]
+
+    async def on_change(event: dict[str, Any]) -> None:
+        called.append(event["key"])
+        if len(called) == 3:
+            done.set()
+
+    with anyio.fail_after(20):
+        async with running_engine(http_port=None) as engine, anyiii.connect(engine.url) as w:
+            w.register_function("app::condition", condition)
+            w.register_function("app::on_change", on_change)
+            await w.register_trigger(
+                "state",
+                "app::on_change",
+                {"scope": "c", "condition_function_id": "app::condition"},
+            )
+            for key in ("no", "boom", "zero", "null", "yes"):
+                await call(w, "state::set", {"scope": "c", "key": key, "value": 1})
+            await done.wait()
+            # The skipped ones were decided before the last write was even answered: their
+            # conditions ran first, on the same connection, in order.
+            await call(w, "state::get", {"scope": "c", "key": "yes"})
+    assert sorted(checked) == ["boom", "no", "null", "yes", "zero"]
+    assert sorted(called) == ["null", "yes", "zero"]

@@ -10,9 +10,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anyiii._engine.state import StateChange, StateStore, _Op
+from anyiii._engine.state import StateChange, StateStore
 from anyiii._engine.state_service import StateService
 from anyiii._engine.storage import SqliteStorage
+from anyiii._engine.update_ops import UpdateOp as _Op
 
 SCOPES = st.sampled_from(["a", "b", "c"])
 KEYS = st.sampled_from(["k1", "k2", "k3", "k4"])

@@ -3,15 +3,24 @@
 Layout (see docs/architecture.md): `router.py` the sans-IO routing decisions over the
 tables of `tables.py`, with `triggers.py` and `discovery.py` for the trigger rules and
 `builtins.py` for the `engine::*` functions (against the narrow `EngineHost` protocol);
-`server.py` and `http.py` the sockets; `cli.py` the `anyiii engine` command.
+`server.py` and `http.py` the sockets; `cli.py` the `anyiii engine` command, reading
+the real engine's config file with `config.py`.
 """
 
 from __future__ import annotations
 
+from .cli import add_engine_arguments as add_engine_arguments
 from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
 from .server import EmbeddedEngine as EmbeddedEngine
 from .server import EngineSettings as EngineSettings
 from .server import run as run
 
-__all__ = ["EmbeddedEngine", "EngineSettings", "HttpLimits", "run", "run_engine_command"]
+__all__ = [
+    "EmbeddedEngine",
+    "EngineSettings",
+    "HttpLimits",
+    "add_engine_arguments",
+    "run",
+    "run_engine_command",
+]

@@ -7,6 +7,7 @@ with sooner or later: telling whoever waits for an invocation how it ended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, TypeAlias
 
 import msgspec
@@ -17,7 +18,7 @@ from .._protocol.frames import ErrorBody
 from .service import Change
 from .tables import INTERNAL, Tables
 
-__all__ = ["STOPPED", "Action", "Close", "Completed", "Persist", "Send", "answer"]
+__all__ = ["STOPPED", "Action", "Callback", "Close", "Completed", "Persist", "Send", "answer"]
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -50,7 +51,13 @@ class Persist(msgspec.Struct, frozen=True):
     then: list[Action]
 
 
-Action: TypeAlias = "Send | Close | Completed | Persist"
+class Callback(msgspec.Struct, frozen=True):
+    """Run a service's in-process notification (`service.Notify`) now."""
+
+    run: Callable[[], None]
+
+
+Action: TypeAlias = "Send | Close | Completed | Persist | Callback"
 
 STOPPED: Final = ErrorBody(code=INVOCATION_STOPPED, message="Invocation stopped")
 """How an invocation ends when a connection it was part of closes, or the engine stops."""

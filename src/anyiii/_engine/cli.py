@@ -1,43 +1,289 @@
-"""`anyiii engine`: run the embedded engine in the foreground until Ctrl-C or SIGTERM."""
+"""`anyiii engine`: run the embedded engine in the foreground until Ctrl-C or SIGTERM.
+
+Each setting comes from, highest first: a command-line flag, the config file (`--config`,
+the real iii engine's `config.yaml`, read by `config.py`), the built-in default (the real
+engine's ports; data kept in `./data`). `resolve()` makes that choice without I/O, so it is
+tested directly; `run_engine_command()` loads, resolves, logs what is skipped, and serves.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Final, Protocol
 
 import anyio
+import msgspec
 
-from .server import run
+from .config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_STREAM_PORT,
+    DEFAULT_WORKER_PORT,
+    ConfigError,
+    EngineConfig,
+    Listener,
+    load_config,
+)
+from .config_names import STATE_WORKER, STREAM_WORKER
+from .cron import CronService
+from .hosting import ServiceFactory
+from .pubsub import PubSubService
+from .queues import QueueService
+from .server import EngineSettings, run
+from .service import Service, ServiceContext
+from .state_service import StateService
+from .stream_service import StreamService
 
-__all__ = ["run_engine_command"]
+__all__ = [
+    "SERVICE_CLASSES",
+    "EngineFlags",
+    "EngineOptions",
+    "add_engine_arguments",
+    "resolve",
+    "run_engine_command",
+]
 
 logger = logging.getLogger("anyiii.engine")
 
+DEFAULT_HOST: Final = "127.0.0.1"
+"""Where the CLI binds unless told otherwise: only this machine (the real engine binds
+0.0.0.0; an engine that authenticates nobody should not, unless asked)."""
 
-async def _serve(host: str, port: int, http_port: int, data_dir: str | None) -> None:
+
+class ConfiguredService(Protocol):
+    """A service class: made from the router and its worker's `config:` block."""
+
+    def __call__(
+        self, context: ServiceContext, config: Mapping[str, Any] | None = None
+    ) -> Service: ...
+
+
+SERVICE_CLASSES: Final[Mapping[str, ConfiguredService]] = {
+    STATE_WORKER: StateService,
+    "iii-pubsub": PubSubService,
+    "iii-cron": CronService,
+    STREAM_WORKER: StreamService,
+    "iii-queue": QueueService,
+}
+"""The config file's worker name → the in-engine service class that implements it. The one
+place a new service is wired to `anyiii engine --config`."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFlags:
+    """What was given on the command line (None: not given)."""
+
+    config: str | None = None
+    host: str | None = None
+    port: int | None = None
+    http_port: int | None = None
+    stream_port: int | None = None
+    data_dir: str | None = None
+    in_memory: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    """Everything `run()` is called with, and the lines to log about what was left out."""
+
+    host: str
+    port: int
+    http_port: int | None
+    stream_port: int | None
+    data_dir: Path | None
+    settings: EngineSettings
+    services: tuple[ServiceFactory, ...] | None
+    notes: tuple[str, ...]
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `anyiii engine`."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="read the real iii engine's config.yaml: its listeners, services, adapters and "
+        "${VAR:default} values; what the embedded engine lacks is logged and skipped; "
+        "flags given here override the file",
+    )
+    parser.add_argument(
+        "--host", help=f"address to bind (default: the file's, else {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        help=f"worker WebSocket port (default: the file's, else {DEFAULT_WORKER_PORT})",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        help=f"REST port of http triggers (default: the file's iii-http port, else "
+        f"{DEFAULT_HTTP_PORT}; none when a config file has no iii-http)",
+    )
+    parser.add_argument(
+        "--stream-port",
+        type=int,
+        metavar="PORT",
+        help=f"stream subscriber WebSocket port (default: the file's iii-stream port, else "
+        f"{DEFAULT_STREAM_PORT}; none when a config file has no iii-stream)",
+    )
+    storage = parser.add_mutually_exclusive_group()
+    storage.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="keep acknowledged data (state, …) in a SQLite database in DIR, so it survives "
+        "restarts and crashes (default: where the file's file-based stores are, else "
+        f"./{DEFAULT_DATA_DIR})",
+    )
+    storage.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="keep everything in memory only: nothing survives a restart",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level (default: info)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="asyncio",
+        choices=["asyncio", "trio"],
+        help="the engine's own event loop (default: asyncio)",
+    )
+
+
+def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
+    """Choose each setting: the flag if given, else the file's, else the default."""
+    notes = list(config.skipped) if config is not None else []
+    listeners = (config.workers, config.http, config.stream) if config is not None else ()
+    hosts = [each.host for each in listeners if each is not None and each.host is not None]
+    host = flags.host or (hosts[0] if hosts else DEFAULT_HOST)
+    if flags.host is None and len(set(hosts)) > 1:
+        notes.append(
+            f"the file binds listeners on several hosts ({', '.join(sorted(set(hosts)))}); "
+            f"the embedded engine binds all of them on {host}"
+        )
+
+    def port(flag: int | None, listener: Listener | None, default: int) -> int | None:
+        if flag is not None:
+            return flag
+        if listener is not None:
+            return listener.port
+        # With a file, a worker it does not list has no listener (the real engine runs
+        # only what the file lists); without one, every listener is on its default port.
+        return default if config is None else None
+
+    workers, http, stream = listeners or (None, None, None)
+    # The worker listener is mandatory, as in the real engine: a file without an
+    # `iii-worker-manager` entry still gets one, on the default port.
+    worker_port = port(flags.port, workers, DEFAULT_WORKER_PORT)
+    return EngineOptions(
+        host=host,
+        port=DEFAULT_WORKER_PORT if worker_port is None else worker_port,
+        http_port=port(flags.http_port, http, DEFAULT_HTTP_PORT),
+        stream_port=port(flags.stream_port, stream, DEFAULT_STREAM_PORT),
+        data_dir=_data_dir(flags, config),
+        settings=_settings(config),
+        services=None if config is None else _services(config, notes),
+        notes=tuple(notes),
+    )
+
+
+def _data_dir(flags: EngineFlags, config: EngineConfig | None) -> Path | None:
+    if flags.in_memory:
+        return None
+    if flags.data_dir is not None:
+        return Path(flags.data_dir)
+    if config is not None and config.data_dir is not None:
+        return config.data_dir
+    if config is not None and config.in_memory:
+        return None
+    return DEFAULT_DATA_DIR
+
+
+def _settings(config: EngineConfig | None) -> EngineSettings:
+    settings = EngineSettings()
+    if config is None:
+        return settings
+    if config.namespace_grace is not None:
+        settings = replace(settings, namespace_grace=config.namespace_grace)
+    if config.handshake_timeout is not None:
+        settings = replace(settings, handshake_timeout=config.handshake_timeout)
+    if config.http_timeout is not None:
+        http = msgspec.structs.replace(settings.http, request_timeout=config.http_timeout)
+        settings = replace(settings, http=http)
+    return settings
+
+
+def _services(config: EngineConfig, notes: list[str]) -> tuple[ServiceFactory, ...]:
+    """The listed services this build has, each bound to its block; the others noted."""
+    factories: list[ServiceFactory] = []
+    for name, block in config.services.items():
+        service_class = SERVICE_CLASSES.get(name)
+        if service_class is None:
+            notes.append(f"{name}: this build of the embedded engine has no such service yet")
+        else:
+            factories.append(partial(service_class, config=block))
+    return tuple(factories)
+
+
+async def _serve(options: EngineOptions) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with run(host, port, http_port, data_dir=data_dir) as engine:
-            print(f"anyiii engine: workers {engine.url}  http {engine.http_url}", flush=True)
+        async with run(
+            options.host,
+            options.port,
+            options.http_port,
+            settings=options.settings,
+            data_dir=options.data_dir,
+            stream_port=options.stream_port,
+            services=options.services,
+        ) as engine:
+            if options.data_dir is None:
+                logger.info("keeping data in memory only: nothing survives a restart")
+            else:
+                logger.info("keeping data in %s", options.data_dir.resolve())
+            print(
+                f"anyiii engine: workers {engine.url}  http {engine.http_url or 'off'}",
+                flush=True,
+            )
             async for received in signals:
                 logger.info("received %s; shutting down", signal.Signals(received).name)
                 break
 
 
-def run_engine_command(
-    *,
-    host: str,
-    port: int,
-    http_port: int,
-    log_level: str,
-    backend: str,
-    data_dir: str | None = None,
-) -> int:
-    """Run the engine; returns the exit code (0 after a clean Ctrl-C / SIGTERM)."""
+def run_engine_command(args: argparse.Namespace) -> int:
+    """Run the engine as the parsed flags say; returns the exit code: 0 after a clean
+    Ctrl-C / SIGTERM, 1 when a socket or the data directory cannot be opened, 2 for a
+    config file that cannot be used (its message on stderr, no traceback)."""
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    flags = EngineFlags(
+        config=args.config,
+        host=args.host,
+        port=args.port,
+        http_port=args.http_port,
+        stream_port=args.stream_port,
+        data_dir=args.data_dir,
+        in_memory=args.in_memory,
     )
     try:
-        anyio.run(_serve, host, port, http_port, data_dir, backend=backend)
+        options = resolve(flags, load_config(flags.config) if flags.config else None)
+        for note in options.notes:
+            logger.warning("config: %s", note)
+        anyio.run(_serve, options, backend=args.backend)
+    except ConfigError as exc:
+        print(f"anyiii engine: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         logger.error("cannot start the engine: %s", exc)
         return 1

@@ -19,14 +19,16 @@ from msgspec import Raw
 
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody, InvokeFunction
-from .actions import Action, Persist, answer
+from .actions import Action, Callback, Persist, answer
 from .providers import TriggerProvider
 from .service import (
     Commit,
     Effect,
     Forward,
     Invoke,
+    Notify,
     OnDone,
+    Reply,
     Service,
     ServiceContext,
     ServiceFunction,
@@ -125,9 +127,16 @@ class ServiceHost:
         out: list[Action],
     ) -> None:
         """Run a service function and answer whoever waits for it."""
-        reply = self._functions[function_id].run(data)
+        self._finish(self._functions[function_id].run(data), caller, invocation_id, out)
+
+    def _finish(
+        self, reply: Reply, caller: int | None, invocation_id: str | None, out: list[Action]
+    ) -> None:
+        """Answer a service function's caller with `reply` and carry out the rest of it."""
         then: list[Action] = []
-        if isinstance(reply.result, Forward):
+        if isinstance(reply.result, Forward) and reply.result.then is not None:
+            self._forward_and_continue(reply.result, caller, invocation_id, then)
+        elif isinstance(reply.result, Forward):
             forward = reply.result
             frame = InvokeFunction(
                 function_id=forward.function_id,
@@ -144,10 +153,23 @@ class ServiceHost:
         else:
             out.extend(then)
 
+    def _forward_and_continue(
+        self, forward: Forward, caller: int | None, invocation_id: str | None, out: list[Action]
+    ) -> None:
+        convert = forward.then
+        assert convert is not None
+
+        def finish(result: Raw | None, error: ErrorBody | None, out: list[Action]) -> None:
+            self._finish(convert(result, error), caller, invocation_id, out)
+
+        self.call(forward.function_id, forward.data, finish, out, namespace=forward.namespace)
+
     def apply(self, effects: Iterable[Effect], out: list[Action]) -> None:
         """Carry out effects: route their calls, queue their commits."""
         for effect in effects:
-            if isinstance(effect, Commit):
+            if isinstance(effect, Notify):
+                out.append(Callback(effect.run))
+            elif isinstance(effect, Commit):
                 then: list[Action] = []
                 self.apply(effect.effects, then)
                 out.append(Persist(effect.changes, then))

@@ -54,12 +54,15 @@ from .._protocol.ids import random_uuid
 from .._protocol.state import State
 from .actions import STOPPED, Action, Close, Send, answer
 from .builtins import BUILTINS, AwaitAck
+from .cron import CronService
 from .discovery import Discovery, Fire
 from .hosting import ServiceFactory, ServiceHost
 from .providers import HttpRoutes, TriggerProvider
+from .pubsub import PubSubService
 from .queues import QueueService
 from .shapes import function_summaries
 from .state_service import StateService
+from .stream_service import StreamService
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -82,7 +85,13 @@ _BUFFERED: Final = (
 ENQUEUE_PROVIDER: Final = "engine::queue::enqueue"
 """The function the `enqueue` action hands its calls to (spec §5.1)."""
 
-DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (StateService, QueueService)
+DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (
+    StateService,
+    StreamService,
+    PubSubService,
+    CronService,
+    QueueService,
+)
 """The services an engine runs unless told otherwise."""
 
 
@@ -118,11 +127,10 @@ class Router:
         self._next_conn = 1
         self.tables = Tables()
         self._triggers = Triggers(self.tables, clock=clock, ack_timeout=ack_timeout)
-        self._armed: float | None = None
-        """The deadline `next_deadline()` last reported (what the I/O layer waits for)."""
         self.timers_changed = False
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
+        self._service_deadline: float | None = None
         self.services = ServiceHost(
             [make(self) for make in services],
             tables=self.tables,
@@ -200,7 +208,7 @@ class Router:
         self._triggers.drop_connection(conn, out)
         self._fire_workers_available("worker_disconnected", conn, out)
         logger.info("worker %s (%s) disconnected", conn.worker_id, conn.name or "unnamed")
-        return self._services_rearm(out)
+        return out
 
     def receive(self, conn_id: int, data: bytes | str) -> list[Action]:
         """One message arrived from a worker."""
@@ -213,7 +221,8 @@ class Router:
                 conn.held.append(event)
             else:
                 self._on_event(conn, event, out)
-        return self._services_rearm(out)
+        self._watch_service_deadline()
+        return out
 
     def shutdown(self) -> list[Action]:
         """The engine is stopping: answer everyone still waiting, then close every socket."""
@@ -244,16 +253,7 @@ class Router:
         ):
             if deadline is not None:
                 deadlines.append(deadline)
-        self._armed = min(deadlines, default=None)
-        return self._armed
-
-    def _services_rearm(self, out: list[Action]) -> list[Action]:
-        """Flag `timers_changed` when a service now has work earlier than the I/O layer's
-        timer was armed for (a queue retry scheduled, a subscription that may deliver)."""
-        deadline = self.services.next_deadline()
-        if deadline is not None and (self._armed is None or deadline < self._armed):
-            self.timers_changed = True
-        return out
+        return min(deadlines, default=None)
 
     def tick(self) -> list[Action]:
         """Run whatever timers are due: namespace grace, provider answers, discovery."""
@@ -314,14 +314,24 @@ class Router:
             namespace=namespace,
         )
         self._route_call(None, frame, INTERNAL, metadata, out)
-        return invocation_id, self._services_rearm(out)
+        return invocation_id, out
 
     def completed(
         self, invocation_id: str, result: Raw | None, error: ErrorBody | None
     ) -> list[Action]:
         """One of the engine's own calls that no waiter of the I/O layer awaited has ended:
         the service that made it continues."""
-        return self._services_rearm(self.services.completed(invocation_id, result, error) or [])
+        out = self.services.completed(invocation_id, result, error) or []
+        self._watch_service_deadline()
+        return out
+
+    def _watch_service_deadline(self) -> None:
+        """A service's timer may have moved earlier (a cron binding registered, a job's call
+        ended): tell the I/O layer to re-arm, as `next_deadline()` may now be sooner."""
+        deadline = self.services.next_deadline()
+        if deadline is not None and deadline != self._service_deadline:
+            self.timers_changed = True
+        self._service_deadline = deadline
 
     def abandon(self, invocation_id: str) -> None:
         """The engine stopped waiting for one of its own calls (e.g. an HTTP timeout)."""

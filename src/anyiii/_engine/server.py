@@ -33,12 +33,13 @@ from .._transport import (
     serve_websockets,
     url_host,
 )
-from .actions import Action, Close, Completed, Persist, Send
+from .actions import Action, Callback, Close, Completed, Persist, Send
 from .hosting import ServiceFactory
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
 from .router import DEFAULT_SERVICES, Router
 from .storage import MemoryStorage, SqliteStorage, Storage
+from .stream_socket import start_stream_socket
 from .writes import WritePipeline
 
 __all__ = ["EmbeddedEngine", "EngineSettings", "run"]
@@ -103,6 +104,7 @@ class EmbeddedEngine:
         self.host = ""
         self.port = 0
         self.http_port: int | None = None
+        self.stream_port: int | None = None
 
     @property
     def url(self) -> str:
@@ -115,6 +117,13 @@ class EmbeddedEngine:
         if self.http_port is None:
             return None
         return f"http://{url_host(self.host)}:{self.http_port}"
+
+    @property
+    def stream_url(self) -> str | None:
+        """The stream subscriber WebSocket address (browsers), or None when not served."""
+        if self.stream_port is None:
+            return None
+        return f"ws://{url_host(self.host)}:{self.stream_port}"
 
     @property
     def http_routes(self) -> HttpRoutes:
@@ -201,6 +210,8 @@ class EmbeddedEngine:
                     )
             elif isinstance(action, Persist):
                 self._writes.submit(action)
+            elif isinstance(action, Callback):
+                action.run()
         if self._router.timers_changed:
             self._router.timers_changed = False
             self._timers_changed.set()
@@ -316,19 +327,24 @@ async def run(
     *,
     settings: EngineSettings | None = None,
     data_dir: str | Path | None = None,
+    stream_port: int | None = None,
     services: Sequence[ServiceFactory] | None = None,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
     Binds the worker WebSocket on `host:port` and the `http` trigger listener on
     `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). `data_dir`
-    keeps what the engine acknowledged (the `state` service's values) in a SQLite database
-    there, so it survives a restart or a crash; None keeps everything in memory. Leaving the
+    keeps what the engine acknowledged (state values, stream items) in a SQLite database
+    there, so it survives a restart or a crash; None keeps everything in memory.
+    `stream_port` serves the stream subscriber socket for browsers there (0 picks a free
+    port; None, the default, serves none; the real engine's port is 3112). Leaving the
     block answers every call still in flight with `invocation_stopped`, closes every
     worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
-    both checkpoints. `services` are the in-engine services to run, each made with the
-    engine as its context (`functools.partial` binds a service's configuration); None
-    runs the default ones (state and queues).
+    both checkpoints.
+
+    `services` are the in-engine services to run, each made from the router (None: all of
+    them, `DEFAULT_SERVICES`); `anyiii engine --config` passes the ones a config file
+    lists, bound to their `config:` blocks.
     """
     chosen = settings or EngineSettings()
     limits = TransportLimits(
@@ -351,6 +367,17 @@ async def run(
         hosted.restore(await storage.load(hosted.restore_queries))
         engine = EmbeddedEngine(router, chosen, storage)
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
+            if stream_port is not None:
+                assert engine._tasks is not None
+                engine.stream_port = await start_stream_socket(
+                    engine._tasks,
+                    engine,
+                    router.services.service("iii-stream"),
+                    host,
+                    stream_port,
+                    max_message_size=chosen.max_message_size,
+                    handshake_timeout=chosen.handshake_timeout,
+                )
             yield running
     finally:
         await storage.aclose()

@@ -38,6 +38,7 @@ __all__ = [
     "Effect",
     "Forward",
     "Invoke",
+    "Notify",
     "OnDone",
     "Reply",
     "Service",
@@ -86,7 +87,16 @@ class Commit:
     effects: tuple[Effect, ...] = ()
 
 
-Effect: TypeAlias = "Invoke | Commit"
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Run `run` (sans-IO, quick, no raising) once what precedes it is durable: how a
+    service tells in-process listeners (stream subscribers) about a change only after
+    the change is committed, like every other announcement."""
+
+    run: Callable[[], None]
+
+
+Effect: TypeAlias = "Invoke | Commit | Notify"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +107,10 @@ class Forward:
     function_id: str
     data: Raw
     namespace: str = DEFAULT_NAMESPACE
+    then: Callable[[Raw | None, ErrorBody | None], Reply] | None = None
+    """None: the caller gets the other function's answer as is. Otherwise the engine makes
+    the call itself and `then` turns its outcome into the reply the caller gets (and its
+    changes and effects: a custom stream's write still announces itself)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,9 @@ def trigger_type_summary(tables: TableView, trigger_type: TriggerType) -> dict[s
 
 
 def binding_summary(tables: TableView, binding: Binding) -> dict[str, object]:
-    """A binding's ids, owner's worker name, config and a short config summary."""
+    """A binding's ids, owner's worker name, config and a short config summary, and
+    `parked`: whether it waits for a provider of its trigger type (anyiii's own field: the
+    real engine keeps such bindings out of its listings, which hides why nothing fires)."""
     config_text = bytes(binding.frame.config).decode()
     return {
         "id": binding.frame.id,
@@ -155,6 +157,7 @@ def binding_summary(tables: TableView, binding: Binding) -> dict[str, object]:
         "worker_name": owner_name(tables, binding.owner) if binding.owner is not None else None,
         "config": binding.frame.config,
         "config_summary": config_text if len(config_text) <= 80 else config_text[:77] + "...",
+        "parked": binding.provider is None,
     }
 
 

@@ -4,14 +4,11 @@ Values live in memory, by (scope, key), as plain JSON values. Each write returns
 changed (`StateChange`); the engine's I/O layer makes the changes durable (see
 `storage.py`) before the caller is answered, so an acknowledged write survives a crash.
 
-Paths in update operations name a place inside the value: a string of dot-separated
-segments (`"a.b"`), or an array of segments (`["a", "b"]`); an empty path (or none, for
-`merge` and `append`) is the value itself.
+Update operations (`state::update`) are those of `update_ops.py`, shared with streams.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +19,7 @@ from msgspec import Raw
 from .._protocol.codes import DESERIALIZATION_ERROR, INVALID_ARGUMENTS
 from .._protocol.frames import ErrorBody, decode_value, to_raw
 from .service import Statement
+from .update_ops import UpdateOp, apply_ops
 
 __all__ = ["STATE_FUNCTIONS", "Durable", "StateChange", "StateStore"]
 
@@ -74,17 +72,10 @@ class _Set(msgspec.Struct):
     data: Any = None
 
 
-class _Op(msgspec.Struct):
-    type: str
-    path: str | list[str] | None = None
-    value: Any = None
-    by: float | int = 1
-
-
 class _Update(msgspec.Struct):
     scope: str
     key: str
-    ops: list[_Op]
+    ops: list[UpdateOp]
 
 
 class StateStore:
@@ -119,131 +110,18 @@ class StateStore:
         return sorted({scope for scope, _ in self._values})
 
     def update(
-        self, scope: str, key: str, ops: list[_Op]
+        self, scope: str, key: str, ops: list[UpdateOp]
     ) -> tuple[StateChange, list[dict[str, Any]]]:
-        """Apply `ops` in order to a copy of the value; a failing op is skipped and
-        reported (index, code, message), the others still apply."""
+        """Apply `ops` in order to a copy of the value (see `update_ops.apply_ops`)."""
         existed = (scope, key) in self._values
         old = self._values.get((scope, key))
-        value = copy.deepcopy(old)
-        errors: list[dict[str, Any]] = []
-        for index, op in enumerate(ops):
-            apply = _OPERATIONS.get(op.type)
-            try:
-                if apply is None:
-                    raise _OpError("unknown_operation", f"unknown update operation {op.type!r}")
-                value = apply(value, _segments(op.path), op)
-            except _OpError as exc:
-                errors.append({"op_index": index, "code": exc.code, "message": str(exc)})
+        value, errors = apply_ops(old, ops)
         self._values[(scope, key)] = value
         return StateChange(scope, key, old, value, existed=existed), errors
 
 
 def _by_key(item: tuple[tuple[str, str], Any]) -> str:
     return item[0][1]
-
-
-class _OpError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _segments(path: str | list[str] | None) -> list[str]:
-    if path is None or path == "":
-        return []
-    return path.split(".") if isinstance(path, str) else [str(part) for part in path]
-
-
-def _parent(value: Any, segments: list[str], op: str) -> tuple[dict[str, Any], str]:
-    """The object holding the last segment (made as needed) and that segment."""
-    if not isinstance(value, dict):
-        raise _OpError("not_an_object", f"{op}: the value at the path's root is not an object")
-    node = value
-    for segment in segments[:-1]:
-        child = node.setdefault(segment, {})
-        if not isinstance(child, dict):
-            raise _OpError("not_an_object", f"{op}: {segment!r} is not an object")
-        node = child
-    return node, segments[-1]
-
-
-def _root(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _set(value: Any, segments: list[str], op: _Op) -> Any:
-    if not segments:
-        return op.value
-    value = _root(value)
-    node, last = _parent(value, segments, "set")
-    node[last] = op.value
-    return value
-
-
-def _merge(value: Any, segments: list[str], op: _Op) -> Any:
-    if not isinstance(op.value, dict):
-        raise _OpError("invalid_value", "merge: the value must be an object")
-    if not segments:
-        return {**_root(value), **op.value}
-    value = _root(value)
-    node, last = _parent(value, segments, "merge")
-    current = node.get(last)
-    node[last] = {**(current if isinstance(current, dict) else {}), **op.value}
-    return value
-
-
-def _adder(sign: int) -> Callable[[Any, list[str], _Op], Any]:
-    def add(value: Any, segments: list[str], op: _Op) -> Any:
-        if not segments:
-            current = 0 if value is None else value
-            if not isinstance(current, int | float) or isinstance(current, bool):
-                raise _OpError("not_a_number", f"{op.type}: the value is not a number")
-            return current + sign * op.by
-        value = _root(value)
-        node, last = _parent(value, segments, op.type)
-        current = node.get(last, 0)
-        if not isinstance(current, int | float) or isinstance(current, bool):
-            raise _OpError("not_a_number", f"{op.type}: {last!r} is not a number")
-        node[last] = current + sign * op.by
-        return value
-
-    return add
-
-
-def _append(value: Any, segments: list[str], op: _Op) -> Any:
-    if not segments:
-        current = [] if value is None else value
-        if not isinstance(current, list):
-            raise _OpError("not_an_array", "append: the value is not an array")
-        return [*current, op.value]
-    value = _root(value)
-    node, last = _parent(value, segments, "append")
-    current = node.get(last, [])
-    if not isinstance(current, list):
-        raise _OpError("not_an_array", f"append: {last!r} is not an array")
-    node[last] = [*current, op.value]
-    return value
-
-
-def _remove(value: Any, segments: list[str], op: _Op) -> Any:
-    if not segments:
-        return None
-    if not isinstance(value, dict):
-        return value
-    node, last = _parent(value, segments, "remove")
-    node.pop(last, None)
-    return value
-
-
-_OPERATIONS: Final[dict[str, Callable[[Any, list[str], _Op], Any]]] = {
-    "set": _set,
-    "merge": _merge,
-    "increment": _adder(1),
-    "decrement": _adder(-1),
-    "append": _append,
-    "remove": _remove,
-}
 
 
 # --- the state::* functions --------------------------------------------------------------------

@@ -4,7 +4,7 @@ type and the `state` table, bound together (spec §10.3; the rules are in `state
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -34,7 +34,11 @@ class StateService(BaseService):
     schema = (_SCHEMA,)
     restore_queries = ("SELECT scope, key, value FROM state",)
 
-    def __init__(self, context: ServiceContext | None = None) -> None:
+    def __init__(
+        self, context: ServiceContext | None = None, config: Mapping[str, Any] | None = None
+    ) -> None:
+        # `config` is the `iii-state` block of a config file; its adapter choice is read by
+        # `config.py` (the data directory), and nothing else in it changes this service yet.
         super().__init__()
         self.store = StateStore()
         self.trigger = StateTrigger()

@@ -3,7 +3,9 @@
 A binding is handed to the provider of its trigger type (spec §3.3, §3.4): an in-engine
 provider answers at once; a worker provider gets a `registertrigger` frame and may refuse
 it later. Bindings whose type has no provider are parked and handed over when one appears;
-when a provider leaves, its bindings move to another provider or are parked. A call of
+when a provider leaves, its bindings move to another provider or are parked. Parking is
+logged at warning level once per trigger type (a worker binding many triggers of a missing
+type is one problem, not many), and again only after the type was provided in between. A call of
 `engine::register_trigger` that needs a worker provider's answer waits for it here, for at
 most `ack_timeout` seconds. Like the router, nothing here does I/O: every rule appends the
 `Action`s it decides on to `out`.
@@ -51,6 +53,8 @@ class Triggers:
         self._clock = clock
         self._ack_timeout = ack_timeout
         self._awaited_acks: dict[str, _AwaitedAck] = {}
+        self._warned_missing: set[str] = set()
+        """Trigger types whose parked bindings were already reported."""
 
     # --- bindings ----------------------------------------------------------------------------
 
@@ -131,7 +135,9 @@ class Triggers:
         key = self._provider_key(binding)
         binding.provider = key
         if key is None:
+            self._warn_parked(binding)
             return None
+        self._warned_missing.discard(binding.frame.trigger_type)
         trigger_type = self._tables.trigger_types[key]
         if trigger_type.builtin is not None:
             error = trigger_type.builtin.register(binding.frame)
@@ -152,6 +158,22 @@ class Triggers:
         if provider.core.state is State.OPEN:
             out.append(Send(provider.id, provider.core.forward_binding(delivery)))
         return None
+
+    def _warn_parked(self, binding: Binding) -> None:
+        """Say once per trigger type that its bindings wait for a provider."""
+        type_id = binding.frame.trigger_type
+        if type_id in self._warned_missing:
+            logger.debug("binding %s parked: no provider of %s", binding.frame.id, type_id)
+            return
+        self._warned_missing.add(type_id)
+        logger.warning(
+            "trigger type %r is not registered: binding %s (function %s) and any further "
+            "bindings of this type are parked until a provider registers it (listed with "
+            '"parked": true by engine::registered-triggers::list)',
+            type_id,
+            binding.frame.id,
+            binding.frame.function_id,
+        )
 
     # --- trigger types -----------------------------------------------------------------------
 

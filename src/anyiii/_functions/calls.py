@@ -15,8 +15,9 @@ from typing import Any, Literal, NewType
 
 import msgspec
 
+from .._errors import NoWorker
 from .._protocol.codes import CALLER_WORKER_ID_KEY
-from .._worker import CallingWorker, current_worker
+from .._worker import require_worker
 
 __all__ = [
     "Call",
@@ -29,22 +30,6 @@ __all__ = [
 DispatchID = NewType("DispatchID", str)
 """The id of a dispatched (fire-and-forget) call: a UUID made by the caller, also sent in
 the call's metadata as `dispatch_id`, because the engine gives void calls no id."""
-
-
-class NoWorker(RuntimeError):
-    """A function handle was called where there is no worker to call through."""
-
-
-def require_worker() -> CallingWorker:
-    """The worker a call made here goes through, or a `NoWorker` saying how to get one."""
-    worker = current_worker()
-    if worker is None:
-        raise NoWorker(
-            "there is no iii connection here to call through: call function handles inside "
-            "`async with anyiii.connect(...)` or `async with anyiii.Client(...)`, or inside "
-            "a function a worker is serving"
-        )
-    return worker
 
 
 class Call(msgspec.Struct, frozen=True, kw_only=True):

@@ -17,6 +17,7 @@ from .context import NoInvocationContext as NoInvocationContext
 from .context import TraceContext as TraceContext
 from .context import current_worker as current_worker
 from .context import get_context as get_context
+from .context import require_worker as require_worker
 from .discovery import FunctionInfo as FunctionInfo
 from .discovery import FunctionsSubscription as FunctionsSubscription
 from .handlers import HandlerFunction as HandlerFunction
@@ -80,5 +81,6 @@ __all__ = [
     "connect",
     "current_worker",
     "get_context",
+    "require_worker",
     "is_async_callable",
 ]

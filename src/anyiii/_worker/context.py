@@ -22,7 +22,7 @@ from typing import Any, Final, Protocol
 
 from msgspec import Raw
 
-from .._errors import AnyiiiError
+from .._errors import AnyiiiError, NoWorker
 from .._protocol.frames import decode_value
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "leave_context",
     "leave_worker_block",
     "outgoing_trace",
+    "require_worker",
 ]
 
 _TRACEPARENT: Final = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -225,6 +226,18 @@ def current_worker() -> CallingWorker | None:
     if context is not None:
         return context.worker
     return _block_worker.get()
+
+
+def require_worker() -> CallingWorker:
+    """`current_worker()`, or a `NoWorker` that says how to get one."""
+    worker = current_worker()
+    if worker is None:
+        raise NoWorker(
+            "there is no iii connection here to call through: make the call inside "
+            "`async with anyiii.connect(...)` or `async with anyiii.Client(...)`, or inside "
+            "a function a worker is serving, or pass the worker explicitly"
+        )
+    return worker
 
 
 def outgoing_trace() -> tuple[str | None, str | None]:

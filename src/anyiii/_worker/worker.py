@@ -262,9 +262,13 @@ class Worker:
         The engine answers only when a binding fails; such failures are logged.
         """
         await anyio.lowlevel.checkpoint()
-        return self._bind(trigger_type, function_id, config, metadata)
+        return self.bind_trigger(trigger_type, function_id, config, metadata=metadata)
 
-    def _bind(self, trigger_type: str, function_id: str, config: Any, metadata: Any) -> Trigger:
+    def bind_trigger(
+        self, trigger_type: str, function_id: str, config: Any = None, *, metadata: Any = None
+    ) -> Trigger:
+        """`register_trigger` without the checkpoint, for code that cannot await (a
+        decorator, say): a registration is queued, never waited for."""
         if not trigger_type or not function_id:
             raise ValueError("a trigger needs a non-empty trigger_type and function_id")
         frame = RegisterTrigger(
@@ -369,7 +373,7 @@ class Worker:
     def _subscribe_functions(self, notified: HandlerFunction) -> Callable[[], None]:
         function_id = f"anyiii::functions-available::{uuid.uuid4().hex[:12]}"
         self.register_function(function_id, notified, metadata={"internal": True})
-        trigger = self._bind(FUNCTIONS_AVAILABLE, function_id, {}, None)
+        trigger = self.bind_trigger(FUNCTIONS_AVAILABLE, function_id, {})
 
         def stop() -> None:
             self._unregister_trigger(trigger.id, trigger.trigger_type)

@@ -7,10 +7,11 @@
 // `<prefix>::http` (answers 201 with a JSON body, bound to an `http` trigger on
 // `--http-path`), waits until the engine lists all of it, then prints
 // `{"event": "ready", ...}`. stdin takes `{"op": "call" | "void", "tag", "function_id",
-// "payload"}` lines and answers with `result` / `error` / `sent` events; handlers print
-// `invoked` events. `{"op": "enqueue", ..., "queue"}` calls with TriggerAction.Enqueue;
-// `{"op": "bind", "tag", "trigger_type", "function_id", "config"}` registers a binding and
-// answers `sent`. End of stdin shuts the worker down.
+// "payload"}` lines and answers with `result` / `error` / `sent` events, and `{"op": "bind",
+// "tag", "trigger_type", "function_id", "config", "metadata"?}` lines (one `registerTrigger`,
+// answered with a `bound` event once sent); handlers print `invoked` events.
+// `{"op": "enqueue", ..., "queue"}` calls with TriggerAction.Enqueue. End of stdin shuts the
+// worker down.
 //
 // The SDK itself prints `[iii] ...` debug lines on stdout; the tests skip lines that are not
 // JSON events.
@@ -111,13 +112,17 @@ async function waitUntilListed() {
   }
 }
 
+function bind(command) {
+  const { tag, trigger_type, function_id, config, metadata } = command
+  const trigger = { type: trigger_type, function_id, config }
+  if (metadata !== undefined && metadata !== null) trigger.metadata = metadata
+  iii.registerTrigger(trigger)
+  emit('bound', { tag })
+}
+
 async function runCommand(command) {
   const { tag, op, function_id, payload } = command
-  if (op === 'bind') {
-    iii.registerTrigger({ type: command.trigger_type, function_id, config: command.config ?? {} })
-    emit('sent', { tag })
-    return
-  }
+  if (op === 'bind') return bind(command)
   const request = { function_id, payload }
   if (op === 'void') request.action = TriggerAction.Void()
   if (op === 'enqueue') request.action = TriggerAction.Enqueue({ queue: command.queue })

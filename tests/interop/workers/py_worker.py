@@ -14,9 +14,13 @@ Protocol with the test, one JSON object per line:
   `{"event": "error", "tag", "code", "message"}` / `{"event": "sent", "tag"}` for commands.
 * stdin commands: `{"op": "call" | "void", "tag", "function_id", "payload"}`: call a
   function through the engine (blocking, or fire-and-forget) and report the outcome;
-  `{"op": "enqueue", ..., "queue"}` does it with `TriggerAction.Enqueue(queue=...)`;
-  `{"op": "bind", "tag", "trigger_type", "function_id", "config"}` registers a trigger
-  binding and reports `sent`.
+  `{"op": "enqueue", ..., "queue"}` does it with `TriggerAction.Enqueue(queue=...)`.
+  `{"op": "bind", "tag", "trigger_type", "function_id", "config", "metadata"?}`: bind a
+  trigger with the SDK's `register_trigger` and answer `{"event": "bound", "tag"}` once it
+  is sent (the engine's verdict is not reported to the SDK's caller: ask the engine).
+  `{"op": "create_stream", "tag", "name"}`: take over the storage of stream `name` with
+  the SDK's `create_stream` and a dict; reports `result` with the stream's items by
+  group once the engine lists its functions (items are also printed as `stored` events).
   End of stdin shuts the worker down.
 
 Anything else on stdout (none expected from this SDK) is not JSON and is ignored by the
@@ -126,19 +130,76 @@ def wait_until_listed(client: Any, function_ids: list[str], http_function: str) 
         time.sleep(0.05)
 
 
+def bind(client: Any, command: dict[str, Any]) -> None:
+    """The `bind` command: one `register_trigger` (deprecated in 0.25, but the SDK's way to
+    bind the engine's own trigger types such as `cron` and `subscribe`)."""
+    trigger: dict[str, Any] = {
+        "type": command["trigger_type"],
+        "function_id": command["function_id"],
+        "config": command.get("config"),
+    }
+    if command.get("metadata") is not None:
+        trigger["metadata"] = command["metadata"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client.register_trigger(trigger)
+    emit("bound", tag=command.get("tag"))
+
+
+def create_dict_stream(client: Any, name: str) -> list[str]:
+    """`create_stream(name)` over a dict of groups; returns its function ids once listed."""
+    from iii.helpers import create_stream
+    from iii.stream import IStream
+    from iii_helpers.stream import StreamDeleteResult, StreamSetResult
+
+    groups: dict[str, dict[str, Any]] = {}
+
+    with warnings.catch_warnings():  # IStream and create_stream are deprecated upstream
+        warnings.simplefilter("ignore", FutureWarning)
+
+        class DictStream(IStream[Any]):
+            async def get(self, input: Any) -> Any:
+                return groups.get(input.group_id, {}).get(input.item_id)
+
+            async def set(self, input: Any) -> Any:
+                group = groups.setdefault(input.group_id, {})
+                old = group.get(input.item_id)
+                group[input.item_id] = input.data
+                emit("stored", stream=name, groups=groups)
+                return StreamSetResult(old_value=old, new_value=input.data)
+
+            async def delete(self, input: Any) -> Any:
+                old = groups.get(input.group_id, {}).pop(input.item_id, None)
+                return StreamDeleteResult(old_value=old)
+
+            async def list(self, input: Any) -> Any:
+                return list(groups.get(input.group_id, {}).values())
+
+            async def list_groups(self, input: Any) -> Any:
+                return sorted(groups)
+
+            async def update(self, input: Any) -> Any:
+                return None
+
+        create_stream(client, name, DictStream())
+    ids = [f"stream::{op}({name})" for op in ("get", "set", "delete", "list", "list_groups")]
+    deadline = time.monotonic() + 20
+    while True:
+        functions = client.trigger({"function_id": "engine::functions::list", "payload": {}})
+        if set(ids) <= {f["function_id"] for f in functions.get("functions", [])}:
+            return ids
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the engine never listed {ids}")
+        time.sleep(0.05)
+
+
 def run_command(client: Any, command: dict[str, Any]) -> None:
     tag = command.get("tag")
     if command["op"] == "bind":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            client.register_trigger(
-                {
-                    "type": command["trigger_type"],
-                    "function_id": command["function_id"],
-                    "config": command.get("config") or {},
-                }
-            )
-        emit("sent", tag=tag)
+        bind(client, command)
+        return
+    if command["op"] == "create_stream":
+        emit("result", tag=tag, value=create_dict_stream(client, command["name"]))
         return
     request: dict[str, Any] = {
         "function_id": command["function_id"],
