@@ -82,17 +82,33 @@ def demo(python: Path, args: list[str]) -> None:
     _run(python, "-m", "anyiii", "demo", *args)
 
 
+def example(python: Path, args: list[str]) -> None:
+    """The example application (`examples/orders/app.py`): serves until interrupted."""
+    _run(python, ROOT / "examples" / "orders" / "app.py", *args)
+
+
 def test(python: Path, args: list[str]) -> None:
     """Lint, format check, strict type check, the Node packages of the interop tests, then
     the test suite (pytest last, so its summary is the closing line)."""
-    _run(python, "-m", "ruff", "check", "src", "tests", "benchmarks", "tasks.py")
-    _run(python, "-m", "ruff", "format", "--check", "src", "tests", "benchmarks", "tasks.py")
-    _run(python, "-m", "mypy", "--strict", "src")
+    _run(python, "-m", "ruff", "check", "src", "tests", "benchmarks", "examples", "tasks.py")
+    _run(
+        python,
+        "-m",
+        "ruff",
+        "format",
+        "--check",
+        "src",
+        "tests",
+        "benchmarks",
+        "examples",
+        "tasks.py",
+    )
+    _run(python, "-m", "mypy", "--strict", "src", "examples")
     ensure_node_packages()
     _run(python, "-m", "pytest", *args)
 
 
-JOBS = {"demo": demo, "test": test}
+JOBS = {"demo": demo, "example": example, "test": test}
 
 
 def main() -> None:

@@ -12,11 +12,9 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final
 
 import anyio
 import msgspec
@@ -31,18 +29,11 @@ from .config import (
     Listener,
     load_config,
 )
-from .config_names import STATE_WORKER, STREAM_WORKER
-from .cron import CronService
+from .configured import configured_services
 from .hosting import ServiceFactory
-from .pubsub import PubSubService
-from .queues import QueueService
 from .server import EngineSettings, run
-from .service import Service, ServiceContext
-from .state_service import StateService
-from .stream_service import StreamService
 
 __all__ = [
-    "SERVICE_CLASSES",
     "EngineFlags",
     "EngineOptions",
     "add_engine_arguments",
@@ -55,25 +46,6 @@ logger = logging.getLogger("anyiii.engine")
 DEFAULT_HOST: Final = "127.0.0.1"
 """Where the CLI binds unless told otherwise: only this machine (the real engine binds
 0.0.0.0; an engine that authenticates nobody should not, unless asked)."""
-
-
-class ConfiguredService(Protocol):
-    """A service class: made from the router and its worker's `config:` block."""
-
-    def __call__(
-        self, context: ServiceContext, config: Mapping[str, Any] | None = None
-    ) -> Service: ...
-
-
-SERVICE_CLASSES: Final[Mapping[str, ConfiguredService]] = {
-    STATE_WORKER: StateService,
-    "iii-pubsub": PubSubService,
-    "iii-cron": CronService,
-    STREAM_WORKER: StreamService,
-    "iii-queue": QueueService,
-}
-"""The config file's worker name → the in-engine service class that implements it. The one
-place a new service is wired to `anyiii engine --config`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +165,7 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
         stream_port=port(flags.stream_port, stream, DEFAULT_STREAM_PORT),
         data_dir=_data_dir(flags, config),
         settings=_settings(config),
-        services=None if config is None else _services(config, notes),
+        services=None if config is None else configured_services(config, notes),
         notes=tuple(notes),
     )
 
@@ -222,18 +194,6 @@ def _settings(config: EngineConfig | None) -> EngineSettings:
         http = msgspec.structs.replace(settings.http, request_timeout=config.http_timeout)
         settings = replace(settings, http=http)
     return settings
-
-
-def _services(config: EngineConfig, notes: list[str]) -> tuple[ServiceFactory, ...]:
-    """The listed services this build has, each bound to its block; the others noted."""
-    factories: list[ServiceFactory] = []
-    for name, block in config.services.items():
-        service_class = SERVICE_CLASSES.get(name)
-        if service_class is None:
-            notes.append(f"{name}: this build of the embedded engine has no such service yet")
-        else:
-            factories.append(partial(service_class, config=block))
-    return tuple(factories)
 
 
 async def _serve(options: EngineOptions) -> None:

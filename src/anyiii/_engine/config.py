@@ -49,6 +49,7 @@ from .config_names import (
 )
 
 __all__ = [
+    "config_from_mapping",
     "DEFAULT_DATA_DIR",
     "DEFAULT_HTTP_PORT",
     "DEFAULT_STREAM_PORT",
@@ -179,6 +180,12 @@ def parse_config(
         document = yaml.safe_load(stream)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    return _Reader(source).read(document)
+
+
+def config_from_mapping(document: Mapping[str, Any], *, source: str = "<mapping>") -> EngineConfig:
+    """Map a config already in Python form (what the YAML file parses to). No `${VAR}`
+    interpolation: the values are taken as given."""
     return _Reader(source).read(document)
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import anyio
 import anyio.abc
@@ -34,6 +34,8 @@ from .._transport import (
     url_host,
 )
 from .actions import Action, Callback, Close, Completed, Persist, Send
+from .config import config_from_mapping, load_config
+from .configured import configured_services
 from .hosting import ServiceFactory
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
@@ -329,6 +331,7 @@ async def run(
     data_dir: str | Path | None = None,
     stream_port: int | None = None,
     services: Sequence[ServiceFactory] | None = None,
+    config: str | Path | Mapping[str, Any] | None = None,
 ) -> AsyncIterator[EmbeddedEngine]:
     """Run an embedded engine for the duration of the `async with` block.
 
@@ -345,7 +348,19 @@ async def run(
     `services` are the in-engine services to run, each made from the router (None: all of
     them, `DEFAULT_SERVICES`); `anyiii engine --config` passes the ones a config file
     lists, bound to their `config:` blocks.
+
+    `config` is a configuration in the real engine's format, as a `config.yaml` path or as
+    the mapping it parses to: the services it lists run, each with its `config:` block
+    (named queues and their retries, the stream service's `auth_function`, …). Its
+    listeners and data paths are not used here: the arguments above say where to serve and
+    what to keep (`anyiii engine --config` reads those too). What the embedded engine does
+    not implement is logged and skipped; a malformed config raises `ValueError` naming the
+    key.
     """
+    if config is not None:
+        if services is not None:
+            raise ValueError("give either services or config, not both")
+        services = _services_of(config)
     chosen = settings or EngineSettings()
     limits = TransportLimits(
         max_message_size=chosen.max_message_size,
@@ -381,6 +396,15 @@ async def run(
             yield running
     finally:
         await storage.aclose()
+
+
+def _services_of(config: str | Path | Mapping[str, Any]) -> tuple[ServiceFactory, ...]:
+    parsed = load_config(config) if isinstance(config, str | Path) else config_from_mapping(config)
+    notes = list(parsed.skipped)
+    factories = configured_services(parsed, notes)
+    for note in notes:
+        logger.warning("config: %s", note)
+    return factories
 
 
 @asynccontextmanager
