@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from anyiii._engine.cli import SERVICE_CLASSES, EngineFlags, resolve
+from anyiii._engine.cli import EngineFlags, resolve
 from anyiii._engine.config import (
     DEFAULT_DATA_DIR,
     ConfigError,
@@ -23,6 +23,7 @@ from anyiii._engine.config import (
     load_config,
     parse_config,
 )
+from anyiii._engine.configured import SERVICE_CLASSES
 from anyiii._engine.router import Router
 from anyiii._engine.server import EngineSettings
 from anyiii._version import __version__

@@ -27,7 +27,7 @@ from engine_process import engine_command, engine_env, engine_process
 
 import anyiii
 from anyiii import ConnectError
-from anyiii._engine import cli
+from anyiii._engine import cli, configured
 from anyiii._engine.config import ConfigError
 from anyiii._transport import open_websocket
 
@@ -201,7 +201,7 @@ def test_a_service_refusing_its_block_exits_2(
         def __init__(self, context: object, config: Any = None) -> None:
             raise ConfigError(f"iii-state: cannot use {dict(config or {})}")
 
-    monkeypatch.setitem(cli.SERVICE_CLASSES, "iii-state", Picky)
+    monkeypatch.setitem(configured.SERVICE_CLASSES, "iii-state", Picky)  # type: ignore[arg-type]
     config = tmp_path / "config.yaml"
     config.write_text("workers:\n  - name: iii-state\n    config: {odd: 1}\n")
     parser = argparse.ArgumentParser()
