@@ -26,9 +26,10 @@ from typing import Any, Final
 import msgspec
 from msgspec import Raw
 
-from .._protocol.codes import DEFAULT_NAMESPACE, TRIGGER_REGISTRATION_FAILED
+from .._protocol.codes import TRIGGER_REGISTRATION_FAILED
 from .._protocol.frames import ErrorBody, RegisterTrigger, present, to_raw
 from .cron_schedule import CronExpressionError, CronSchedule, rfc3339
+from .deliveries import delivery
 from .service import BaseService, Effect, Invoke, ServiceContext
 from .service_config import adapter_note
 
@@ -130,14 +131,7 @@ class CronService(BaseService):
                 self._schedule(job, max(scheduled_ms, self._context.wall_clock_ms()))
             return ()
 
-        return Invoke(
-            binding.function_id,
-            to_raw(payload),
-            namespace=binding.namespace or DEFAULT_NAMESPACE,
-            metadata=present(binding.metadata),
-            condition_function_id=job.condition,
-            on_done=done,
-        )
+        return delivery(binding, to_raw(payload), job.condition, done)
 
     def _schedule(self, job: _Job, after_ms: int) -> None:
         """Set the job's next time: the first one strictly after `after_ms`."""

@@ -18,9 +18,10 @@ from typing import Any, Final
 import msgspec
 from msgspec import Raw
 
-from .._protocol.codes import DEFAULT_NAMESPACE, DESERIALIZATION_ERROR, TRIGGER_REGISTRATION_FAILED
-from .._protocol.frames import NULL, ErrorBody, RegisterTrigger, present
-from .service import BaseService, Invoke, Reply, ServiceContext, ServiceFunction
+from .._protocol.codes import DESERIALIZATION_ERROR
+from .._protocol.frames import NULL, ErrorBody, RegisterTrigger
+from .deliveries import binding_config, delivery
+from .service import BaseService, Reply, ServiceContext, ServiceFunction
 from .service_config import adapter_note
 
 __all__ = ["PUBLISH_FUNCTION", "SUBSCRIBE_TRIGGER", "TOPIC_NOT_SET", "PubSubService"]
@@ -63,11 +64,9 @@ class PubSubService(BaseService):
 
     def register(self, binding: RegisterTrigger) -> ErrorBody | None:
         """Subscribe a binding to its topic; a binding without a topic hears nothing."""
-        raw = present(binding.config)
-        try:
-            config = msgspec.json.decode(raw, type=_Config) if raw is not None else _Config()
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return ErrorBody(TRIGGER_REGISTRATION_FAILED, f"invalid subscribe config: {exc}")
+        config = binding_config(binding, _Config, "subscribe")
+        if isinstance(config, ErrorBody):
+            return config
         self.unregister(binding)
         if not config.topic:
             # The real engine accepts it too, and only warns (nothing can reach it).
@@ -105,13 +104,7 @@ class PubSubService(BaseService):
             return Reply(error=ErrorBody(TOPIC_NOT_SET, "Topic is not set"))
         subscribers = self._topics.get(message.topic, {})
         effects = tuple(
-            Invoke(
-                binding.function_id,
-                message.data,
-                namespace=binding.namespace or DEFAULT_NAMESPACE,
-                metadata=present(binding.metadata),
-                condition_function_id=condition,
-            )
+            delivery(binding, message.data, condition)
             for binding, condition in subscribers.values()
         )
         return Reply(NULL, effects=effects)

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from .._protocol.codes import DEFAULT_NAMESPACE, TRIGGER_REGISTRATION_FAILED
-from .._protocol.frames import ErrorBody, RegisterTrigger, present, to_raw
+from .._protocol.frames import ErrorBody, RegisterTrigger, to_raw
+from .deliveries import binding_config, delivery
 from .service import Invoke
 from .state import StateChange
 
@@ -39,12 +39,9 @@ class StateTrigger:
         self._bindings: dict[str, tuple[RegisterTrigger, _Config]] = {}
 
     def register(self, binding: RegisterTrigger) -> ErrorBody | None:
-        raw = present(binding.config)
-        try:
-            config = msgspec.json.decode(raw, type=_Config) if raw is not None else _Config()
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            message = f"invalid state trigger config: {exc}"
-            return ErrorBody(TRIGGER_REGISTRATION_FAILED, message)
+        config = binding_config(binding, _Config, STATE_TRIGGER)
+        if isinstance(config, ErrorBody):
+            return config
         self._bindings[binding.id] = (binding, config)
         return None
 
@@ -66,15 +63,7 @@ class StateTrigger:
                     continue
                 if payload is None:
                     payload = to_raw(_event(change))
-                out.append(
-                    Invoke(
-                        binding.function_id,
-                        payload,
-                        namespace=binding.namespace or DEFAULT_NAMESPACE,
-                        metadata=present(binding.metadata),
-                        condition_function_id=config.condition_function_id,
-                    )
-                )
+                out.append(delivery(binding, payload, config.condition_function_id))
         return out
 
 
