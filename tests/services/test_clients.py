@@ -4,6 +4,7 @@ end with their block."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import anyio
@@ -141,5 +142,81 @@ def test_the_blocking_state_client_and_its_feed() -> None:
             assert state.list("b") == [1]
             assert state.list_groups() == ["b"]
             assert list(feed) == []  # closed: the iteration is over
+        finally:
+            client.shutdown()
+
+
+async def test_subscriber_decorators_serve_topics_and_durable_topics() -> None:
+    news: list[Any] = []
+    jobs: list[Any] = []
+    both = anyio.Event()
+
+    def check() -> None:
+        if news and jobs:
+            both.set()
+
+    with anyio.fail_after(20):
+        async with running_engine(http_port=None) as engine, anyiii.connect(engine.url) as w:
+            pubsub, queues = anyiii.PubSub(w), anyiii.Queues(w)
+
+            @pubsub.subscriber("news")
+            async def on_news(message: Any) -> None:
+                news.append(message)
+                check()
+
+            @queues.subscriber("jobs", function_id="app::on_job")
+            async def on_job(message: Any) -> None:
+                jobs.append(message)
+                check()
+
+            assert on_news.__name__ == "on_news"  # returned unchanged
+            functions = await w.trigger_async(
+                {"function_id": "engine::functions::list", "payload": {}}
+            )
+            ids = {f["function_id"] for f in functions["functions"]}
+            assert {"subscriber::news::" + on_news.__qualname__, "app::on_job"} <= ids
+            await pubsub.publish("news", {"n": 1})
+            await queues.publish("jobs", {"j": 1})
+            await both.wait()
+    assert news == [{"n": 1}]
+    assert jobs == [{"j": 1}]
+
+
+def test_the_blocking_streams_pubsub_and_queues_clients() -> None:
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(running_engine(http_port=None)) as engine,
+    ):
+        client = anyiii.register_worker(engine.url)
+        try:
+            streams = anyiii.blocking.BlockingStreams(client)
+            with streams.changes("room") as feed:
+                assert streams.set("room", "g", "m1", {"t": "hi"}).new_value == {"t": "hi"}
+                event = feed.get(timeout=10)
+                assert event.kind == "create"
+                assert event.data == {"t": "hi"}
+            assert streams.get("room", "g", "m1") == {"t": "hi"}
+            assert streams.list("room", "g") == [{"t": "hi"}]
+            assert streams.list_groups("room") == ["g"]
+            assert streams.update("room", "g", "m1", [ops.set("t", "yo")]).new_value == {"t": "yo"}
+            assert streams.delete("room", "g", "m1") == {"t": "yo"}
+
+            pubsub = anyiii.blocking.BlockingPubSub(client)
+            with pubsub.subscribe("t") as messages:
+                pubsub.publish("t", [1, 2])
+                assert messages.get(timeout=10) == [1, 2]
+
+            got: list[Any] = []
+            done = threading.Event()
+
+            def job(data: Any) -> None:
+                got.append(data)
+                done.set()
+
+            client.register_function("app::job", job)
+            queues = anyiii.blocking.BlockingQueues(client)
+            assert queues.enqueue("default", "app::job", {"k": 1})
+            assert done.wait(10)
+            assert got == [{"k": 1}]
         finally:
             client.shutdown()
