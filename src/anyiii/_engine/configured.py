@@ -21,7 +21,7 @@ from .service import Service, ServiceContext
 from .state_service import StateService
 from .stream_service import StreamService
 
-__all__ = ["SERVICE_CLASSES", "ConfiguredService", "configured_services"]
+__all__ = ["DEFAULT_SERVICES", "SERVICE_CLASSES", "ConfiguredService", "configured_services"]
 
 
 class ConfiguredService(Protocol):
@@ -41,6 +41,16 @@ SERVICE_CLASSES: Final[Mapping[str, ConfiguredService]] = {
 }
 """The config file's worker name → the in-engine service class that implements it. The one
 place a new service is wired to a config file."""
+
+
+DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (
+    StateService,
+    StreamService,
+    PubSubService,
+    CronService,
+    QueueService,
+)
+"""The services an engine runs unless told otherwise (or a config lists others)."""
 
 
 def configured_services(config: EngineConfig, notes: list[str]) -> tuple[ServiceFactory, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Final, TypeAlias
 
 from msgspec import Raw
@@ -35,7 +35,14 @@ from .service import (
 )
 from .tables import INTERNAL, Tables
 
-__all__ = ["Continuation", "RouteCall", "ServiceFactory", "ServiceHost", "is_literal_false"]
+__all__ = [
+    "Continuation",
+    "EngineContext",
+    "RouteCall",
+    "ServiceFactory",
+    "ServiceHost",
+    "is_literal_false",
+]
 
 logger = logging.getLogger("anyiii.engine")
 
@@ -54,6 +61,20 @@ _FALSE: Final = b"false"
 def is_literal_false(result: Raw | None) -> bool:
     """Whether a condition function answered exactly `false` (the only answer that skips)."""
     return result is not None and bytes(result).strip() == _FALSE
+
+
+@dataclass(frozen=True, slots=True)
+class EngineContext:
+    """The `ServiceContext` of a router: its clocks, its ids and its function table."""
+
+    now: Callable[[], float]
+    wall_clock_ms: Callable[[], int]
+    new_id: Callable[[], str]
+    tables: Tables
+
+    def has_function(self, namespace: str, function_id: str) -> bool:
+        """Whether the function is registered (worker-hosted or in-engine)."""
+        return (namespace, function_id) in self.tables.functions
 
 
 class ServiceHost:

@@ -30,8 +30,6 @@ from .._protocol.codes import (
     CALLER_WORKER_ID_KEY,
     CHANNEL_SEND_FAILED,
     DEFAULT_NAMESPACE,
-    ENQUEUE_ERROR,
-    FUNCTION_NAMESPACE_CONFLICT,
     FUNCTION_NOT_FOUND,
     FUNCTIONS_AVAILABLE,
     HTTP_TRIGGER,
@@ -45,7 +43,6 @@ from .._protocol.frames import (
     InvokeFunction,
     RegisterFunction,
     RegisterTrigger,
-    RegistrationRejected,
     VoidAction,
     present,
     to_raw,
@@ -54,19 +51,18 @@ from .._protocol.ids import random_uuid
 from .._protocol.state import State
 from .actions import STOPPED, Action, Close, Send, answer
 from .builtins import BUILTINS, AwaitAck
-from .cron import CronService
+from .configured import DEFAULT_SERVICES
 from .discovery import Discovery, Fire
-from .hosting import ServiceFactory, ServiceHost
+from .enqueue import ENQUEUE_PROVIDER, enqueue_answer, enqueue_request
+from .hosting import EngineContext, ServiceFactory, ServiceHost
+from .payloads import with_caller
 from .providers import HttpRoutes, TriggerProvider
-from .pubsub import PubSubService
-from .queues import QueueService
+from .registrations import register_function, unregister_function
 from .shapes import function_summaries
-from .state_service import StateService
-from .stream_service import StreamService
 from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
-__all__ = ["DEFAULT_SERVICES", "Router"]
+__all__ = ["Router"]
 
 logger = logging.getLogger("anyiii.engine")
 
@@ -80,19 +76,6 @@ _BUFFERED: Final = (
     ev.TriggerTypeUnregistered,
 )
 """Frames held back until the connection's namespace is fixed (spec §4.1 step 6)."""
-
-
-ENQUEUE_PROVIDER: Final = "engine::queue::enqueue"
-"""The function the `enqueue` action hands its calls to (spec §5.1)."""
-
-DEFAULT_SERVICES: Final[tuple[ServiceFactory, ...]] = (
-    StateService,
-    StreamService,
-    PubSubService,
-    CronService,
-    QueueService,
-)
-"""The services an engine runs unless told otherwise."""
 
 
 class Router:
@@ -131,11 +114,12 @@ class Router:
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
         self._service_deadline: float | None = None
+        context = EngineContext(clock, wall_clock_ms, new_id, self.tables)
         self.services = ServiceHost(
-            [make(self) for make in services],
+            [make(context) for make in services],
             tables=self.tables,
             route=self._route_engine_call,
-            context=self,
+            context=context,
         )
         """The in-engine services (state, …); the I/O layer restores them from storage."""
         descriptions = {
@@ -272,24 +256,6 @@ class Router:
         self.services.tick(now, out)
         return out
 
-    # --- what services may ask (`service.ServiceContext`) ----------------------------------------
-
-    def now(self) -> float:
-        """The engine's monotonic clock, in seconds."""
-        return self._clock()
-
-    def wall_clock_ms(self) -> int:
-        """Milliseconds since the epoch."""
-        return self._wall_clock_ms()
-
-    def new_id(self) -> str:
-        """A fresh random id."""
-        return self._new_id()
-
-    def has_function(self, namespace: str, function_id: str) -> bool:
-        """Whether the function is registered."""
-        return (namespace, function_id) in self.tables.functions
-
     # --- engine-originated calls -----------------------------------------------------------
 
     def call(
@@ -409,11 +375,11 @@ class Router:
         function = tables.functions.get((namespace, call.function_id))
         if function is None:
             error = ErrorBody(
-                FUNCTION_NOT_FOUND, self._not_found_message(call.function_id, namespace)
+                FUNCTION_NOT_FOUND, tables.not_found_message(call.function_id, namespace)
             )
             answer(tables, caller, invocation_id, None, error, out)
             return
-        data = call.data if conn is None else _with_caller(call.data, conn.worker_id)
+        data = call.data if conn is None else with_caller(call.data, conn.worker_id)
         if function.owner is None:
             self._run_builtin(conn, call.function_id, data, caller, invocation_id, out)
             return
@@ -441,43 +407,15 @@ class Router:
     def _enqueue(
         self, call: InvokeFunction, queue: str, caller: int | None, out: list[Action]
     ) -> None:
-        """The `enqueue` action (spec §5.1): hand the call to the queue provider and answer
-        the caller with a receipt id once the provider accepted it."""
-        invocation_id = call.invocation_id
+        """The `enqueue` action (spec §5.1, `enqueue.py`): hand the call to the queue
+        provider; answer the caller with a receipt id once the provider accepted it."""
         receipt = self._new_id()
-        namespace = call.namespace if call.namespace is not None else DEFAULT_NAMESPACE
-        request: dict[str, object] = {
-            "queue": queue,
-            "function_id": call.function_id,
-            "data": call.data,  # no `_caller_worker_id` here, as in the real engine
-            "messageReceiptId": receipt,
-            "traceparent": call.traceparent,
-            "baggage": call.baggage,
-        }
-        if namespace != DEFAULT_NAMESPACE:
-            request["namespace"] = namespace
 
         def acknowledge(result: Raw | None, error: ErrorBody | None, out: list[Action]) -> None:
-            if error is None:
-                answer(
-                    self.tables,
-                    caller,
-                    invocation_id,
-                    to_raw({"messageReceiptId": receipt}),
-                    None,
-                    out,
-                )
-                return
-            message = f"{error.code}: {error.message}"
-            if error.code == FUNCTION_NOT_FOUND:
-                message = (
-                    f"No queue provider is running: the enqueue action goes through "
-                    f"{ENQUEUE_PROVIDER}, which the engine's queue service provides "
-                    f"(enable it in the engine's configuration). ({error.message})"
-                )
-            answer(self.tables, caller, invocation_id, None, ErrorBody(ENQUEUE_ERROR, message), out)
+            answer(self.tables, caller, call.invocation_id, *enqueue_answer(receipt, error), out)
 
-        self.services.call(ENQUEUE_PROVIDER, to_raw(request), acknowledge, out)
+        request = enqueue_request(call, queue, receipt)
+        self.services.call(ENQUEUE_PROVIDER, request, acknowledge, out)
 
     def _run_builtin(
         self,
@@ -502,13 +440,6 @@ class Router:
             answer(self.tables, caller, invocation_id, None, outcome, out)
         else:
             answer(self.tables, caller, invocation_id, outcome, None, out)
-
-    def _not_found_message(self, function_id: str, namespace: str) -> str:
-        elsewhere = self.tables.namespaces_of(function_id)
-        message = f"Function {function_id} not found in namespace {namespace}"
-        if elsewhere:
-            message += f". It is registered in namespace(s): {', '.join(elsewhere)}"
-        return message
 
     # --- what the built-ins may ask (`builtins.EngineHost`) ----------------------------------
 
@@ -545,35 +476,11 @@ class Router:
     def _register_function(
         self, conn: Connection, frame: RegisterFunction, out: list[Action]
     ) -> None:
-        namespace = conn.effective_namespace
-        key = (namespace, frame.id)
-        existing = self.tables.functions.get(key)
-        reserved = frame.id.startswith("engine::") and (
-            namespace != DEFAULT_NAMESPACE or frame.id in BUILTINS
-        )
-        owner = self.tables.connection(existing.owner) if existing is not None else None
-        live_owner = owner is not None and owner is not conn
-        if reserved or live_owner:
-            rejection = RegistrationRejected(
-                code=FUNCTION_NAMESPACE_CONFLICT,
-                namespace=namespace,
-                owner_worker_id="" if reserved or owner is None else owner.worker_id,
-                function_id=frame.id,
-            )
-            if conn.core.state is State.OPEN:
-                out.append(Send(conn.id, conn.core.reject_registration(rejection)))
-            return
-        self.tables.functions[key] = Function(namespace, frame, conn.id)
-        conn.functions.add(key)
-        if existing is None or existing.owner != conn.id:
+        if register_function(self.tables, conn, frame, out):
             self._functions_changed()
 
     def _unregister_function(self, conn: Connection, function_id: str) -> None:
-        key = (conn.effective_namespace, function_id)
-        function = self.tables.functions.get(key)
-        if function is not None and function.owner == conn.id:
-            del self.tables.functions[key]
-            conn.functions.discard(key)
+        if unregister_function(self.tables, conn, function_id):
             self._functions_changed()
 
     def _functions_changed(self) -> None:
@@ -609,22 +516,3 @@ class Router:
         logger.info("worker %s reattaches as %s", previous.worker_id, conn.worker_id)
         out.extend(self.close(previous.id))
         out.append(Close(previous.id, 1000, "replaced by a reattached connection"))
-
-
-_CALLER_ENTRY_START: Final = b'"' + CALLER_WORKER_ID_KEY.encode() + b'":"'
-
-
-def _with_caller(data: Raw, worker_id: str) -> Raw:
-    """`data` with `_caller_worker_id` added if it is a JSON object (spec §5.1).
-
-    The key is spliced in last, so it wins over a caller-supplied one in every decoder that
-    keeps the last duplicate, as the engine's own map insert does.
-    """
-    raw = bytes(data)
-    if not raw.startswith(b"{"):
-        return data
-    entry = _CALLER_ENTRY_START + worker_id.encode() + b'"'
-    body = raw[1:-1]
-    if body.strip():
-        return Raw(raw[:-1] + b"," + entry + b"}")
-    return Raw(b"{" + entry + b"}")

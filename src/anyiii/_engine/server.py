@@ -35,11 +35,11 @@ from .._transport import (
 )
 from .actions import Action, Callback, Close, Completed, Persist, Send
 from .config import config_from_mapping, load_config
-from .configured import configured_services
+from .configured import DEFAULT_SERVICES, configured_services
 from .hosting import ServiceFactory
 from .http import HttpLimits, serve_http
 from .providers import HttpRoutes
-from .router import DEFAULT_SERVICES, Router
+from .router import Router
 from .storage import MemoryStorage, SqliteStorage, Storage
 from .stream_socket import start_stream_socket
 from .writes import WritePipeline

@@ -234,6 +234,14 @@ class Tables:
         """Every namespace a function of this id is registered in, sorted."""
         return sorted(namespace for namespace, fid in self.functions if fid == function_id)
 
+    def not_found_message(self, function_id: str, namespace: str) -> str:
+        """`function_not_found`'s message (spec §5.1): where else the id is registered."""
+        elsewhere = self.namespaces_of(function_id)
+        message = f"Function {function_id} not found in namespace {namespace}"
+        if elsewhere:
+            message += f". It is registered in namespace(s): {', '.join(elsewhere)}"
+        return message
+
     def active_invocations(self, conn_id: int) -> int:
         return sum(1 for i in self.invocations.values() if i.callee == conn_id)
 
