@@ -220,3 +220,21 @@ def test_the_blocking_streams_pubsub_and_queues_clients() -> None:
             assert got == [{"k": 1}]
         finally:
             client.shutdown()
+
+
+async def test_a_feed_is_in_effect_for_other_connections_once_entered() -> None:
+    """Entering a feed waits until the engine has its binding: a publish from another
+    worker right after the `async with` line reaches it (without that wait it raced the
+    binding and was lost now and then; 20 rounds make the race show)."""
+    with anyio.fail_after(30):
+        async with (
+            running_engine(http_port=None) as engine,
+            anyiii.connect(engine.url) as listener,
+            anyiii.connect(engine.url) as publisher,
+        ):
+            for round_number in range(20):
+                async with anyiii.PubSub(listener).subscribe("t") as messages:
+                    await anyiii.PubSub(publisher).publish("t", round_number)
+                    async for message in messages:
+                        assert message == round_number
+                        break

@@ -19,7 +19,7 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 
 from . import requests as rq
 from .events import StateEvent, StreamEvent
-from .feeds import DEFAULT_FEED_BUFFER
+from .feeds import DEFAULT_FEED_BUFFER, binding_lookup
 from .requests import Change, ServiceRequest, UpdateResult, convert
 from .update_ops import Op
 
@@ -81,9 +81,13 @@ class BlockingFeed(Generic[T]):
 
     def __enter__(self) -> Self:
         self._handles.append(self._worker.register_function(self.function_id, self._deliver))
-        self._handles.append(
-            self._worker.register_trigger(self._trigger_type, self.function_id, self._config)
-        )
+        trigger = self._worker.register_trigger(self._trigger_type, self.function_id, self._config)
+        self._handles.append(trigger)
+        try:
+            self._worker.trigger(binding_lookup(trigger.id))
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(

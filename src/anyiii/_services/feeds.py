@@ -4,7 +4,10 @@ A `Feed` registers a private function on the worker and binds a trigger of the g
 to it; each event the engine delivers is converted and put in a bounded buffer the
 consumer iterates. When the buffer is full the delivering invocation waits, so a slow
 consumer slows the deliveries down (through the worker's invocation limits) instead of
-growing memory or losing events. Leaving the `async with` block unbinds the trigger,
+growing memory or losing events. Entering the block returns once the engine has the
+binding (a lookup of it on the same connection, which the engine answers after it
+processed the binding), so an event caused from elsewhere right after cannot slip past
+the feed. Leaving the `async with` block unbinds the trigger,
 unregisters the function and ends the iteration; events that arrive after that are
 dropped (the engine sees them answered).
 """
@@ -20,12 +23,22 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["DEFAULT_FEED_BUFFER", "Feed", "FeedWorker"]
+__all__ = ["DEFAULT_FEED_BUFFER", "Feed", "FeedWorker", "binding_lookup"]
 
 T = TypeVar("T")
 
 DEFAULT_FEED_BUFFER = 256
 """Events a feed holds for a consumer that has not read them yet."""
+
+
+def binding_lookup(trigger_id: str) -> dict[str, Any]:
+    """The call that confirms the engine has a binding (`engine::registered-triggers::info`,
+    in the real engine too): answered only after the binding, sent before it, was handled."""
+    return {
+        "function_id": "engine::registered-triggers::info",
+        "payload": {"id": trigger_id},
+        "namespace": "default",
+    }
 
 
 class _Unregisters(Protocol):
@@ -41,7 +54,13 @@ class FeedWorker(Protocol):
 
     async def register_trigger(
         self, trigger_type: str, function_id: str, config: Any = None
-    ) -> _Unregisters: ...
+    ) -> _Bound: ...
+
+    async def trigger_async(self, request: Any) -> Any: ...
+
+
+class _Bound(_Unregisters, Protocol):
+    id: str
 
 
 class Feed(Generic[T]):
@@ -78,9 +97,15 @@ class Feed(Generic[T]):
         self._function = self._worker.register_function(
             self.function_id, self._deliver, metadata={"internal": True}
         )
-        self._trigger = await self._worker.register_trigger(
+        trigger = await self._worker.register_trigger(
             self._trigger_type, self.function_id, self._config
         )
+        self._trigger = trigger
+        try:
+            await self._worker.trigger_async(binding_lookup(trigger.id))
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(
