@@ -1,7 +1,9 @@
 """`anyiii serve module:registry`: run a worker serving a registry, like `uvicorn module:app`.
 
 The worker connects to `--url` (else `$III_URL`, else the local engine), serves every
-function of the registry (again after every reconnect) and runs until Ctrl-C or SIGTERM;
+function of the registry (again after every reconnect), says so on stdout once the engine
+has the functions (so whoever waits for that line can call them), and runs until Ctrl-C or
+SIGTERM;
 then it drains running invocations within the usual bounds and exits 0.
 """
 
@@ -49,6 +51,15 @@ async def _serve(
 
             tasks.start_soon(stop_on_signal)
             async with connect(url, worker_name=name, namespace=namespace, registry=registry) as w:
+                # Ready means callable: a call on this connection is answered only after the
+                # engine has handled the registrations sent before it.
+                await w.trigger_async(
+                    {
+                        "function_id": "engine::functions::list",
+                        "payload": {"worker": w.name},
+                        "namespace": "default",
+                    }
+                )
                 print(
                     f"anyiii serve: {len(registry.functions)} functions of {registry.name!r} "
                     f"as {w.name}",

@@ -45,7 +45,9 @@ async def test_serve_runs_a_registry_until_sigterm_then_exits_0(
             command += ["--url", engine.url, "--backend", worker_backend]
             async with await anyio.open_process(command, cwd=tmp_path, env=serve_env()) as proc:
                 assert proc.stdout is not None
-                ready = await proc.stdout.receive()
+                ready = b""
+                while not ready.endswith(b"\n"):  # one line, however it is split
+                    ready += await proc.stdout.receive()
                 assert b"anyiii serve: 1 functions of 'shop'" in ready
                 async with anyiii.Client(engine.url):
                     assert await price("cake", quantity=2) == 10
