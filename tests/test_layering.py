@@ -51,7 +51,13 @@ FACE: Final = (
 )
 #: Leaf helpers any layer may use: the exception types, the version string, small anyio
 #: tools, the public HTTP request/response types.
-SHARED: Final = ("anyiii._errors", "anyiii._version", "anyiii._concurrency", "anyiii._http")
+SHARED: Final = (
+    "anyiii._errors",
+    "anyiii._version",
+    "anyiii._concurrency",
+    "anyiii._http",
+    "anyiii._loops",
+)
 #: The sans-IO protocol core: frames, the connection state machines, codes, ids.
 PROTOCOL: Final = ("anyiii._protocol.*",)
 #: Byte transports: WebSocket client and server, in-memory pairs.

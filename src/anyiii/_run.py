@@ -16,6 +16,8 @@ from typing import Any, TypeVar, TypeVarTuple
 
 import anyio
 
+from ._loops import backend_options
+
 __all__ = ["run"]
 
 T = TypeVar("T")
@@ -51,15 +53,22 @@ def run(
     main: Callable[[*Args], Awaitable[T]],
     *args: *Args,
     backend: str = "asyncio",
+    loop: str = "default",
 ) -> T:
     """Run `main(*args)` on `backend` ("asyncio" or "trio") and return its result.
+
+    `loop="uvloop"` runs asyncio on uvloop (the `uvloop` extra must be installed; a
+    ValueError says so otherwise).
 
     SIGINT (Ctrl-C) and SIGTERM cancel `main`, let it clean up, then exit the process with
     status 130 or 143 and one short line instead of a traceback.
     """
     received: list[int] = []
+    options = backend_options(backend, loop)
     try:
-        result: Any = anyio.run(_until_signalled, main, args, received, backend=backend)
+        result: Any = anyio.run(
+            _until_signalled, main, args, received, backend=backend, backend_options=options
+        )
     except KeyboardInterrupt:  # a second Ctrl-C while cleaning up
         received.append(signal.SIGINT)
     if received:

@@ -18,6 +18,7 @@ from typing import Literal
 import anyio
 
 from ._functions import Registry
+from ._loops import backend_options
 from ._worker import connect
 
 __all__ = ["load_registry", "serve_command"]
@@ -75,13 +76,15 @@ def serve_command(
     name: str | None,
     namespace: str | None,
     backend: Literal["asyncio", "trio"],
+    loop: str = "default",
 ) -> int:
     """Run the worker; the process's exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        options = backend_options(backend, loop)
         registry = load_registry(target)
     except (ImportError, ValueError) as exc:
         print(f"anyiii serve: {exc}", file=sys.stderr)
         return 2
-    anyio.run(_serve, registry, url, name, namespace, backend=backend)
+    anyio.run(_serve, registry, url, name, namespace, backend=backend, backend_options=options)
     return 0

@@ -32,6 +32,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 from ._errors import AnyiiiError
+from ._loops import backend_options
 from ._services import BlockingPubSub as BlockingPubSub
 from ._services import BlockingQueues as BlockingQueues
 from ._services import BlockingState as BlockingState
@@ -106,7 +107,8 @@ class InitOptions:
     the WebSocket handshake, plus `Authorization: Bearer $III_TOKEN` when set), `otel`
     (OpenTelemetry options; see docs/blocking.md). `enable_metrics_reporting` and
     `telemetry` are accepted for compatibility; anyiii reports no worker metrics.
-    `backend` ("asyncio" or "trio") picks the background event loop (an anyiii addition);
+    `backend` ("asyncio" or "trio") picks the background event loop and `loop="uvloop"`
+    runs asyncio on uvloop (anyiii additions; uvloop is the `anyiii[uvloop]` extra);
     `open_timeout`, `drain_timeout`, `cancel_timeout`, `close_timeout`, `release_timeout`
     and `limits` are `anyiii.connect()`'s options of the same names.
     """
@@ -121,6 +123,7 @@ class InitOptions:
     headers: dict[str, str] | None = None
     telemetry: Any = None
     backend: Literal["asyncio", "trio"] = "asyncio"
+    loop: Literal["default", "uvloop"] = "default"
     open_timeout: float = OPEN_TIMEOUT
     drain_timeout: float = 5.0
     cancel_timeout: float = 1.0
@@ -204,7 +207,12 @@ class BlockingWorker:
 
     def _thread_main(self) -> None:
         try:
-            anyio.run(self._serve, backend=self._options.backend)
+            options = self._options
+            anyio.run(
+                self._serve,
+                backend=options.backend,
+                backend_options=backend_options(options.backend, options.loop),
+            )
         except BaseException as exc:  # kept for the next call; the thread must end quietly
             if self._failure is None:
                 self._failure = exc

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from ._engine import add_engine_arguments, run_engine_command
+from ._loops import LOOPS
 
 __all__ = ["main"]
 
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default=None, help="worker name (default $III_WORKER_NAME)")
     serve.add_argument("--namespace", default=None, help="namespace (default $III_NAMESPACE)")
     serve.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
+    serve.add_argument(
+        "--loop", default="default", choices=LOOPS, help="'uvloop': asyncio on uvloop"
+    )
     return parser
 
 
@@ -57,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 name=args.name,
                 namespace=args.namespace,
                 backend=args.backend,
+                loop=args.loop,
             )
         )
     if args.command == "engine":

@@ -19,6 +19,7 @@ from typing import Final
 import anyio
 import msgspec
 
+from .._loops import LOOPS, backend_options
 from .config import (
     DEFAULT_DATA_DIR,
     DEFAULT_HTTP_PORT,
@@ -131,6 +132,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["asyncio", "trio"],
         help="the engine's own event loop (default: asyncio)",
     )
+    parser.add_argument(
+        "--loop",
+        default="default",
+        choices=LOOPS,
+        help="with --backend asyncio: 'uvloop' runs it on uvloop (the anyiii[uvloop] extra)",
+    )
 
 
 def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
@@ -237,10 +244,15 @@ def run_engine_command(args: argparse.Namespace) -> int:
         in_memory=args.in_memory,
     )
     try:
+        loop_options = backend_options(args.backend, args.loop)
+    except ValueError as exc:
+        print(f"anyiii engine: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         options = resolve(flags, load_config(flags.config) if flags.config else None)
         for note in options.notes:
             logger.warning("config: %s", note)
-        anyio.run(_serve, options, backend=args.backend)
+        anyio.run(_serve, options, backend=args.backend, backend_options=loop_options)
     except ConfigError as exc:
         print(f"anyiii engine: error: {exc}", file=sys.stderr)
         return 2
