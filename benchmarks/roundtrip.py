@@ -2,7 +2,8 @@
 
     python benchmarks/roundtrip.py [--rounds 3] [--calls 10000] [--quick] [--baseline-src DIR]
 
-For each SDK (the official Python `iii-sdk`, anyiii on asyncio, anyiii on trio) a callee
+For each SDK (the official Python `iii-sdk`, anyiii on asyncio, on trio, and on asyncio
+with uvloop as a row of its own) a callee
 process serves `bench::add` and a caller process measures, in this order: sequential calls
 (1 in flight: p50/p99 latency and rate), then throughput with 10 and with 100 calls in
 flight. Both workers of a measurement use the same SDK; the engine (`anyiii engine`, one
@@ -140,7 +141,12 @@ ANYIII_CALLEE = textwrap.dedent(
             if line.startswith("VmRSS:"):
                 print(line.split()[1], time.process_time(), flush=True)
 
-    anyio.run(main, backend=sys.argv[2])
+    uvloop = sys.argv[2] == "uvloop"
+    anyio.run(
+        main,
+        backend="asyncio" if uvloop else sys.argv[2],
+        backend_options={"use_uvloop": True} if uvloop else {},
+    )
     """
 )
 
@@ -173,7 +179,12 @@ ANYIII_CALLER = _MEASURE + textwrap.dedent(
             result["rss_kib"] = rss_kib()
             print(json.dumps(result), flush=True)
 
-    anyio.run(main, backend=sys.argv[4])
+    uvloop = sys.argv[4] == "uvloop"
+    anyio.run(
+        main,
+        backend="asyncio" if uvloop else sys.argv[4],
+        backend_options={"use_uvloop": True} if uvloop else {},
+    )
     """
 )
 
@@ -181,7 +192,10 @@ SDKS = {
     "official iii-sdk": (OFFICIAL_CALLEE, OFFICIAL_CALLER, []),
     "anyiii asyncio": (ANYIII_CALLEE, ANYIII_CALLER, ["asyncio"]),
     "anyiii trio": (ANYIII_CALLEE, ANYIII_CALLER, ["trio"]),
+    "anyiii uvloop": (ANYIII_CALLEE, ANYIII_CALLER, ["uvloop"]),
 }
+"""`anyiii uvloop` is asyncio on uvloop (the `uvloop` extra): reported as its own row, not
+as the headline, which compares the default loops."""
 BASELINE = {
     "baseline asyncio": (ANYIII_CALLEE, ANYIII_CALLER, ["asyncio"]),
     "baseline trio": (ANYIII_CALLEE, ANYIII_CALLER, ["trio"]),
@@ -286,7 +300,7 @@ def main() -> None:
             f"| {statistics.median(r['engine_cpu_us'] for r in results):.0f} |"
         )
     official = runs["official iii-sdk"]
-    for sdk in ("anyiii asyncio", "anyiii trio"):
+    for sdk in ("anyiii asyncio", "anyiii trio", "anyiii uvloop"):
         ratios = [
             ours["rate_100"] / theirs["rate_100"]
             for ours, theirs in zip(runs[sdk], official, strict=True)

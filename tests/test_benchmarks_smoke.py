@@ -46,9 +46,16 @@ def test_roundtrip_benchmark_quick_run() -> None:
     """anyiii and official workers through one engine: every SDK measured, ratios printed;
     a baseline tree (here this one again) is measured in the same rotation."""
     output = _quick_run("roundtrip.py", 230, "--baseline-src", str(ROOT / "src"))
-    for sdk in ("official iii-sdk", "anyiii asyncio", "anyiii trio", "baseline trio"):
+    for sdk in (
+        "official iii-sdk",
+        "anyiii asyncio",
+        "anyiii trio",
+        "anyiii uvloop",
+        "baseline trio",
+    ):
         assert f"| {sdk} |" in output
     assert "anyiii asyncio / official at 100 in flight" in output
+    assert "anyiii uvloop / official at 100 in flight" in output
     assert "trio: this / baseline callee CPU per call" in output
 
 

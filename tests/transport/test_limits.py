@@ -22,6 +22,7 @@ def test_defaults() -> None:
     assert limits.write_timeout == 30.0
     assert limits.queue_high_water == 4 * MiB
     assert limits.max_queue_bytes == 64 * MiB
+    assert limits.receive_burst == 16
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.close_timeout = 1.0  # type: ignore[misc]
 
@@ -34,6 +35,7 @@ def test_defaults() -> None:
         ("max_message_size", 1.5),
         ("queue_high_water", True),
         ("max_queue_bytes", "1000"),
+        ("receive_burst", 0),
         ("close_timeout", -0.5),
         ("write_timeout", 0),
         ("write_timeout", float("nan")),

@@ -89,6 +89,7 @@ class TransportBase:
         self._write_timeout = limits.write_timeout
         self._high_water = limits.queue_high_water
         self._max_queue = limits.max_queue_bytes
+        self._receive_burst = limits.receive_burst
 
         self._close_code: int | None = None
         self._close_reason: str | None = None
@@ -108,6 +109,7 @@ class TransportBase:
         self._drained: anyio.Event | None = None  # backpressure waiters
         self._idle: anyio.Event | None = None  # waiters for the flusher to finish
         self._wakeup: anyio.Event | None = None  # run_writer waiting for send_nowait
+        self._served_in_a_row = 0
 
         self._close_started = False
         self._close_done: anyio.Event | None = None
@@ -316,6 +318,13 @@ class TransportBase:
     async def receive(self) -> bytes:
         while True:
             if self._messages:
+                self._served_in_a_row += 1
+                if self._served_in_a_row > self._receive_burst:
+                    # Let the writer flush what these messages produced before going on (a
+                    # read does not always yield either, so the count spans reads).
+                    self._served_in_a_row = 0
+                    await anyio.lowlevel.checkpoint()
+                    continue
                 return self._messages.popleft()
             if self._close_code is not None:
                 raise self._closed_error()

@@ -1,0 +1,148 @@
+"""Where the time goes at 100 calls in flight: flame graphs and busy shares of the three
+processes (caller, callee, engine), all anyiii, through one `anyiii engine`.
+
+    python benchmarks/profile.py [--backend asyncio|trio|uvloop] [--seconds 10] [--out DIR]
+
+Needs the `bench` extra (py-spy). The caller keeps 100 calls in flight for the whole run;
+after a warm-up, py-spy samples each process for `--seconds` without stopping it
+(`--nonblocking`, so the async code runs undisturbed), and writes one SVG flame graph per
+process to `--out` (default `docs/benchmarks/`). The table gives, per process, its busy
+share of the window (CPU time over wall time: the rest is idle, waiting for the others)
+and its CPU time per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from _processes import cpu_seconds, engine_process, first_line, process
+from roundtrip import ANYIII_CALLEE
+
+LOAD = textwrap.dedent(
+    """
+    import sys
+    import anyio
+    import anyiii
+
+    done = 0
+
+    async def main():
+        async with anyiii.connect(sys.argv[1], worker_name="bench-caller") as worker:
+            request = {"function_id": "bench::add", "payload": {"a": 2, "b": 3}}
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        await worker.trigger_async(request)
+                        break
+                    except anyiii.InvocationError:
+                        await anyio.sleep(0.05)
+
+            async def keep_calling():
+                global done
+                while True:
+                    await worker.trigger_async(request)
+                    done += 1
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(100):
+                    tasks.start_soon(keep_calling)
+                print("GO", flush=True)
+                while True:
+                    await anyio.to_thread.run_sync(sys.stdin.readline)
+                    print(done, flush=True)
+
+    uvloop = sys.argv[2] == "uvloop"
+    anyio.run(
+        main,
+        backend="asyncio" if uvloop else sys.argv[2],
+        backend_options={"use_uvloop": True} if uvloop else {},
+    )
+    """
+)
+
+
+def py_spy() -> str:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(found).exists():
+        sys.exit("py-spy is not installed: pip install -e '.[bench]'")
+    return found
+
+
+def calls_so_far(caller: subprocess.Popen[str]) -> int:
+    assert caller.stdin is not None
+    caller.stdin.write("\n")
+    caller.stdin.flush()
+    return int(first_line(caller, "the caller"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio", "uvloop"])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" / "benchmarks"))
+    args = parser.parse_args()
+    spy = py_spy()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (
+        engine_process() as (url, engine_pid),
+        process(sys.executable, "-c", ANYIII_CALLEE, url, args.backend) as callee,
+    ):
+        if first_line(callee, "the callee") != "READY":
+            sys.exit("the callee did not start")
+        with process(sys.executable, "-c", LOAD, url, args.backend) as caller:
+            if first_line(caller, "the caller") != "GO":
+                sys.exit("the caller did not start")
+            time.sleep(args.warmup)  # a benchmark's warm-up, not synchronisation
+            pids = {"caller": caller.pid, "callee": callee.pid, "engine": engine_pid}
+            cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
+            calls_before = calls_so_far(caller)
+            started = time.perf_counter()
+            samplers = [
+                subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--duration",
+                        str(int(args.seconds)),
+                        "--rate",
+                        "200",
+                        "--nonblocking",
+                        "--format",
+                        "flamegraph",
+                        "-o",
+                        str(out / f"flame-{role}-{args.backend}.svg"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for role, pid in pids.items()
+            ]
+            for sampler in samplers:
+                sampler.wait(timeout=args.seconds + 60)
+            wall = time.perf_counter() - started
+            calls = calls_so_far(caller) - calls_before
+            cpu_after = {role: cpu_seconds(pid) for role, pid in pids.items()}
+    print(f"backend {args.backend}: {calls / wall:,.0f} calls/s over {wall:.1f} s")
+    print()
+    print("| process | busy share of the window | CPU µs per call | flame graph |")
+    print("|---|---:|---:|---|")
+    for role in pids:
+        cpu = cpu_after[role] - cpu_before[role]
+        print(
+            f"| {role} | {cpu / wall:.0%} | {cpu / calls * 1e6:.0f} "
+            f"| flame-{role}-{args.backend}.svg |"
+        )
+
+
+if __name__ == "__main__":
+    main()
