@@ -59,12 +59,12 @@ def first_line(child: subprocess.Popen[str], what: str) -> str:
 
 
 @contextmanager
-def engine_process(backend: str = "asyncio") -> Iterator[tuple[str, int]]:
-    """Run `anyiii engine` on free ports, in memory, in a subprocess; yields its worker URL
-    and pid."""
+def engine_process(backend: str = "asyncio", src: str = THIS_SRC) -> Iterator[tuple[str, int]]:
+    """Run `anyiii engine` (imported from `src`) on free ports, in memory, in a subprocess;
+    yields its worker URL and pid."""
     argv = [sys.executable, "-m", "anyiii", "engine", "--port", "0", "--http-port", "0"]
     argv += ["--stream-port", "0", "--in-memory"]
-    with process(*argv, "--backend", backend, "--log-level", "warning") as engine:
+    with process(*argv, "--backend", backend, "--log-level", "warning", src=src) as engine:
         # The first line reads "anyiii engine: workers ws://... http http://...".
         yield first_line(engine, "the engine").split()[3], engine.pid
 

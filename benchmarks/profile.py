@@ -2,13 +2,16 @@
 processes (caller, callee, engine), all anyiii, through one `anyiii engine`.
 
     python benchmarks/profile.py [--backend asyncio|trio|uvloop] [--seconds 10] [--out DIR]
+                                 [--no-flame] [--src DIR]
 
 Needs the `bench` extra (py-spy). The caller keeps 100 calls in flight for the whole run;
 after a warm-up, py-spy samples each process for `--seconds` without stopping it
 (`--nonblocking`, so the async code runs undisturbed), and writes one SVG flame graph per
 process to `--out` (default `docs/benchmarks/`). The table gives, per process, its busy
 share of the window (CPU time over wall time: the rest is idle, waiting for the others)
-and its CPU time per call.
+and its CPU time per call. `--no-flame` measures the same without sampling (py-spy costs
+CPU of its own); `--src DIR` runs all three processes from another source tree, to compare
+a change with the tree before it on the same load.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from _processes import cpu_seconds, engine_process, first_line, process
+from _processes import THIS_SRC, cpu_seconds, engine_process, first_line, process
 from roundtrip import ANYIII_CALLEE
 
 LOAD = textwrap.dedent(
@@ -87,17 +90,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" / "benchmarks"))
+    parser.add_argument("--no-flame", action="store_true", help="measure without sampling")
+    parser.add_argument("--src", default=THIS_SRC, help="the anyiii source tree to run")
     args = parser.parse_args()
-    spy = py_spy()
+    spy = "" if args.no_flame else py_spy()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with (
-        engine_process() as (url, engine_pid),
-        process(sys.executable, "-c", ANYIII_CALLEE, url, args.backend) as callee,
+        engine_process(src=args.src) as (url, engine_pid),
+        process(sys.executable, "-c", ANYIII_CALLEE, url, args.backend, src=args.src) as callee,
     ):
         if first_line(callee, "the callee") != "READY":
             sys.exit("the callee did not start")
-        with process(sys.executable, "-c", LOAD, url, args.backend) as caller:
+        with process(sys.executable, "-c", LOAD, url, args.backend, src=args.src) as caller:
             if first_line(caller, "the caller") != "GO":
                 sys.exit("the caller did not start")
             time.sleep(args.warmup)  # a benchmark's warm-up, not synchronisation
@@ -105,30 +110,33 @@ def main() -> None:
             cpu_before = {role: cpu_seconds(pid) for role, pid in pids.items()}
             calls_before = calls_so_far(caller)
             started = time.perf_counter()
-            samplers = [
-                subprocess.Popen(
-                    [
-                        spy,
-                        "record",
-                        "--pid",
-                        str(pid),
-                        "--duration",
-                        str(int(args.seconds)),
-                        "--rate",
-                        "200",
-                        "--nonblocking",
-                        "--format",
-                        "flamegraph",
-                        "-o",
-                        str(out / f"flame-{role}-{args.backend}.svg"),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                for role, pid in pids.items()
-            ]
-            for sampler in samplers:
-                sampler.wait(timeout=args.seconds + 60)
+            if args.no_flame:
+                time.sleep(args.seconds)  # the measurement window, not synchronisation
+            else:
+                samplers = [
+                    subprocess.Popen(
+                        [
+                            spy,
+                            "record",
+                            "--pid",
+                            str(pid),
+                            "--duration",
+                            str(int(args.seconds)),
+                            "--rate",
+                            "200",
+                            "--nonblocking",
+                            "--format",
+                            "flamegraph",
+                            "-o",
+                            str(out / f"flame-{role}-{args.backend}.svg"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    for role, pid in pids.items()
+                ]
+                for sampler in samplers:
+                    sampler.wait(timeout=args.seconds + 60)
             wall = time.perf_counter() - started
             calls = calls_so_far(caller) - calls_before
             cpu_after = {role: cpu_seconds(pid) for role, pid in pids.items()}
