@@ -92,7 +92,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" / "benchmarks"))
     parser.add_argument("--no-flame", action="store_true", help="measure without sampling")
     parser.add_argument("--src", default=THIS_SRC, help="the anyiii source tree to run")
+    parser.add_argument("--quick", action="store_true", help="a one-second run, no flames")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.no_flame = 1.0, 0.5, True
     spy = "" if args.no_flame else py_spy()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -74,3 +74,14 @@ def test_primitive_benchmark_quick_run() -> None:
     output = _quick_run("primitive.py", 110)
     assert "| asyncio |" in output
     assert "| trio |" in output
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_profile_benchmark_quick_run(backend: str) -> None:
+    """The three processes under load, busy shares measured (no sampler: py-spy is a
+    benchmark extra, not a test dependency)."""
+    output = _quick_run("profile.py", 110, "--backend", backend)
+    assert f"backend {backend}:" in output
+    for role in ("caller", "callee", "engine"):
+        assert f"| {role} |" in output
