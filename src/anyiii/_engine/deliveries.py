@@ -8,7 +8,8 @@ missing config is the type's defaults. A delivery goes to the binding's target n
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 import msgspec
 from msgspec import Raw
@@ -17,7 +18,7 @@ from .._protocol.codes import DEFAULT_NAMESPACE, TRIGGER_REGISTRATION_FAILED
 from .._protocol.frames import ErrorBody, RegisterTrigger, present
 from .service import Invoke, OnDone
 
-__all__ = ["binding_config", "delivery"]
+__all__ = ["ConfiguredBindings", "binding_config", "delivery"]
 
 C = TypeVar("C", bound=msgspec.Struct)
 
@@ -47,3 +48,29 @@ def delivery(
         condition_function_id=condition_function_id,
         on_done=on_done,
     )
+
+
+class ConfiguredBindings(Generic[C]):
+    """The bindings of an in-engine trigger type with their decoded configs: a provider
+    whose `register` only checks the config and remembers it (`state`, `stream`)."""
+
+    description = ""
+
+    def __init__(self, kind: type[C], label: str) -> None:
+        self._kind = kind
+        self._label = label
+        self._bindings: dict[str, tuple[RegisterTrigger, C]] = {}
+
+    def register(self, binding: RegisterTrigger) -> ErrorBody | None:
+        config = binding_config(binding, self._kind, self._label)
+        if isinstance(config, ErrorBody):
+            return config
+        self._bindings[binding.id] = (binding, config)
+        return None
+
+    def unregister(self, binding: RegisterTrigger) -> None:
+        self._bindings.pop(binding.id, None)
+
+    def bound(self) -> Iterator[tuple[RegisterTrigger, C]]:
+        """Every binding and its config, in binding order."""
+        return iter(self._bindings.values())

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from .._protocol.frames import ErrorBody, RegisterTrigger, to_raw
-from .deliveries import binding_config, delivery
+from .._protocol.frames import to_raw
+from .deliveries import ConfiguredBindings, delivery
 from .service import Invoke
 from .state import StateChange
 
@@ -30,23 +30,13 @@ class _Config(msgspec.Struct):
     condition_function_id: str | None = None
 
 
-class StateTrigger:
+class StateTrigger(ConfiguredBindings[_Config]):
     """The in-engine provider of the `state` trigger type."""
 
     description = "Fires when a state value is created, updated or deleted"
 
     def __init__(self) -> None:
-        self._bindings: dict[str, tuple[RegisterTrigger, _Config]] = {}
-
-    def register(self, binding: RegisterTrigger) -> ErrorBody | None:
-        config = binding_config(binding, _Config, STATE_TRIGGER)
-        if isinstance(config, ErrorBody):
-            return config
-        self._bindings[binding.id] = (binding, config)
-        return None
-
-    def unregister(self, binding: RegisterTrigger) -> None:
-        self._bindings.pop(binding.id, None)
+        super().__init__(_Config, STATE_TRIGGER)
 
     def fires(self, changes: Iterable[StateChange]) -> list[Invoke]:
         """The calls that announce `changes` to the bindings they match."""
@@ -55,7 +45,7 @@ class StateTrigger:
             if change.deleted and not change.existed:
                 continue
             payload: Any = None
-            for binding, config in self._bindings.values():
+            for binding, config in self.bound():
                 if config.scope not in (None, change.scope) or config.key not in (
                     None,
                     change.key,

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 import msgspec
 
-from .._protocol.frames import ErrorBody, RegisterTrigger, to_raw
-from .deliveries import binding_config, delivery
+from .._protocol.frames import to_raw
+from .deliveries import ConfiguredBindings, delivery
 from .service import Invoke
 
 __all__ = [
@@ -61,29 +61,19 @@ class _Config(msgspec.Struct):
     condition_function_id: str | None = None
 
 
-class StreamTrigger:
+class StreamTrigger(ConfiguredBindings[_Config]):
     """The in-engine provider of the `stream` trigger type."""
 
     description = "Fires when a stream item is created, updated or deleted, or an event is sent"
 
     def __init__(self) -> None:
-        self._bindings: dict[str, tuple[RegisterTrigger, _Config]] = {}
-
-    def register(self, binding: RegisterTrigger) -> ErrorBody | None:
-        config = binding_config(binding, _Config, "stream")
-        if isinstance(config, ErrorBody):
-            return config
-        self._bindings[binding.id] = (binding, config)
-        return None
-
-    def unregister(self, binding: RegisterTrigger) -> None:
-        self._bindings.pop(binding.id, None)
+        super().__init__(_Config, "stream")
 
     def fires(self, message: dict[str, Any]) -> list[Invoke]:
         """The calls that announce `message` to the bindings it matches."""
         out: list[Invoke] = []
         payload: Any = None
-        for binding, config in self._bindings.values():
+        for binding, config in self.bound():
             if config.stream_name and config.stream_name != message["streamName"]:
                 continue
             if config.group_id and config.group_id != message["groupId"]:
