@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import builtins
 import queue
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from . import requests as rq
 from .events import StateEvent, StreamEvent
-from .feeds import DEFAULT_FEED_BUFFER, binding_lookup
+from .feeds import DEFAULT_FEED_BUFFER, binding_lookup, feed_function_id
 from .requests import Change, ServiceRequest, UpdateResult, convert
 from .update_ops import Op
 
@@ -72,7 +71,7 @@ class BlockingFeed(Generic[T]):
         self._events: queue.Queue[Any] = queue.Queue(maxsize=buffer)
         self._closed = False
         self._handles: list[_Unregisters] = []
-        self.function_id = f"anyiii::feed::{trigger_type}::{uuid.uuid4().hex[:12]}"
+        self.function_id = feed_function_id(trigger_type)
 
     def _deliver(self, payload: Any) -> None:
         # Runs in a worker thread; a full queue makes the delivery wait (backpressure).

@@ -23,12 +23,17 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["DEFAULT_FEED_BUFFER", "Feed", "FeedWorker", "binding_lookup"]
+__all__ = ["DEFAULT_FEED_BUFFER", "Feed", "FeedWorker", "binding_lookup", "feed_function_id"]
 
 T = TypeVar("T")
 
 DEFAULT_FEED_BUFFER = 256
 """Events a feed holds for a consumer that has not read them yet."""
+
+
+def feed_function_id(trigger_type: str) -> str:
+    """A fresh id for the private function a feed's events are delivered to."""
+    return f"anyiii::feed::{trigger_type}::{uuid.uuid4().hex[:12]}"
 
 
 def binding_lookup(trigger_id: str) -> dict[str, Any]:
@@ -84,7 +89,7 @@ class Feed(Generic[T]):
         self._send, self._receive = anyio.create_memory_object_stream[T](buffer)
         self._function: _Unregisters | None = None
         self._trigger: _Unregisters | None = None
-        self.function_id = f"anyiii::feed::{trigger_type}::{uuid.uuid4().hex[:12]}"
+        self.function_id = feed_function_id(trigger_type)
         """The private function the events are delivered to."""
 
     async def _deliver(self, payload: Any) -> None:
