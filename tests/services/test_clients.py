@@ -238,3 +238,20 @@ async def test_a_feed_is_in_effect_for_other_connections_once_entered() -> None:
                     async for message in messages:
                         assert message == round_number
                         break
+
+
+async def test_a_full_feed_buffer_slows_deliveries_down_and_loses_nothing() -> None:
+    """With `buffer=1` and nobody reading, later events wait in their deliveries; once the
+    consumer reads, every event arrives."""
+    with anyio.fail_after(20):
+        async with running_engine(http_port=None) as engine, anyiii.connect(engine.url) as w:
+            state = anyiii.State(w)
+            async with state.changes("full", buffer=1) as feed:
+                for n in range(5):
+                    await state.set("full", f"k{n}", n)
+                keys = []
+                async for event in feed:
+                    keys.append(event.key)
+                    if len(keys) == 5:
+                        break
+            assert sorted(keys) == [f"k{n}" for n in range(5)]
