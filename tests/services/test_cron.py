@@ -394,3 +394,37 @@ async def test_a_cron_binding_fires_with_its_metadata_through_the_engine() -> No
     assert scheduled.microsecond == 0
     assert datetime.fromisoformat(event["actual_time"]) >= scheduled
     assert metadata == {"team": "ops"}
+
+
+def test_a_cron_binding_made_by_a_built_in_call_re_arms_the_timer() -> None:
+    """`engine::register_trigger` is a call, not a registration frame: the router still
+    notices that the cron service's deadline moved (it skips that check only for calls
+    routed from one worker to another)."""
+    engine = Engine()
+    engine.router = Router(clock=lambda: engine.now, wall_clock_ms=lambda: START_MS)
+    worker = engine.connect("svc::a")
+    engine.tick(0.1)  # the discovery debounce is done with
+    engine.router.timers_changed = False
+    payload = {
+        "trigger_type": "cron",
+        "function_id": "svc::a",
+        "config": {"expression": "*/5 * * * * *"},
+    }
+    _, frame = worker.core.call("engine::register_trigger", to_raw(payload))
+    engine.send(worker, frame)
+    assert engine.router.timers_changed
+    assert engine.router.next_deadline() == pytest.approx(5.1)
+
+
+def test_an_enqueued_message_nobody_serves_yet_re_arms_the_timer() -> None:
+    """The enqueue action reaches the queue service, whose poll timer starts: the router
+    says so, like for any other message that reaches a service."""
+    engine = Engine()
+    engine.router = Router(clock=lambda: engine.now, wall_clock_ms=lambda: START_MS)
+    worker = engine.connect("svc::a")
+    engine.tick(0.1)  # the discovery debounce is done with
+    engine.router.timers_changed = False
+    _, frame = worker.core.call("svc::later", to_raw({"n": 1}), enqueue="default")
+    engine.send(worker, frame)
+    assert engine.router.timers_changed
+    assert engine.router.next_deadline() is not None

@@ -351,3 +351,28 @@ async def test_long_close_reason_is_clipped_to_fit_a_close_frame(kind: str) -> N
                     await server.receive()
             assert caught.value.code == 4002
             assert caught.value.reason == "é" * 61
+
+
+async def test_a_send_waiting_for_room_gives_up_at_its_deadline(kind: str) -> None:
+    # A call's deadline bounds its wait for room in the send queue: TimeoutError when it
+    # passes, the message stays queued (and arrives, in order, once the peer reads).
+    high_water = 64 * 1024
+    limits = TransportLimits(queue_high_water=high_water, max_message_size=8 * MiB)
+    with anyio.fail_after(20):
+        async with transport_pair(kind, limits, max_buffer=1) as (client, server):
+            async with anyio.create_task_group() as tg:
+
+                async def stuck_writer() -> None:
+                    for _ in range(64):  # 64 MiB: far more than any socket buffers
+                        await client.send(b"B" * MiB)
+
+                tg.start_soon(stuck_writer)
+                await anyio.wait_all_tasks_blocked()
+                client.send_nowait(b"q" * (2 * high_water))  # the queue is past the mark
+                started = anyio.current_time()
+                with pytest.raises(TimeoutError):
+                    await client.send(b"late", deadline=started + 0.2)
+                assert anyio.current_time() - started >= 0.2
+                got = [await server.receive() for _ in range(64 + 2)]
+            others = [message for message in got if message != b"B" * MiB]
+            assert others == [b"q" * (2 * high_water), b"late"]

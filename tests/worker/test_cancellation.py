@@ -30,7 +30,7 @@ class StallingTransport:
         self.sent: list[bytes] = []
         self._inbox = [encode_frame(WorkerRegistered(worker_id=WORKER_ID))]
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, *, deadline: float = float("inf")) -> None:
         if self.stall == "send":
             await anyio.sleep_forever()
         self.sent.append(message)

@@ -188,7 +188,8 @@ async def test_drain_waits_for_running_handlers_then_cancels_within_its_bounds()
     async with anyio.create_task_group() as tasks:
         handler = runner.admit("stuck")
         assert isinstance(handler, Handler)
-        tasks.start_soon(runner.run, handler, invocation("stuck"), answers)
+        invocations = await tasks.start(runner.host)
+        invocations.start_soon(runner.run, handler, invocation("stuck"), answers)
         await started.wait()
         with anyio.fail_after(5):
             await runner.drain(0.05, 1.0)
@@ -243,7 +244,8 @@ async def test_drain_gives_cancelled_handlers_only_the_cancel_grace() -> None:
     async with anyio.create_task_group() as tasks:
         handler = runner.admit("lingering")
         assert isinstance(handler, Handler)
-        tasks.start_soon(runner.run, handler, invocation("lingering"), Answers())
+        invocations = await tasks.start(runner.host)
+        invocations.start_soon(runner.run, handler, invocation("lingering"), Answers())
         await started.wait()
         with anyio.fail_after(5):
             await runner.drain(0.01, 0.05)

@@ -34,7 +34,7 @@ class BrokenTransport:
         self.writes += 1
         raise ConnectionClosed(1006, "gone")
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, *, deadline: float = float("inf")) -> None:
         self.writes += 1
         raise ConnectionClosed(1006, "gone")
 
@@ -108,7 +108,7 @@ class RecordingTransport:
     def send_nowait(self, message: bytes) -> None:
         self.queued.append(message)
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, *, deadline: float = float("inf")) -> None:
         raise AssertionError("a batch must not write frame by frame")
 
 

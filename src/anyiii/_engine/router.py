@@ -114,6 +114,10 @@ class Router:
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
         self._service_deadline: float | None = None
+        self._services_touched = False
+        """Set when a message may have reached a service (a built-in call, a registration):
+        only then does `receive` ask the services for their deadlines again. A call routed
+        from one worker to another, the common case, cannot move a service's timer."""
         context = EngineContext(clock, wall_clock_ms, new_id, self.tables)
         self.services = ServiceHost(
             [make(context) for make in services],
@@ -205,7 +209,9 @@ class Router:
                 conn.held.append(event)
             else:
                 self._on_event(conn, event, out)
-        self._watch_service_deadline()
+        if self._services_touched:
+            self._services_touched = False
+            self._watch_service_deadline()
         return out
 
     def shutdown(self) -> list[Action]:
@@ -327,7 +333,13 @@ class Router:
         elif isinstance(event, ev.InvalidCall):
             error = ErrorBody(code=event.code, message=event.message)
             out.append(Send(conn.id, conn.core.deliver_result(event.invocation_id, error=error)))
-        elif isinstance(event, ev.FunctionRegistered):
+        else:
+            self._services_touched = True
+            self._on_registration_event(conn, event, out)
+
+    def _on_registration_event(self, conn: Connection, event: ev.Event, out: list[Action]) -> None:
+        """Everything but calls and results: registrations, pings, protocol trouble."""
+        if isinstance(event, ev.FunctionRegistered):
             self._register_function(conn, event.frame, out)
         elif isinstance(event, ev.FunctionUnregistered):
             self._unregister_function(conn, event.function_id)
@@ -364,6 +376,7 @@ class Router:
         tables = self.tables
         invocation_id = call.invocation_id
         if isinstance(call.action, EnqueueAction):
+            self._services_touched = True
             self._enqueue(call, call.action.queue, caller, out)
             return
         namespace = call.namespace if call.namespace is not None else DEFAULT_NAMESPACE
@@ -381,6 +394,7 @@ class Router:
             return
         data = call.data if conn is None else with_caller(call.data, conn.worker_id)
         if function.owner is None:
+            self._services_touched = True
             self._run_builtin(conn, call.function_id, data, caller, invocation_id, out)
             return
         callee = tables.connections[function.owner]

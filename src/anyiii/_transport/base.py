@@ -38,6 +38,7 @@ buffered) return without a checkpoint; every call that waits for I/O is one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -118,12 +119,14 @@ class SendQueueFull(ConnectionClosed):
 class Transport(Protocol):
     """A message link to one peer; see the module docstring for the shared contract."""
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, *, deadline: float = math.inf) -> None:
         """Send `message` (UTF-8 JSON bytes) as one text message, in call order.
 
         Raises `ConnectionClosed` if the transport is closed or broken, or if the write this
         call performed failed. A message queued behind another task's write is reported as
-        sent; if that write fails later, the failure shows up on the next call.
+        sent; if that write fails later, the failure shows up on the next call. If the send
+        queue is above its high-water mark, `send` waits for room, and raises TimeoutError
+        if `deadline` (clock seconds) passes first; the message stays queued.
         """
         ...
 

@@ -34,6 +34,7 @@ transport is marked broken, closed, and everything after raises `ConnectionClose
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -201,10 +202,10 @@ class TransportBase:
 
     # -- sending --------------------------------------------------------------------------
 
-    async def send(self, message: bytes) -> None:
+    async def send(self, message: bytes, *, deadline: float = math.inf) -> None:
         if self._close_code is not None:
             raise self._closed_error()
-        await self._submit(self._frame_message(message))
+        await self._submit(self._frame_message(message), deadline)
 
     def send_nowait(self, message: bytes) -> None:
         if self._close_code is not None:
@@ -239,8 +240,9 @@ class TransportBase:
             wakeup = self._wakeup = anyio.Event()
             await wakeup.wait()
 
-    async def _submit(self, chunks: list[bytes]) -> None:
-        """Write `chunks` now (becoming the flusher) or queue them behind the flusher."""
+    async def _submit(self, chunks: list[bytes], deadline: float = math.inf) -> None:
+        """Write `chunks` now (becoming the flusher) or queue them behind the flusher; a
+        wait for room that outlasts `deadline` raises TimeoutError (the chunks stay queued)."""
         if not self._flushing:
             await self._flush(chunks)
             return
@@ -253,7 +255,13 @@ class TransportBase:
             drained = self._drained
             if drained is None:
                 drained = self._drained = anyio.Event()
-            await drained.wait()
+            if deadline == math.inf:
+                await drained.wait()
+                continue
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await drained.wait()
+            if scope.cancelled_caught:
+                raise TimeoutError("the send queue did not drain before the deadline")
 
     def _take_queue(self) -> list[bytes]:
         batch, self._queue, self._queued = self._queue, [], 0

@@ -23,7 +23,7 @@ Settings that matter for the iii protocol:
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import (
     Iterable,
     Mapping,
@@ -54,7 +54,33 @@ __all__ = ["LINK_ERRORS", "WebSocketTransport"]
 LINK_ERRORS = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 
 
-def _text_frame(payload: bytes, *, masked: bool) -> bytes:
+class MaskSource:
+    """Masking keys for a client's frames (RFC 6455 §5.3), drawn from the OS's random
+    source a block at a time instead of one system call per frame.
+
+    The keys stay unpredictable (they are `os.urandom` bytes); only the number of calls
+    changes. Each transport has its own source, so no two threads share one.
+    """
+
+    __slots__ = ("_at", "_block")
+
+    BLOCK = 1024
+    """Bytes drawn per refill: 256 keys."""
+
+    def __init__(self) -> None:
+        self._block = b""
+        self._at = 0
+
+    def next_key(self) -> bytes:
+        """Four fresh random bytes."""
+        at = self._at
+        if at + 4 > len(self._block):
+            self._block, at = os.urandom(self.BLOCK), 0
+        self._at = at + 4
+        return self._block[at : at + 4]
+
+
+def _text_frame(payload: bytes, masks: MaskSource | None) -> bytes:
     """One final, uncompressed text frame (RFC 6455 §5.2), built directly.
 
     This is what websockets' `send_text` produces for an open connection without
@@ -64,16 +90,16 @@ def _text_frame(payload: bytes, *, masked: bool) -> bytes:
     through the websockets protocol object.
     """
     length = len(payload)
-    mask_bit = 0x80 if masked else 0
+    mask_bit = 0 if masks is None else 0x80
     if length < 126:
         header = bytes((0x81, mask_bit | length))
     elif length < 65536:
         header = bytes((0x81, mask_bit | 126)) + length.to_bytes(2, "big")
     else:
         header = bytes((0x81, mask_bit | 127)) + length.to_bytes(8, "big")
-    if not masked:
+    if masks is None:
         return header + payload
-    mask = secrets.token_bytes(4)
+    mask = masks.next_key()
     return header + mask + apply_mask(payload, mask)
 
 
@@ -102,6 +128,7 @@ class WebSocketTransport(TransportBase):
         self._stream = stream
         self._protocol: SansIOProtocol = protocol
         self._fragments: list[bytes] = []
+        self._masks = MaskSource() if protocol.side is Side.CLIENT else None
         self._stream_done = False  # EOF was read, or the stream is closed
         self._aborted = False
         # Read now: a closed socket no longer knows its peer.
@@ -116,7 +143,7 @@ class WebSocketTransport(TransportBase):
     def _frame_message(self, message: bytes) -> list[bytes]:
         protocol = self._protocol
         if protocol.state is State.OPEN and len(message) <= FRAGMENT_ABOVE:
-            return [_text_frame(message, masked=protocol.side is Side.CLIENT)]
+            return [_text_frame(message, self._masks)]
         try:
             if len(message) <= FRAGMENT_ABOVE:
                 protocol.send_text(message)

@@ -9,14 +9,18 @@ waiting for their answers.
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import msgspec
 
 from .._concurrency import OneShot
 from .._errors import InvocationError
+from .._protocol.codes import TIMEOUT
 from .._protocol.frames import EnqueueAction, ErrorBody, VoidAction, decode_value
 
 __all__ = [
@@ -24,6 +28,7 @@ __all__ = [
     "CallSlot",
     "PendingCalls",
     "call_outcome",
+    "timeout_error",
     "TriggerAction",
     "TriggerRequest",
     "parse_request",
@@ -116,28 +121,58 @@ CallSlot = OneShot[msgspec.Raw, ErrorBody]
 """Where one outgoing call's answer lands: its result, or its error."""
 
 
+def timeout_error(timeout_ms: int) -> ErrorBody:
+    """The answer of a call whose `timeout_ms` passed before its result came."""
+    return ErrorBody(TIMEOUT, f"invocation timed out after {timeout_ms}ms")
+
+
 class PendingCalls:
     """The outgoing calls of a worker that wait for an answer, by invocation id.
 
     A call opens its slot before its frame is sent (so no answer can arrive unclaimed) and
     closes it when it stops waiting, whether answered, timed out or cancelled. Resolving
     never blocks, so the reader task can do it; a lost connection fails every slot at once.
+
+    Deadlines: a slot opened with a deadline is answered `timeout_error` once it passes,
+    by `expire_forever()`, one task per connection. A cancel scope with a deadline around
+    every call cost the caller more than anything else on its path (a timer armed and
+    disarmed per call); here a call costs one heap push. The heap keeps the entries of
+    answered calls until their deadline, so it is compacted whenever it holds more than
+    twice the open slots (plus a little), which bounds it by the calls in flight.
     """
 
-    __slots__ = ("_slots",)
+    __slots__ = ("_armed", "_deadlines", "_slots", "_wakeup")
+
+    COMPACT_SLACK = 64
+    """Stale heap entries tolerated beyond twice the open slots before compacting."""
 
     def __init__(self) -> None:
         self._slots: dict[str, CallSlot] = {}
+        self._deadlines: list[tuple[float, str, int]] = []
+        self._wakeup: anyio.Event | None = None
+        self._armed = math.inf
+        """When the expiry task wakes next (inf: it sleeps until told)."""
 
     def __len__(self) -> int:
         return len(self._slots)
 
-    def open(self, invocation_id: str) -> CallSlot:
-        """A new slot for the call `invocation_id`."""
+    def open(self, invocation_id: str, deadline: float = math.inf, timeout_ms: int = 0) -> CallSlot:
+        """A new slot for the call `invocation_id`, answered `timeout_error(timeout_ms)` if
+        nothing else answers it by `deadline` (clock seconds, `anyio.current_time()`)."""
         # `OneShot()`, not `CallSlot()`: calling the subscripted alias costs a trip through
         # typing's machinery on every call.
         slot: CallSlot = OneShot()
-        self._slots[invocation_id] = slot
+        slots = self._slots
+        slots[invocation_id] = slot
+        if deadline != math.inf:
+            deadlines = self._deadlines
+            heapq.heappush(deadlines, (deadline, invocation_id, timeout_ms))
+            if deadline < self._armed:
+                self._armed = -math.inf  # told once; the task re-arms when it runs
+                if self._wakeup is not None:
+                    self._wakeup.set()
+            elif len(deadlines) > 2 * len(slots) + self.COMPACT_SLACK:
+                self._compact()
         return slot
 
     def close(self, invocation_id: str) -> None:
@@ -156,6 +191,39 @@ class PendingCalls:
         """Answer every waiting call with `error` (the connection carrying them is gone)."""
         for slot in self._slots.values():
             slot.resolve(None, error)
+        self._deadlines.clear()
+
+    # --- deadlines ----------------------------------------------------------------------------
+
+    def expire(self, now: float) -> float:
+        """Answer every open call whose deadline is `now` or earlier with `timeout_error`;
+        returns the next deadline (inf if none)."""
+        deadlines, slots = self._deadlines, self._slots
+        while deadlines and deadlines[0][0] <= now:
+            _, invocation_id, timeout_ms = heapq.heappop(deadlines)
+            slot = slots.get(invocation_id)
+            if slot is not None:
+                slot.resolve(None, timeout_error(timeout_ms))
+        return deadlines[0][0] if deadlines else math.inf
+
+    async def expire_forever(self) -> None:
+        """Time out calls as their deadlines pass, until cancelled (the connection's end)."""
+        wakeup: anyio.Event | None = None
+        try:
+            while True:
+                wakeup = self._wakeup = anyio.Event()
+                self._armed = self.expire(anyio.current_time())
+                with anyio.CancelScope(deadline=self._armed):
+                    await wakeup.wait()
+        finally:
+            if self._wakeup is wakeup:
+                self._wakeup, self._armed = None, math.inf
+
+    def _compact(self) -> None:
+        """Drop the heap entries of calls no longer waiting."""
+        slots = self._slots
+        self._deadlines = [entry for entry in self._deadlines if entry[1] in slots]
+        heapq.heapify(self._deadlines)
 
 
 def call_outcome(slot: CallSlot, function_id: str, invocation_id: str) -> Any:

@@ -15,15 +15,21 @@ alone.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
 import anyio.abc
 
-from .._errors import ConnectionClosed, LocalProtocolError
+from .._errors import ConnectionClosed, InvocationError, LocalProtocolError
 from .._protocol import events as ev
-from .._protocol.codes import INVOCATION_FAILED, INVOCATION_STOPPED, TRIGGER_TYPE_NOT_FOUND
+from .._protocol.codes import (
+    INVOCATION_FAILED,
+    INVOCATION_STOPPED,
+    TIMEOUT,
+    TRIGGER_TYPE_NOT_FOUND,
+)
 from .._protocol.frames import (
     EnqueueAction,
     ErrorBody,
@@ -35,7 +41,7 @@ from .._protocol.frames import (
 from .._protocol.state import State
 from .._protocol.worker import WorkerConnection
 from .._transport import Transport
-from .calls import CallRequest, PendingCalls, call_outcome
+from .calls import CallRequest, PendingCalls, call_outcome, timeout_error
 from .invocations import InvocationRunner
 from .trigger_types import ActiveBinding, binding_config
 
@@ -78,6 +84,7 @@ class Session:
         self._on_fatal = on_fatal
         self._on_lost = on_lost
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._invocations: anyio.abc.TaskGroup | None = None
         self._bindings: dict[str, ActiveBinding] = {}
         self._table: dict[type[ev.Event], Callable[[Any], None]] = {
             ev.CallCompleted: self._on_call_completed,
@@ -122,6 +129,8 @@ class Session:
             for frame in opening:
                 self.send_nowait(frame)
             tasks.start_soon(self.transport.run_writer)
+            tasks.start_soon(self._pending.expire_forever)
+            self._invocations = await tasks.start(self._runner.host)
             on_open()
             try:
                 await self._read()
@@ -200,15 +209,27 @@ class Session:
 
     # --- outgoing calls ---------------------------------------------------------------------
 
-    async def call(self, request: CallRequest, trace: tuple[str | None, str | None]) -> Any:
+    async def call(
+        self,
+        request: CallRequest,
+        trace: tuple[str | None, str | None],
+        deadline: float = math.inf,
+        timeout_ms: int = 0,
+    ) -> Any:
         """Send a call and return its result (None at once for a void call).
 
-        Raises InvocationError for an error answer, ConnectionClosed when the frame could
-        not be written. Cancelled while waiting, the call forgets its slot at once and a
-        late answer is dropped.
+        Raises InvocationError for an error answer, `TIMEOUT` once `deadline` (clock
+        seconds) passes, ConnectionClosed when the frame could not be written. Cancelled
+        while waiting, the call forgets its slot at once and a late answer is dropped.
         """
         if isinstance(request.action, VoidAction):
-            await self.send(self._void_frame(request, trace))
+            try:
+                await self.transport.send(self._void_frame(request, trace), deadline=deadline)
+            except ConnectionClosed:
+                self._mark_broken()
+                raise
+            except TimeoutError:
+                raise _timed_out(request.function_id, timeout_ms, None) from None
             return None
         core = self.core
         data = to_raw(request.payload)
@@ -224,17 +245,19 @@ class Session:
             traceparent=traceparent,
             baggage=baggage,
         )
-        slot = self._pending.open(invocation_id)
+        slot = self._pending.open(invocation_id, deadline, timeout_ms)
         try:
             try:  # `send`, written out: this is every call's path
-                await self.transport.send(frame)
+                await self.transport.send(frame, deadline=deadline)
             except ConnectionClosed:
                 self._mark_broken()
                 raise
+            except TimeoutError:
+                raise _timed_out(request.function_id, timeout_ms, invocation_id) from None
             await slot.wait()
         finally:
             self._pending.close(invocation_id)
-            if not slot.resolved:
+            if not slot.resolved or (slot.error is not None and slot.error.code == TIMEOUT):
                 core.forget_call(invocation_id)
         if slot.error is None:  # the common case, without a call to `call_outcome`
             return decode_value(slot.result) if slot.result is not None else None
@@ -279,9 +302,11 @@ class Session:
             if event.invocation_id is not None:
                 self.answer(event.invocation_id, None, admitted)
             return
-        assert self._tasks is not None
+        assert self._invocations is not None
         # An explicit name spares anyio from deriving one for every invocation.
-        self._tasks.start_soon(self._runner.run, admitted, event, self.answer, name="invocation")
+        self._invocations.start_soon(
+            self._runner.run, admitted, event, self.answer, name="invocation"
+        )
 
     def _on_invalid_invocation(self, event: ev.InvalidInvocation) -> None:
         error = ErrorBody(INVOCATION_FAILED, f"malformed invocation: {event.message}")
@@ -363,3 +388,11 @@ class Session:
             for binding in list(self._bindings.values()):
                 await binding.unregister()
         self._bindings.clear()
+
+
+def _timed_out(function_id: str, timeout_ms: int, invocation_id: str | None) -> InvocationError:
+    """The error of a call whose deadline passed before its frame could even be queued."""
+    error = timeout_error(timeout_ms)
+    return InvocationError(
+        error.code, error.message, function_id=function_id, invocation_id=invocation_id
+    )

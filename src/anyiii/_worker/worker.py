@@ -21,7 +21,7 @@ import anyio.lowlevel
 import msgspec
 
 from .._errors import InvocationError
-from .._protocol.codes import FUNCTIONS_AVAILABLE, TIMEOUT
+from .._protocol.codes import FUNCTIONS_AVAILABLE
 from .._protocol.frames import (
     RegisterFunction,
     RegisterTrigger,
@@ -32,7 +32,7 @@ from .._protocol.frames import (
     to_raw,
 )
 from .._protocol.worker import WorkerConnection
-from .calls import parse_request
+from .calls import parse_request, timeout_error
 from .context import outgoing_trace
 from .discovery import FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import HandlerFunction, adapt_handler, call_user
@@ -411,17 +411,18 @@ class Worker:
         call = parse_request(request)
         runtime = self._runtime
         timeout_ms = call.timeout_ms or runtime.limits.invocation_timeout_ms
-        # A bare cancel scope, not `fail_after`: the same deadline without a generator-based
-        # context manager on every call (it showed in the caller's profile).
-        with anyio.CancelScope(deadline=anyio.current_time() + timeout_ms / 1000):
-            session = await runtime.session_for_new_work()
-            return await session.call(call, self._outgoing_trace())
-        # Only the scope's own deadline ends up here; an outer cancellation propagates.
-        raise InvocationError(
-            TIMEOUT,
-            f"invocation timed out after {timeout_ms}ms",
-            function_id=call.function_id,
-        )
+        deadline = anyio.current_time() + timeout_ms / 1000
+        session = runtime.current
+        if session is None or not session.open_for_new_work:
+            # Only a call that must wait for a connection needs a scope with the deadline;
+            # once sent, the pending-call table times it out (no timer per call).
+            session = None
+            with anyio.CancelScope(deadline=deadline):
+                session = await runtime.session_for_new_work()
+            if session is None:  # only the scope's own deadline ends up here
+                error = timeout_error(timeout_ms)
+                raise InvocationError(error.code, error.message, function_id=call.function_id)
+        return await session.call(call, self._outgoing_trace(), deadline, timeout_ms)
 
     async def trigger_void_batch(self, requests: Sequence[Any]) -> None:
         """Send fire-and-forget calls together: all are queued before the first is written,
