@@ -39,13 +39,9 @@ from websockets.protocol import Event, Side, State
 from websockets.protocol import Protocol as SansIOProtocol
 from websockets.server import ServerProtocol
 
-try:  # websockets' C helper when it was built with it, else its pure-Python twin
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - depends on how websockets was installed
-    from websockets.utils import apply_mask
-
 from anyiii._transport.base import TransportLimits
 from anyiii._transport.common import TransportBase
+from anyiii._transport.frame_reader import IncomingFrames, apply_mask
 from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
 
 __all__ = ["LINK_ERRORS", "WebSocketTransport"]
@@ -129,6 +125,14 @@ class WebSocketTransport(TransportBase):
         self._protocol: SansIOProtocol = protocol
         self._fragments: list[bytes] = []
         self._masks = MaskSource() if protocol.side is Side.CLIENT else None
+        # Bytes websockets already holds (a partial frame read with the handshake) would
+        # put the two parsers out of step: then websockets parses everything.
+        reader = getattr(protocol, "reader", None)
+        self._incoming = IncomingFrames(
+            masked=protocol.side is Side.SERVER,
+            max_size=self._limits.max_message_size,
+            passthrough=bool(getattr(reader, "buffer", b"?")),
+        )
         self._stream_done = False  # EOF was read, or the stream is closed
         self._aborted = False
         # Read now: a closed socket no longer knows its peer.
@@ -202,19 +206,35 @@ class WebSocketTransport(TransportBase):
             data = await self._stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
             self._stream_done = True
+            protocol.receive_data(self._incoming.leftover())
             protocol.receive_eof()
         except LINK_ERRORS as exc:
             self._stream_done = True
             self._break(1006, f"connection lost: {exc!r}")
             return
         else:
-            protocol.receive_data(data)
+            self._take_frames(data)
         self._handle_events(protocol.events_received())
         # Pongs, the echo of the peer's close, or EOF after the closing handshake.
         replies = protocol.data_to_send()
         if replies and not self._broken:
             with suppress(Exception):  # a failed write breaks the link; receive() reports it
                 await self._submit(replies)
+
+    def _take_frames(self, data: bytes) -> None:
+        """Whole messages go straight to the queue; other frames, in order, to websockets
+        (which may close the connection, so the next frames wait until it has)."""
+        protocol, incoming, messages = self._protocol, self._incoming, self._messages
+        while True:
+            for item in incoming.feed(data, open_=protocol.state is State.OPEN):
+                if type(item) is bytes:
+                    messages.append(item)
+                else:
+                    protocol.receive_data(item)
+                    self._handle_events(protocol.events_received())
+            if not incoming.more:
+                return
+            data = b""
 
     def _handle_events(self, events: list[Event]) -> None:
         for frame in events:
