@@ -734,7 +734,7 @@ def routing_series(
                     result = load_phase(caller, pids, in_flight, 100, timing)
                 runs[config.label].append(result)
                 print(
-                    f"round {round_number + 1} c {config.label:32}: {result['rate']:8,.0f} "
+                    f"round {round_number + 1} c {config.label:34}: {result['rate']:8,.0f} "
                     f"calls/s, engine {result['engine_cpu_us']:5.1f} µs/call",
                     flush=True,
                 )
