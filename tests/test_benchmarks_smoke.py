@@ -85,3 +85,21 @@ def test_profile_benchmark_quick_run(backend: str) -> None:
     assert f"backend {backend}:" in output
     for role in ("caller", "callee", "engine"):
         assert f"| {role} |" in output
+
+
+@pytest.mark.timeout(150)
+def test_scaling_benchmark_quick_run() -> None:
+    """All four scaling series at tiny sizes, sanity checks included, every table printed;
+    no charts (matplotlib is a benchmark extra, not a test dependency)."""
+    output = _quick_run("scaling.py", 140)
+    for header in (
+        "| SDK | in flight | calls/s | p50 µs |",
+        "| payload | official iii-sdk MB/s | anyiii asyncio MB/s | anyiii trio MB/s |",
+        "| engine also holds | connected workers | user functions | calls/s |",
+        "| memory | process | count | KiB each (median) |",
+    ):
+        assert header in output
+    for sdk in ("official iii-sdk", "anyiii asyncio", "anyiii trio"):
+        assert f"| {sdk} | 100 |" in output
+        assert f"| per pending call | {sdk} caller |" in output
+    assert "chart:" not in output
