@@ -1,6 +1,7 @@
 """anyiii workers against official `iii-sdk` workers, through the same embedded engine.
 
-    python benchmarks/roundtrip.py [--rounds 3] [--calls 10000] [--quick] [--baseline-src DIR]
+    python benchmarks/roundtrip.py [--rounds 3] [--calls 10000] [--quick]
+                                   [--baseline REV | --baseline-src DIR]
 
 For each SDK (the official Python `iii-sdk`, anyiii on asyncio, on trio, and on asyncio
 with uvloop as a row of its own) a callee
@@ -11,21 +12,25 @@ process for the whole run) is the same for all. The SDKs take turns within every
 a rotating order. The report gives medians over rounds, each worker's resident memory
 (VmRSS at the end) and, per round, anyiii's ratio to the official SDK.
 
-`--baseline-src DIR` adds anyiii from another source tree (say an earlier commit checked
-out with `git worktree add /tmp/base <rev>`, then `--baseline-src /tmp/base/src`) as two
-more SDKs in the same rotation, and reports this checkout's ratios to it: a same-run check
-that a change made nothing slower.
+`--baseline REV` adds anyiii from a git revision (`HEAD`, `HEAD~1`, a branch, a tag, a
+commit id; its `src/` is exported to a temporary directory for the run) as two more SDKs in
+the same rotation, and reports this checkout's ratios to it: a same-run check that a change
+made nothing slower. `--baseline-src DIR` does the same with another source tree's `src`
+folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import textwrap
+from contextlib import ExitStack
 
 from _processes import THIS_SRC, cpu_seconds, engine_process, first_line, process
+from _revisions import exported_revision
 
 _MEASURE = """
 async def measure(call, sequential, total):
@@ -247,15 +252,30 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10_000, help="calls per in-flight phase")
     parser.add_argument("--sequential", type=int, default=2_000)
     parser.add_argument("--quick", action="store_true", help="one small round (smoke test)")
-    parser.add_argument(
-        "--baseline-src", help="an anyiii source tree to measure in the same run, for ratios"
+    against = parser.add_mutually_exclusive_group()
+    against.add_argument(
+        "--baseline", metavar="REV", help="a git revision to measure in the same run, for ratios"
+    )
+    against.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="an anyiii source tree to measure in the same run, for ratios",
     )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls, args.sequential = 1, 1_000, 200
+    with ExitStack() as stack:
+        baseline = args.baseline_src
+        if args.baseline is not None:
+            baseline = os.path.join(stack.enter_context(exported_revision(args.baseline)), "src")
+        run(args, baseline)
+
+
+def run(args: argparse.Namespace, baseline: str | None) -> None:
+    """Measure every SDK (and the `baseline` src folder's anyiii, if any) and report."""
     sources = dict.fromkeys(SDKS, THIS_SRC)
-    if args.baseline_src:
-        sources.update(dict.fromkeys(BASELINE, args.baseline_src))
+    if baseline:
+        sources.update(dict.fromkeys(BASELINE, baseline))
     runs: dict[str, list[dict[str, float]]] = {sdk: [] for sdk in sources}
     with engine_process() as (url, engine_pid):
         order = list(sources)
@@ -309,7 +329,7 @@ def main() -> None:
             f"{sdk} / official at 100 in flight: {statistics.median(ratios):.2f}x "
             f"(per round: {', '.join(f'{r:.2f}' for r in ratios)})"
         )
-    if args.baseline_src:
+    if baseline:
         report_baseline(runs)
 
 

@@ -1,7 +1,13 @@
 """CPU per call of the whole runtime in one process, this checkout against another tree.
 
-    python benchmarks/runtime_cost.py --baseline-src DIR [--rounds 9] [--calls 20000]
-    python benchmarks/runtime_cost.py --baseline-src DIR --instructions
+    python benchmarks/runtime_cost.py --baseline REV [--rounds 9] [--calls 20000]
+    python benchmarks/runtime_cost.py --baseline REV --instructions [--max-ratio 1.02]
+    python benchmarks/runtime_cost.py --baseline-src DIR [...]
+
+The baseline is a git revision (`--baseline HEAD`, `HEAD~1`, a branch, a tag, a commit
+id), whose `src/` the script exports into a temporary directory for the run, or another
+source tree's `src` folder (`--baseline-src`). "This checkout" is the working tree as it
+is, uncommitted changes included, so `--baseline HEAD` measures what the edits cost.
 
 One process holds an embedded engine and two workers (caller and callee) joined by the
 in-memory transport, so a call crosses everything but the sockets: the caller's runtime
@@ -20,6 +26,12 @@ load) and the median of the paired ratios.
 (Debian's `valgrind`) once with 1,000 and once with 3,000 calls, and the difference over
 2,000 calls is the instructions one call costs, start-up and warm-up cancelled out. The
 count does not depend on what else the machine does, so a change of a percent shows.
+
+`--max-ratio X` turns the report into a guard: one line per backend gives this/baseline
+CPU per call (the instruction ratio with `--instructions`, else the median of the paired
+ratios) against the limit, and the exit status is 1 when any backend is above it. The
+instruction ratio is the one to gate on: timed ratios on a shared machine move by more
+than a few percent from run to run.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import tempfile
 import textwrap
 
 from _processes import THIS_SRC, script_env
+from _revisions import exported_revision
 
 SAMPLE = textwrap.dedent(
     """
@@ -142,55 +155,109 @@ def instructions(src: str, calls: int, backend: str) -> int:
     return int(found.group(1))
 
 
-def count_instructions(baseline: str, backends: list[str]) -> None:
-    """Instructions per call, this checkout against `baseline`, on each backend."""
+def precompile(src: str) -> None:
+    """Byte-compile a tree before it is measured, so that no measured process pays for
+    compiling it: under callgrind the first (1,000-call) run of a fresh tree would count
+    the compilation and make the tree look cheaper per call than it is."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", src], check=False, timeout=600)
+
+
+def count_instructions(baseline: str, backends: list[str]) -> dict[str, float]:
+    """Instructions per call, this checkout against `baseline`, on each backend; returns
+    the ratio this / baseline per backend."""
     if shutil.which("valgrind") is None:
         sys.exit("--instructions needs valgrind (apt-get install valgrind)")
+    ratios = {}
     for backend in backends:
         per_call = {}
         for name, src in (("this", THIS_SRC), ("baseline", baseline)):
             few, many = instructions(src, 1_000, backend), instructions(src, 3_000, backend)
             per_call[name] = (many - few) / 2_000
             print(f"{backend} {name}: {per_call[name]:,.0f} instructions per call", flush=True)
-        print(f"{backend}: this / baseline {per_call['this'] / per_call['baseline']:.3f}")
+        ratios[backend] = per_call["this"] / per_call["baseline"]
+        print(f"{backend}: this / baseline {ratios[backend]:.3f}", flush=True)
+    return ratios
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--baseline-src", required=True, help="the other tree's src folder")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--backends", default="asyncio,trio")
-    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
-    parser.add_argument("--quick", action="store_true", help="one small round (smoke test)")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.calls = 1, 1_000
-    if args.instructions:
-        count_instructions(args.baseline_src, args.backends.split(","))
-        return
-    for backend in args.backends.split(","):
+def time_samples(baseline: str, backends: list[str], rounds: int, calls: int) -> dict[str, float]:
+    """Paired CPU samples, this checkout against `baseline`, on each backend; returns the
+    median of the paired ratios this / baseline per backend."""
+    medians = {}
+    for backend in backends:
         ours: list[float] = []
         base: list[float] = []
-        for round_number in range(args.rounds):
-            pair = [("this", THIS_SRC), ("baseline", args.baseline_src)]
+        for round_number in range(rounds):
+            pair = [("this", THIS_SRC), ("baseline", baseline)]
             if round_number % 2:
                 pair.reverse()
             for name, src in pair:
-                (ours if name == "this" else base).append(sample(src, args.calls, backend))
+                (ours if name == "this" else base).append(sample(src, calls, backend))
             print(
                 f"{backend} round {round_number + 1}: this {ours[-1]:6.1f} µs/call, "
                 f"baseline {base[-1]:6.1f} µs/call",
                 flush=True,
             )
         ratios = [o / b for o, b in zip(ours, base, strict=True)]
+        medians[backend] = statistics.median(ratios)
         print(
             f"{backend}: this median {statistics.median(ours):.1f} (min {min(ours):.1f}) µs/call, "
             f"baseline median {statistics.median(base):.1f} (min {min(base):.1f}); "
-            f"paired ratio median {statistics.median(ratios):.3f}, "
+            f"paired ratio median {medians[backend]:.3f}, "
             f"ratio of minima {min(ours) / min(base):.3f}",
             flush=True,
         )
+    return medians
+
+
+def guard(ratios: dict[str, float], limit: float) -> bool:
+    """Print one verdict line per backend; true when every ratio is within `limit`."""
+    print()
+    for backend, ratio in ratios.items():
+        verdict = "OK" if ratio <= limit else "REGRESSION"
+        print(
+            f"{backend} guard: this/baseline CPU per call = {ratio:.3f} (limit {limit}): {verdict}"
+        )
+    return all(ratio <= limit for ratio in ratios.values())
+
+
+def compare(baseline: str, args: argparse.Namespace) -> dict[str, float]:
+    """Run the comparison the arguments ask for against the `baseline` src folder."""
+    backends = args.backends.split(",")
+    for src in (THIS_SRC, baseline):
+        precompile(src)
+    if args.instructions:
+        return count_instructions(baseline, backends)
+    return time_samples(baseline, backends, args.rounds, args.calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    against = parser.add_mutually_exclusive_group(required=True)
+    against.add_argument(
+        "--baseline", metavar="REV", help="a git revision, exported to a temporary directory"
+    )
+    against.add_argument("--baseline-src", metavar="DIR", help="the other tree's src folder")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--backends", default="asyncio,trio")
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--quick", action="store_true", help="one small round (smoke test)")
+    parser.add_argument(
+        "--max-ratio",
+        type=float,
+        metavar="X",
+        help="exit 1 if this/baseline CPU per call exceeds X on any backend (e.g. 1.02)",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.calls = 1, 1_000
+    if args.baseline is None:
+        ratios = compare(args.baseline_src, args)
+    else:
+        with exported_revision(args.baseline) as tree:
+            ratios = compare(os.path.join(tree, "src"), args)
+    if args.max_ratio is not None and not guard(ratios, args.max_ratio):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

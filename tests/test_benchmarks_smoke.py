@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -12,9 +13,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _quick_run(script: str, timeout: float, *args: str) -> str:
+def _run_quick(script: str, timeout: float, *args: str) -> subprocess.CompletedProcess[str]:
     path = [str(ROOT / "src"), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    completed = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--quick", *args],
         capture_output=True,
         encoding="utf-8",
@@ -22,6 +23,10 @@ def _quick_run(script: str, timeout: float, *args: str) -> str:
         check=False,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONIOENCODING": "utf-8"},
     )
+
+
+def _quick_run(script: str, timeout: float, *args: str) -> str:
+    completed = _run_quick(script, timeout, *args)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return completed.stdout
 
@@ -44,8 +49,10 @@ def test_engine_routing_benchmark_quick_run() -> None:
 @pytest.mark.timeout(240)
 def test_roundtrip_benchmark_quick_run() -> None:
     """anyiii and official workers through one engine: every SDK measured, ratios printed;
-    a baseline tree (here this one again) is measured in the same rotation."""
-    output = _quick_run("roundtrip.py", 230, "--baseline-src", str(ROOT / "src"))
+    a baseline revision (HEAD, exported to a temporary directory) is measured in the same
+    rotation."""
+    output = _quick_run("roundtrip.py", 230, "--baseline", "HEAD")
+    assert "baseline: HEAD = " in output
     for sdk in (
         "official iii-sdk",
         "anyiii asyncio",
@@ -66,6 +73,74 @@ def test_runtime_cost_benchmark_quick_run() -> None:
     assert "asyncio: this median" in output
     assert "trio: this median" in output
     assert "paired ratio median" in output
+
+
+@pytest.mark.timeout(120)
+def test_runtime_cost_guard_against_baseline_revision() -> None:
+    """`--baseline HEAD`: the script exports HEAD's src/ itself and compares the working
+    tree with it on both backends, in timing mode (no valgrind needed); `--max-ratio`
+    adds one verdict line per backend. The limit is far above any noise of a quick run,
+    so the verdict is OK and the exit status 0."""
+    output = _quick_run("runtime_cost.py", 110, "--baseline", "HEAD", "--max-ratio", "50")
+    assert "baseline: HEAD = " in output
+    for backend in ("asyncio", "trio"):
+        assert f"{backend}: this median" in output
+        assert f"{backend} guard: this/baseline CPU per call = " in output
+    assert output.count("(limit 50.0): OK") == 2
+
+
+@pytest.mark.timeout(120)
+def test_runtime_cost_guard_exits_1_above_the_limit() -> None:
+    """A limit no run can meet: the verdict is REGRESSION and the exit status 1."""
+    completed = _run_quick(
+        "runtime_cost.py",
+        110,
+        "--baseline",
+        "HEAD",
+        "--backends",
+        "asyncio",
+        "--max-ratio",
+        "0.001",
+    )
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "asyncio guard: this/baseline CPU per call = " in completed.stdout
+    assert "(limit 0.001): REGRESSION" in completed.stdout
+
+
+def test_bad_baseline_revision_is_a_clear_error() -> None:
+    """A revision git does not know ends the benchmark with a message, not a traceback."""
+    completed = _run_quick("runtime_cost.py", 60, "--baseline", "no-such-revision-anywhere")
+    assert completed.returncode != 0
+    assert "--baseline 'no-such-revision-anywhere': no such commit" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert "this median" not in completed.stdout
+
+
+def test_revision_exporter_writes_src_and_cleans_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`exported_revision` gives a temporary tree holding the revision's src/, removed
+    when the block ends, also when it ends with an error; an unknown revision exits with
+    a message naming it."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    revisions = importlib.import_module("_revisions")
+    with revisions.exported_revision("HEAD") as tree:
+        assert (Path(tree) / "src" / "anyiii" / "__init__.py").is_file()
+    assert not Path(tree).exists()
+    seen: list[Path] = []
+
+    def fail_inside() -> None:
+        with revisions.exported_revision("HEAD") as tree:
+            seen.append(Path(tree))
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        fail_inside()
+    assert seen
+    assert not seen[0].exists()
+    with (
+        pytest.raises(SystemExit, match="'HEAD~100000': no such commit"),
+        revisions.exported_revision("HEAD~100000"),
+    ):
+        pass
 
 
 @pytest.mark.timeout(120)
