@@ -43,6 +43,7 @@ from .._protocol.worker import WorkerConnection
 from .._transport import Transport
 from .calls import CallRequest, PendingCalls, call_outcome, timeout_error
 from .invocations import InvocationRunner
+from .task_pool import TaskPool
 from .trigger_types import ActiveBinding, binding_config
 
 __all__ = ["Session"]
@@ -84,7 +85,7 @@ class Session:
         self._on_fatal = on_fatal
         self._on_lost = on_lost
         self._tasks: anyio.abc.TaskGroup | None = None
-        self._invocations: anyio.abc.TaskGroup | None = None
+        self._invocations: TaskPool | None = None
         self._bindings: dict[str, ActiveBinding] = {}
         self._table: dict[type[ev.Event], Callable[[Any], None]] = {
             ev.CallCompleted: self._on_call_completed,
@@ -130,7 +131,7 @@ class Session:
                 self.send_nowait(frame)
             tasks.start_soon(self.transport.run_writer)
             tasks.start_soon(self._pending.expire_forever)
-            self._invocations = await tasks.start(self._runner.host)
+            self._invocations = TaskPool(await tasks.start(self._runner.host), name="invocation")
             on_open()
             try:
                 await self._read()
@@ -303,10 +304,7 @@ class Session:
                 self.answer(event.invocation_id, None, admitted)
             return
         assert self._invocations is not None
-        # An explicit name spares anyio from deriving one for every invocation.
-        self._invocations.start_soon(
-            self._runner.run, admitted, event, self.answer, name="invocation"
-        )
+        self._invocations.submit(self._runner.run, admitted, event, self.answer)
 
     def _on_invalid_invocation(self, event: ev.InvalidInvocation) -> None:
         error = ErrorBody(INVOCATION_FAILED, f"malformed invocation: {event.message}")
