@@ -22,7 +22,7 @@ def test_defaults() -> None:
     assert limits.write_timeout == 30.0
     assert limits.queue_high_water == 4 * MiB
     assert limits.max_queue_bytes == 64 * MiB
-    assert limits.receive_burst == 16
+    assert limits.receive_burst == 64
     with pytest.raises(dataclasses.FrozenInstanceError):
         limits.close_timeout = 1.0  # type: ignore[misc]
 
