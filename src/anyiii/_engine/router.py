@@ -27,7 +27,6 @@ from msgspec import Raw
 
 from .._protocol import events as ev
 from .._protocol.codes import (
-    CALLER_WORKER_ID_KEY,
     CHANNEL_SEND_FAILED,
     DEFAULT_NAMESPACE,
     FUNCTION_NOT_FOUND,
@@ -42,7 +41,6 @@ from .._protocol.frames import (
     ErrorBody,
     InvokeFunction,
     RegisterFunction,
-    RegisterTrigger,
     VoidAction,
     present,
     to_raw,
@@ -57,9 +55,9 @@ from .enqueue import ENQUEUE_PROVIDER, enqueue_answer, enqueue_request
 from .hosting import EngineContext, ServiceFactory, ServiceHost
 from .payloads import with_caller
 from .providers import HttpRoutes, TriggerProvider
-from .registrations import register_function, unregister_function
+from .registration_handling import RegistrationHandling
 from .shapes import function_summaries
-from .tables import INTERNAL, Binding, Connection, Function, Invocation, Tables, TriggerType
+from .tables import INTERNAL, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
 __all__ = ["Router"]
@@ -78,7 +76,7 @@ _BUFFERED: Final = (
 """Frames held back until the connection's namespace is fixed (spec §4.1 step 6)."""
 
 
-class Router:
+class Router(RegistrationHandling):
     """The embedded engine's routing rules over its `tables` (see the module docstring).
 
     `clock` returns seconds (monotonic); `namespace_grace` is how long a connection's
@@ -337,31 +335,6 @@ class Router:
             self._services_touched = True
             self._on_registration_event(conn, event, out)
 
-    def _on_registration_event(self, conn: Connection, event: ev.Event, out: list[Action]) -> None:
-        """Everything but calls and results: registrations, pings, protocol trouble."""
-        if isinstance(event, ev.FunctionRegistered):
-            self._register_function(conn, event.frame, out)
-        elif isinstance(event, ev.FunctionUnregistered):
-            self._unregister_function(conn, event.function_id)
-        elif isinstance(event, ev.TriggerRegistered):
-            self._triggers.register(conn, event.frame, out)
-        elif isinstance(event, ev.TriggerUnregistered):
-            self._triggers.unregister(conn, event.trigger_id, out)
-        elif isinstance(event, ev.TriggerTypeRegistered):
-            self._triggers.register_type(conn, event.frame, out)
-        elif isinstance(event, ev.TriggerTypeUnregistered):
-            self._triggers.unregister_type(conn, event.namespace, event.trigger_type, out)
-        elif isinstance(event, ev.BindingAnswered):
-            self._triggers.on_answer(conn, event.frame, out)
-        elif isinstance(event, ev.ReattachRequested):
-            self._reattach(conn, event, out)
-        elif isinstance(event, ev.PingReceived):
-            out.append(Send(conn.id, conn.core.pong()))
-        elif isinstance(event, ev.ProtocolViolation):
-            logger.warning("worker %s: %s", conn.worker_id, event.error)
-        else:  # pongs, unknown frames, late results, registerservice: nothing to do
-            logger.debug("worker %s: %r", conn.worker_id, event)
-
     # --- invocations -----------------------------------------------------------------------
 
     def _route_call(
@@ -455,52 +428,6 @@ class Router:
         else:
             answer(self.tables, caller, invocation_id, outcome, None, out)
 
-    # --- what the built-ins may ask (`builtins.EngineHost`) ----------------------------------
-
-    def register_worker(self, conn: Connection, info: dict[str, object], out: list[Action]) -> None:
-        """`engine::workers::register`: record what the worker says about itself and fix its
-        namespace (the first call decides; later ones are bound to it, spec §4.1)."""
-        conn.info = {k: v for k, v in info.items() if k != CALLER_WORKER_ID_KEY}
-        if conn.namespace is None:
-            namespace = info.get("namespace")
-            self._fix_namespace(
-                conn, namespace if isinstance(namespace, str) else DEFAULT_NAMESPACE, out
-            )
-        self._fire_workers_available("worker_metadata_updated", conn, out)
-
-    def add_durable_binding(self, frame: RegisterTrigger, out: list[Action]) -> Binding | ErrorBody:
-        """`engine::register_trigger`: a binding nobody owns, which outlives its caller.
-
-        Returns the binding, or the error with which an in-engine provider refused it.
-        """
-        return self._triggers.add_durable(frame, out)
-
-    def remove_binding(self, binding: Binding, out: list[Action]) -> None:
-        """`engine::unregister_trigger`: remove a binding and tell its provider."""
-        self._triggers.remove(binding, out)
-
-    # --- namespaces and function registrations -----------------------------------------------
-
-    def _fix_namespace(self, conn: Connection, namespace: str, out: list[Action]) -> None:
-        conn.namespace = namespace
-        held, conn.held = conn.held, []
-        for event in held:
-            self._on_event(conn, event, out)
-
-    def _register_function(
-        self, conn: Connection, frame: RegisterFunction, out: list[Action]
-    ) -> None:
-        if register_function(self.tables, conn, frame, out):
-            self._functions_changed()
-
-    def _unregister_function(self, conn: Connection, function_id: str) -> None:
-        if unregister_function(self.tables, conn, function_id):
-            self._functions_changed()
-
-    def _functions_changed(self) -> None:
-        if self._discovery.functions_changed():
-            self.timers_changed = True
-
     # --- discovery triggers ------------------------------------------------------------------
 
     def _route_engine_call(
@@ -514,19 +441,3 @@ class Router:
 
     def _fire_workers_available(self, event: str, conn: Connection, out: list[Action]) -> None:
         self._fire(self._discovery.worker_event(event, conn), out)
-
-    # --- reattach ------------------------------------------------------------------------------
-
-    def _reattach(self, conn: Connection, event: ev.ReattachRequested, out: list[Action]) -> None:
-        """Retire the worker's previous connection if it proves it owns it (spec §3.10)."""
-        previous = self.tables.find_worker(event.previous_worker_id)
-        if (
-            previous is None
-            or previous is conn
-            or event.reattach_token is None
-            or previous.core.reattach_token != event.reattach_token
-        ):
-            return
-        logger.info("worker %s reattaches as %s", previous.worker_id, conn.worker_id)
-        out.extend(self.close(previous.id))
-        out.append(Close(previous.id, 1000, "replaced by a reattached connection"))
