@@ -120,10 +120,11 @@ class IncomingFrames:
                 elif opcode == _CONTINUATION and first & 0x80:
                     self._fragmented = False
                 elif opcode == _CLOSE:
-                    out.append(Handoff(buffer[end:]))
+                    if end < size:
+                        out.append(Handoff(buffer[end:]))
                     buffer.clear()
                     self.passthrough = True
-                    return [item for item in out if item or type(item) is bytes]
+                    return out
                 at = end
                 self.more = size - at >= 2
                 break

@@ -28,6 +28,7 @@ __all__ = [
     "CallSlot",
     "PendingCalls",
     "call_outcome",
+    "timed_out",
     "timeout_error",
     "TriggerAction",
     "TriggerRequest",
@@ -124,6 +125,15 @@ CallSlot = OneShot[msgspec.Raw, ErrorBody]
 def timeout_error(timeout_ms: int) -> ErrorBody:
     """The answer of a call whose `timeout_ms` passed before its result came."""
     return ErrorBody(TIMEOUT, f"invocation timed out after {timeout_ms}ms")
+
+
+def timed_out(function_id: str, timeout_ms: int, invocation_id: str | None) -> InvocationError:
+    """The error raised for a call whose deadline passed before it was even sent (waiting
+    for a connection, or for room in the send queue)."""
+    error = timeout_error(timeout_ms)
+    return InvocationError(
+        error.code, error.message, function_id=function_id, invocation_id=invocation_id
+    )
 
 
 class PendingCalls:

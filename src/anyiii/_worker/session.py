@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .._errors import ConnectionClosed, InvocationError, LocalProtocolError
+from .._errors import ConnectionClosed, LocalProtocolError
 from .._protocol import events as ev
 from .._protocol.codes import (
     INVOCATION_FAILED,
@@ -41,7 +41,7 @@ from .._protocol.frames import (
 from .._protocol.state import State
 from .._protocol.worker import WorkerConnection
 from .._transport import Transport
-from .calls import CallRequest, PendingCalls, call_outcome, timeout_error
+from .calls import CallRequest, PendingCalls, call_outcome, timed_out
 from .invocations import InvocationRunner
 from .task_pool import TaskPool
 from .trigger_types import ActiveBinding, binding_config
@@ -230,7 +230,7 @@ class Session:
                 self._mark_broken()
                 raise
             except TimeoutError:
-                raise _timed_out(request.function_id, timeout_ms, None) from None
+                raise timed_out(request.function_id, timeout_ms, None) from None
             return None
         core = self.core
         data = to_raw(request.payload)
@@ -254,7 +254,7 @@ class Session:
                 self._mark_broken()
                 raise
             except TimeoutError:
-                raise _timed_out(request.function_id, timeout_ms, invocation_id) from None
+                raise timed_out(request.function_id, timeout_ms, invocation_id) from None
             await slot.wait()
         finally:
             self._pending.close(invocation_id)
@@ -386,11 +386,3 @@ class Session:
             for binding in list(self._bindings.values()):
                 await binding.unregister()
         self._bindings.clear()
-
-
-def _timed_out(function_id: str, timeout_ms: int, invocation_id: str | None) -> InvocationError:
-    """The error of a call whose deadline passed before its frame could even be queued."""
-    error = timeout_error(timeout_ms)
-    return InvocationError(
-        error.code, error.message, function_id=function_id, invocation_id=invocation_id
-    )

@@ -20,7 +20,6 @@ import anyio.from_thread
 import anyio.lowlevel
 import msgspec
 
-from .._errors import InvocationError
 from .._protocol.codes import FUNCTIONS_AVAILABLE
 from .._protocol.frames import (
     RegisterFunction,
@@ -32,7 +31,7 @@ from .._protocol.frames import (
     to_raw,
 )
 from .._protocol.worker import WorkerConnection
-from .calls import parse_request, timeout_error
+from .calls import parse_request, timed_out
 from .context import outgoing_trace
 from .discovery import FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import HandlerFunction, adapt_handler, call_user
@@ -420,8 +419,7 @@ class Worker:
             with anyio.CancelScope(deadline=deadline):
                 session = await runtime.session_for_new_work()
             if session is None:  # only the scope's own deadline ends up here
-                error = timeout_error(timeout_ms)
-                raise InvocationError(error.code, error.message, function_id=call.function_id)
+                raise timed_out(call.function_id, timeout_ms, None)
         return await session.call(call, self._outgoing_trace(), deadline, timeout_ms)
 
     async def trigger_void_batch(self, requests: Sequence[Any]) -> None:
