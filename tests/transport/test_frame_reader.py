@@ -154,3 +154,18 @@ def test_a_partial_frame_waits_for_the_rest_and_is_given_back_at_the_end() -> No
     assert reader.feed(frame[3:200], open_=True) == []
     assert bytes(reader.leftover()) == frame[:200]
     assert reader.feed(frame, open_=True) == [b"x" * 300]
+
+
+def test_head_end_finds_the_blank_line_even_across_reads() -> None:
+    from anyiii._transport.wire import head_end
+
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert head_end(b"", head + b"\x81\x05") == len(head)
+    for cut in range(1, len(head)):
+        first, second = head[:cut], head[cut:] + b"frame"
+        found = head_end(b"", first)
+        if found < 0:
+            assert head_end(first, second) == len(second) - len(b"frame")
+        else:
+            assert found == len(first)  # the blank line ended in the first read
+    assert head_end(b"", b"GET / HTTP/1.1\r\nHost: x\r\n") == -1

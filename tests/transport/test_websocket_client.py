@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -225,3 +226,48 @@ async def test_keepalive_does_not_read_ahead_without_bound(kind: str) -> None:
             with pytest.raises(ConnectionClosed) as caught:
                 await transport.receive()
             assert caught.value.code == 1011
+
+
+EARLY_PAYLOAD = b'{"text": "' + b"abcdefghij" * 20 + b'"}'  # 214 bytes of JSON
+
+
+@pytest.mark.parametrize("split", [1, 2, 3, 4, 5, 50])
+async def test_a_frame_cut_short_in_the_handshake_read_arrives_whole(kind: str, split: int) -> None:
+    """The server answers 101 and the start of a frame in one write, the rest once the
+    client is connected: the client gives websockets only the response head, so the frame
+    arrives intact (with websockets holding the first bytes, the two parsers disagreed)."""
+    from websockets.frames import Frame, Opcode
+    from websockets.utils import accept_key
+
+    frame = Frame(Opcode.TEXT, EARLY_PAYLOAD).serialize(mask=False)
+    connected = anyio.Event()
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += await stream.receive()
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            response = (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept_key(key.decode())}\r\n\r\n"
+            )
+            await stream.send(response.encode() + frame[:split])
+            await connected.wait()
+            await stream.send(frame[split:])
+            with contextlib.suppress(anyio.EndOfStream):
+                await stream.receive()  # the client's close frame: hang up
+
+    with anyio.fail_after(10):
+        async with listener, anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, serve, tg)
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with opener(kind)(f"ws://127.0.0.1:{port}/", ping_interval=None) as client:
+                connected.set()
+                assert await client.receive() == EARLY_PAYLOAD
+            tg.cancel_scope.cancel()

@@ -162,3 +162,37 @@ async def test_cancelling_the_server_closes_connections_with_1001_and_the_listen
         with pytest.raises(ConnectError):
             async with open_websocket(f"ws://127.0.0.1:{port}/"):
                 pass
+
+
+# A frame with a 2-byte extended length: a read can end after its first 2 header bytes,
+# after the length, after the mask (client frames) or inside the payload.
+EARLY_PAYLOAD = b'{"text": "' + b"abcdefghij" * 20 + b'"}'  # 214 bytes of JSON
+EARLY_SPLITS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 50]
+
+
+@pytest.mark.parametrize("split", EARLY_SPLITS)
+async def test_a_frame_cut_short_in_the_handshake_read_arrives_whole(split: int) -> None:
+    """The client sends its upgrade and the start of a frame in one write, the rest later:
+    the server's handshake gives websockets only the request head, so the frame's first
+    bytes are not lost to websockets' parser and the message arrives intact."""
+    from websockets.frames import Frame, Opcode
+
+    got: list[bytes] = []
+    received = anyio.Event()
+
+    async def handler(transport: Transport) -> None:
+        got.append(await transport.receive())
+        received.set()
+
+    frame = Frame(Opcode.TEXT, EARLY_PAYLOAD).serialize(mask=True)
+    with anyio.fail_after(10):
+        async with websocket_server(handler) as port:
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(UPGRADE.format(path="/").encode() + frame[:split])
+                answer = b""
+                while b"\r\n\r\n" not in answer:
+                    answer += await stream.receive()
+                assert answer.startswith(b"HTTP/1.1 101 ")
+                await stream.send(frame[split:])
+                await received.wait()
+    assert got == [EARLY_PAYLOAD]

@@ -10,7 +10,9 @@ Every other frame (control frames, fragments, anything with odd bits, a frame fr
 wrong side) is handed to the websockets protocol object *whole*, byte for byte as it
 arrived, so websockets still decides everything the RFC asks of them: pongs, closing,
 protocol errors. Because only whole frames are handed over, websockets' own buffer is
-empty between reads and the two parsers never disagree on where a frame starts.
+empty between reads and the two parsers never disagree on where a frame starts. That
+holds from the first frame on because the handshakes give websockets only the HTTP head
+(`wire.head_end`): bytes that came in the same read go to this reader.
 
 Two cases hand everything to websockets from then on (`passthrough`): a frame whose
 length passes the size limit (websockets fails the connection with 1009, as before,

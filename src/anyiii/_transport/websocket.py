@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import (
-    Iterable,
     Mapping,
 )
 from contextlib import suppress
@@ -111,7 +110,7 @@ class WebSocketTransport(TransportBase):
         stream: anyio.abc.ByteStream,
         protocol: ClientProtocol | ServerProtocol,
         *,
-        early_events: Iterable[Event] = (),
+        early_data: bytes = b"",
         path: str = "/",
         request_headers: Mapping[str, str] | None = None,
         limits: TransportLimits | None = None,
@@ -125,13 +124,8 @@ class WebSocketTransport(TransportBase):
         self._protocol: SansIOProtocol = protocol
         self._fragments: list[bytes] = []
         self._masks = MaskSource() if protocol.side is Side.CLIENT else None
-        # Bytes websockets already holds (a partial frame read with the handshake) would
-        # put the two parsers out of step: then websockets parses everything.
-        reader = getattr(protocol, "reader", None)
         self._incoming = IncomingFrames(
-            masked=protocol.side is Side.SERVER,
-            max_size=self._limits.max_message_size,
-            passthrough=bool(getattr(reader, "buffer", b"?")),
+            masked=protocol.side is Side.SERVER, max_size=self._limits.max_message_size
         )
         self._stream_done = False  # EOF was read, or the stream is closed
         self._aborted = False
@@ -139,8 +133,10 @@ class WebSocketTransport(TransportBase):
         self._remote_address = format_address(
             stream.extra(anyio.abc.SocketAttribute.remote_address, None)
         )
-        # Frames that arrived in the same read as the handshake.
-        self._handle_events(list(early_events))
+        # Frames that arrived in the same read as the handshake (websockets saw only the
+        # handshake itself, so its parser holds no part of them).
+        if early_data:
+            self._take_frames(early_data)
 
     # -- framing --------------------------------------------------------------------------
 

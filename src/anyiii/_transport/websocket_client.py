@@ -18,14 +18,13 @@ import anyio
 import anyio.abc
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidStatus, InvalidURI
-from websockets.protocol import Event
 from websockets.uri import parse_uri
 
 from anyiii._errors import ConnectError
 from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import keepalive_running, logger
 from anyiii._transport.websocket import LINK_ERRORS, WebSocketTransport
-from anyiii._transport.wire import RECEIVE_SIZE, HeadersLike
+from anyiii._transport.wire import RECEIVE_SIZE, HeadersLike, head_end
 from anyiii._version import __version__
 
 __all__ = ["connect_websocket", "open_websocket"]
@@ -84,7 +83,7 @@ async def connect_websocket(
                 request.headers[name] = value
             protocol.send_request(request)
             await stream.send(b"".join(protocol.data_to_send()))
-            events = await _read_response(stream, protocol)
+            early = await _read_response(stream, protocol)
     except BaseException as exc:
         if stream is not None:
             await anyio.aclose_forcefully(stream)
@@ -96,19 +95,33 @@ async def connect_websocket(
             raise ConnectError(f"could not connect to {url}: {exc!r}") from exc
         raise
     assert stream is not None
-    return WebSocketTransport(stream, protocol, early_events=events, limits=chosen)
+    return WebSocketTransport(stream, protocol, early_data=early, limits=chosen)
 
 
-async def _read_response(stream: anyio.abc.ByteStream, protocol: ClientProtocol) -> list[Event]:
-    """Read the handshake response; return the frames that came with it."""
+async def _read_response(stream: anyio.abc.ByteStream, protocol: ClientProtocol) -> bytes:
+    """Read the handshake response; return the bytes that came after it (frames the
+    server sent at once), which websockets does not see (`head_end`)."""
+    seen, head_done = b"", False
     while True:
+        rest = b""
         try:
             data = await stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
             protocol.receive_eof()
         else:
-            protocol.receive_data(data)
+            end = -1 if head_done else head_end(seen, data)
+            if end < 0:
+                protocol.receive_data(data)
+                seen = (seen + data)[-3:]
+            else:
+                head_done = True
+                protocol.receive_data(data[:end])
+                rest = data[end:]
         events = protocol.events_received()
+        if rest and not events:
+            # Not an upgrade (a refusal with a body, say): websockets reads the rest.
+            protocol.receive_data(rest)
+            events = protocol.events_received()
         failure = protocol.handshake_exc
         if isinstance(failure, InvalidStatus):
             status = failure.response.status_code
@@ -118,7 +131,7 @@ async def _read_response(stream: anyio.abc.ByteStream, protocol: ClientProtocol)
         if failure is not None:
             raise ConnectError(f"WebSocket handshake failed: {failure}") from failure
         if events:
-            return events[1:]
+            return rest
 
 
 @asynccontextmanager

@@ -24,13 +24,12 @@ from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 from websockets.datastructures import Headers
 from websockets.http11 import Request
-from websockets.protocol import Event
 from websockets.server import ServerProtocol
 
 from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import logger
 from anyiii._transport.websocket import LINK_ERRORS, WebSocketTransport
-from anyiii._transport.wire import RECEIVE_SIZE
+from anyiii._transport.wire import RECEIVE_SIZE, head_end
 
 __all__ = ["serve_websockets"]
 
@@ -153,16 +152,22 @@ async def _server_handshake(
     """Read the upgrade request and answer it; return the transport if it was accepted."""
     protocol = ServerProtocol(max_size=(limits.max_message_size, None), logger=logger)
     request: Request | None = None
-    early: list[Event] = []
+    early, seen = b"", b""
     while request is None:
         try:
             data = await stream.receive(RECEIVE_SIZE)
         except anyio.EndOfStream:
             return None
+        # websockets gets only the request's head; frames sent right after it go to the
+        # transport's own frame reader (`head_end`).
+        end = head_end(seen, data)
+        if end >= 0:
+            data, early = data[:end], data[end:]
+        seen = (seen + data)[-3:]
         protocol.receive_data(data)
         events = protocol.events_received()
         if events and isinstance(events[0], Request):
-            request, early = events[0], events[1:]
+            request = events[0]
         elif protocol.handshake_exc is not None:
             replies = protocol.data_to_send()
             if not any(replies):
@@ -186,7 +191,7 @@ async def _server_handshake(
     return WebSocketTransport(
         stream,
         protocol,
-        early_events=early,
+        early_data=early,
         path=request.path,
         request_headers=_lower_headers(request.headers),
         limits=limits,

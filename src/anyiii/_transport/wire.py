@@ -16,6 +16,7 @@ __all__ = [
     "RECEIVE_SIZE",
     "HeadersLike",
     "format_address",
+    "head_end",
     "url_host",
 ]
 
@@ -44,3 +45,16 @@ def format_address(address: object) -> str | None:
     if isinstance(address, str) and address:
         return address
     return None
+
+
+def head_end(seen: bytes, data: bytes) -> int:
+    """Where in `data` an HTTP head ends (just past its blank line), or -1 if not in it.
+
+    `seen` is what came before `data` (only its last 3 bytes matter: the blank line may
+    straddle two reads). The WebSocket handshakes give websockets only the head, and the
+    bytes after it (frames the peer sent at once) to the transport's own frame reader, so
+    the two never disagree on where a frame starts.
+    """
+    tail = seen[-3:]
+    found = (tail + data).find(b"\r\n\r\n")
+    return -1 if found < 0 else found + 4 - len(tail)
