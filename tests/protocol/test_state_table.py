@@ -30,7 +30,7 @@ from anyiii._protocol.frames import (
     WorkerRegistered,
     encode_frame,
 )
-from anyiii._protocol.state import ROLE_INPUTS, TRANSITIONS, Input, Role, State
+from anyiii._protocol.state import ROLE_INPUTS, STEADY_WHILE_OPEN, TRANSITIONS, Input, Role, State
 from anyiii._protocol.worker import WorkerConnection
 
 Core = WorkerConnection | EngineConnection
@@ -223,8 +223,22 @@ def table_rows() -> list[Any]:
 
 @pytest.mark.parametrize(("role", "state", "what"), table_rows())
 def test_table_row_is_used(role: Role, state: State, what: Input) -> None:
-    """The action for `what`, applied in `state`, makes the core consult this very row."""
-    assert (state, what) in consulted(role, state, what)
+    """The action for `what`, applied in `state`, makes the core consult this very row,
+    or (per-message paths only) relies on it without a lookup: an OPEN connection stays
+    OPEN for the inputs of `STEADY_WHILE_OPEN`, which `test_transition` checks anyway."""
+    seen = consulted(role, state, what)
+    if state is State.OPEN and what in STEADY_WHILE_OPEN:
+        assert TRANSITIONS[role][state][what] is State.OPEN
+        return
+    assert (state, what) in seen
+
+
+def test_the_per_message_paths_rely_only_on_steady_inputs() -> None:
+    """The hot paths skip the state walk while OPEN for receiving a frame and sending a
+    call or a result: that is only right if the table keeps OPEN for all three."""
+    assert {Input.RECV_FRAME, Input.SEND_CALL, Input.SEND_RESULT} <= STEADY_WHILE_OPEN
+    assert Input.CLOSE not in STEADY_WHILE_OPEN
+    assert Input.SEND_FAILED not in STEADY_WHILE_OPEN
 
 
 def test_dead_rows_only_repeat_their_state() -> None:

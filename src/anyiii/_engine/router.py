@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from msgspec import Raw
@@ -198,15 +198,23 @@ class Router(RegistrationHandling):
 
     def receive(self, conn_id: int, data: bytes | str) -> list[Action]:
         """One message arrived from a worker."""
-        conn = self.tables.connections.get(conn_id)
-        if conn is None:
-            return []
+        return self.receive_many(conn_id, (data,))
+
+    def receive_many(self, conn_id: int, messages: Iterable[bytes | str]) -> list[Action]:
+        """Messages arrived from a worker, in this order (one read's worth, typically):
+        the actions of all of them, in order, as if each had been received alone."""
+        tables = self.tables
         out: list[Action] = []
-        for event in conn.core.receive(data):
-            if conn.namespace is None and isinstance(event, _BUFFERED):
-                conn.held.append(event)
-            else:
-                self._on_event(conn, event, out)
+        for data in messages:
+            # Looked up per message: one of them may end the connection (a refusal).
+            conn = tables.connections.get(conn_id)
+            if conn is None:
+                break
+            for event in conn.core.receive(data):
+                if conn.namespace is None and isinstance(event, _BUFFERED):
+                    conn.held.append(event)
+                else:
+                    self._on_event(conn, event, out)
         if self._services_touched:
             self._services_touched = False
             self._watch_service_deadline()

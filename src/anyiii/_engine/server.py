@@ -282,10 +282,10 @@ class EmbeddedEngine:
         router = self._router
         while True:
             try:
-                data = await transport.receive()
+                messages = await transport.receive_some()
             except ConnectionClosed:
                 return
-            self._perform(router.receive(conn, data))
+            self._perform(router.receive_many(conn, messages))
             await self._writes.wait_for_room()
 
     async def _discard(self, transport: Transport) -> None:

@@ -5,7 +5,9 @@ send once they are durable. `WritePipeline` queues them and one task writes what
 queued up as one transaction (group commit, so a burst costs one disk sync), then carries
 out the answers of that batch. A connection's reader waits while more than `high_water`
 writes are queued, so a worker writing faster than the disk slows down instead of growing
-the queue without bound.
+the queue without bound. (A reader checks once per read, whose messages it hands to the
+router together, so each connection can overshoot by at most one read: `receive_burst`
+messages.)
 """
 
 from __future__ import annotations

@@ -13,7 +13,16 @@ from typing import ClassVar
 
 from .._errors import LocalProtocolError, RemoteProtocolError
 from . import events as ev
-from .frames import Ping, Pong, UnknownFrame, decode_frame, is_telemetry
+from .frames import (
+    FRAME_DECODE_ERRORS,
+    AnyFrame,
+    Ping,
+    Pong,
+    UnknownFrame,
+    decode_frame,
+    decode_valid_frame,
+    is_telemetry,
+)
 from .state import TRANSITIONS, Input, Role, State
 
 __all__ = ["BaseConnection", "frame_tag"]
@@ -44,6 +53,8 @@ class BaseConnection:
         return self._state
 
     def _advance(self, what: Input) -> None:
+        # Hot paths skip this call while OPEN for the inputs in `state.STEADY_WHILE_OPEN`
+        # (written `if self._state is not State.OPEN: self._advance(...)`).
         new = self._table[self._state].get(what)
         if new is None:
             raise LocalProtocolError(
@@ -75,13 +86,16 @@ class BaseConnection:
             self._advance(Input.RECV_FRAME)
             return []
         try:
-            frame = decode_frame(data)
-        except RemoteProtocolError as exc:
-            self._advance(Input.RECV_FRAME)
-            if is_telemetry(data) or not data.strip():
-                return []  # skipped, as the engine skips them (spec §1.1)
-            self.violations += 1
-            return [ev.ProtocolViolation(exc), *self._on_malformed(exc)]
+            frame: AnyFrame | UnknownFrame = decode_valid_frame(data)
+        except FRAME_DECODE_ERRORS:
+            try:
+                frame = decode_frame(data)  # what it is: an unknown type, or what is wrong
+            except RemoteProtocolError as exc:
+                self._advance(Input.RECV_FRAME)
+                if is_telemetry(data) or not data.strip():
+                    return []  # skipped, as the engine skips them (spec §1.1)
+                self.violations += 1
+                return [ev.ProtocolViolation(exc), *self._on_malformed(exc)]
         handler = self._HANDLERS.get(type(frame))
         if handler is None:
             self._advance(Input.RECV_FRAME)

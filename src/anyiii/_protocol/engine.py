@@ -54,7 +54,7 @@ from .frames import (
     encode_frame,
 )
 from .ids import is_uuid
-from .state import Input, Role
+from .state import Input, Role, State
 
 __all__ = ["EngineConnection"]
 
@@ -124,11 +124,12 @@ class EngineConnection(BaseConnection):
         baggage: str | None = None,
     ) -> bytes:
         """Ask the worker to run one of its functions; its result comes back as an event."""
-        self._check(Input.SEND_CALL)
+        steady = self._state is State.OPEN  # every routed call passes here: no state walk
+        if not steady:
+            self._check(Input.SEND_CALL)
         if invocation_id in self._executing:
             raise LocalProtocolError(f"invocation {invocation_id} is already dispatched here")
-        frame = self._emit(
-            Input.SEND_CALL,
+        frame = encode_frame(
             InvokeFunction(
                 invocation_id=invocation_id,
                 function_id=function_id,
@@ -136,8 +137,10 @@ class EngineConnection(BaseConnection):
                 metadata=absent_if_none(metadata),
                 traceparent=traceparent,
                 baggage=baggage,
-            ),
+            )
         )
+        if not steady:
+            self._advance(Input.SEND_CALL)
         self._executing[invocation_id] = function_id
         return frame
 
@@ -151,14 +154,15 @@ class EngineConnection(BaseConnection):
         baggage: str | None = None,
     ) -> bytes:
         """Answer a call this worker made: its result, or `error` (which wins)."""
-        self._check(Input.SEND_RESULT)
+        steady = self._state is State.OPEN  # every routed call passes here: no state walk
+        if not steady:
+            self._check(Input.SEND_RESULT)
         function_id = self._awaiting.get(invocation_id)
         if function_id is None:
             raise LocalProtocolError(
                 f"the worker awaits no result for {invocation_id} (unknown or answered)"
             )
-        frame = self._emit(
-            Input.SEND_RESULT,
+        frame = encode_frame(
             InvocationResult(
                 invocation_id=invocation_id,
                 function_id=function_id,
@@ -166,8 +170,10 @@ class EngineConnection(BaseConnection):
                 error=error,
                 traceparent=traceparent,
                 baggage=baggage,
-            ),
+            )
         )
+        if not steady:
+            self._advance(Input.SEND_RESULT)
         del self._awaiting[invocation_id]
         return frame
 
@@ -244,7 +250,8 @@ class EngineConnection(BaseConnection):
         return []
 
     def _on_invoke(self, frame: InvokeFunction) -> list[ev.Event]:
-        self._advance(Input.RECV_FRAME)
+        if self._state is not State.OPEN:
+            self._advance(Input.RECV_FRAME)
         invocation_id = frame.invocation_id
         answered = invocation_id is not None and (
             frame.action is None or isinstance(frame.action, EnqueueAction)
@@ -271,7 +278,8 @@ class EngineConnection(BaseConnection):
         return [ev.CallRequested(frame)]
 
     def _on_result(self, frame: InvocationResult) -> list[ev.Event]:
-        self._advance(Input.RECV_FRAME)
+        if self._state is not State.OPEN:
+            self._advance(Input.RECV_FRAME)
         if self._executing.pop(frame.invocation_id, None) is None:
             self.late_results += 1
             return [ev.LateResult(frame.invocation_id, frame.function_id)]

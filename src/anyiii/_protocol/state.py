@@ -24,7 +24,7 @@ import enum
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["ROLE_INPUTS", "TRANSITIONS", "Input", "Role", "State"]
+__all__ = ["ROLE_INPUTS", "STEADY_WHILE_OPEN", "TRANSITIONS", "Input", "Role", "State"]
 
 
 class State(enum.Enum):
@@ -149,3 +149,14 @@ ROLE_INPUTS: Final[Mapping[Role, frozenset[Input]]] = {
     Role.ENGINE: frozenset(Input) - {Input.RECV_HANDSHAKE, Input.RECV_FATAL},
 }
 """The inputs that can happen to each role at all (the exhaustive test walks these)."""
+
+
+STEADY_WHILE_OPEN: Final = frozenset(
+    what
+    for what in Input
+    if all(TRANSITIONS[role][State.OPEN].get(what) is State.OPEN for role in Role)
+)
+"""Inputs that leave an OPEN connection OPEN in both roles: receiving a frame, sending a
+call, a result, a registration or a control frame. The per-message paths of the protocol
+cores skip the state walk for these while OPEN (`tests/protocol` checks the ones they
+rely on)."""

@@ -65,7 +65,7 @@ from .frames import (
 )
 from .ids import InvocationIds
 from .registry import Registry, WorkerInfo
-from .state import Input, Role
+from .state import Input, Role, State
 
 __all__ = ["WorkerConnection"]
 
@@ -199,7 +199,8 @@ class WorkerConnection(BaseConnection):
 
         Returns the new invocation id (already pending) and the frame to send.
         """
-        self._check(Input.SEND_CALL)
+        if self._state is not State.OPEN:
+            self._check(Input.SEND_CALL)
         invocation_id = self._new_id()
         if invocation_id in self._pending:
             raise LocalProtocolError(f"invocation id {invocation_id} is already pending")
@@ -213,7 +214,11 @@ class WorkerConnection(BaseConnection):
             metadata=absent_if_none(metadata),
             namespace=self._target_namespace(function_id, namespace),
         )
-        payload = self._emit(Input.SEND_CALL, encode_frame(frame))
+        # `_emit`, inlined: this is every call's path.
+        payload = encode_frame(frame)
+        if self._state is not State.OPEN:
+            self._advance(Input.SEND_CALL)
+        self._frames_sent += 1
         self._pending[invocation_id] = function_id
         return invocation_id, payload
 
@@ -254,13 +259,19 @@ class WorkerConnection(BaseConnection):
     ) -> bytes:
         """Answer an inbound invocation with its result (None: the function returned nothing)."""
         function_id = self._take_in_flight(invocation_id)
-        frame = InvocationResult(
-            invocation_id=invocation_id,
-            function_id=function_id,
-            result=absent_if_none(result),
-            traceparent=traceparent,
+        payload = encode_frame(
+            InvocationResult(
+                invocation_id=invocation_id,
+                function_id=function_id,
+                result=absent_if_none(result),
+                traceparent=traceparent,
+            )
         )
-        return self._emit(Input.SEND_RESULT, encode_frame(frame))
+        # `_emit`, inlined: this is every invocation's path.
+        if self._state is not State.OPEN:
+            self._advance(Input.SEND_RESULT)
+        self._frames_sent += 1
+        return payload
 
     def fail(self, invocation_id: str, error: ErrorBody) -> bytes:
         """Answer an inbound invocation with an error."""
@@ -269,7 +280,8 @@ class WorkerConnection(BaseConnection):
         return self._emit(Input.SEND_RESULT, encode_frame(frame))
 
     def _take_in_flight(self, invocation_id: str) -> str:
-        self._check(Input.SEND_RESULT)
+        if self._state is not State.OPEN:
+            self._check(Input.SEND_RESULT)
         try:
             return self._in_flight.pop(invocation_id)
         except KeyError:
@@ -346,7 +358,8 @@ class WorkerConnection(BaseConnection):
         return [ev.Registered(frame.worker_id, frame.reattach_token, self.features)]
 
     def _on_invoke(self, frame: InvokeFunction) -> list[ev.Event]:
-        self._advance(Input.RECV_FRAME)
+        if self._state is not State.OPEN:
+            self._advance(Input.RECV_FRAME)
         invocation_id = frame.invocation_id
         if invocation_id is not None:
             if invocation_id in self._in_flight:
@@ -368,7 +381,8 @@ class WorkerConnection(BaseConnection):
         ]
 
     def _on_result(self, frame: InvocationResult) -> list[ev.Event]:
-        self._advance(Input.RECV_FRAME)
+        if self._state is not State.OPEN:
+            self._advance(Input.RECV_FRAME)
         function_id = self._pending.pop(frame.invocation_id, None)
         if function_id is None:
             self.late_results += 1

@@ -151,6 +151,17 @@ class Transport(Protocol):
         """
         ...
 
+    async def receive_some(self) -> list[bytes]:
+        """Return the payloads of the messages already received, at least one, in order.
+
+        The same messages `receive` would return one by one, for a reader that handles
+        each read's messages in one go (the engine): one await per read instead of one per
+        message. It returns at most `receive_burst` messages at a time and yields to the
+        event loop between bursts, exactly as `receive` does. Raises `ConnectionClosed`
+        like `receive`.
+        """
+        ...
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close the link: closing handshake bounded by `close_timeout`, then drop it.
 

@@ -140,6 +140,26 @@ class WebSocketTransport(TransportBase):
 
     # -- framing --------------------------------------------------------------------------
 
+    def send_nowait(self, message: bytes) -> None:
+        # The common case, one small message on an open link with room in the queue,
+        # without the generic path's list of chunks; anything else (closed, fragmented,
+        # over the queue's limit) takes that path, which also raises its errors.
+        if (
+            self._close_code is None
+            and len(message) <= FRAGMENT_ABOVE
+            and self._queued + len(message) <= self._max_queue
+            and self._protocol.state is State.OPEN
+        ):
+            frame = _text_frame(message, self._masks)
+            self._queue.append(frame)
+            self._queued += len(frame)
+            if not self._flushing:
+                wakeup, self._wakeup = self._wakeup, None
+                if wakeup is not None:
+                    wakeup.set()
+            return
+        super().send_nowait(message)
+
     def _frame_message(self, message: bytes) -> list[bytes]:
         protocol = self._protocol
         if protocol.state is State.OPEN and len(message) <= FRAGMENT_ABOVE:
