@@ -102,3 +102,10 @@ def raise_fd_limit() -> int:
     soft = hard if hard != resource.RLIM_INFINITY else 65_536
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     return soft
+
+
+def calls_so_far(caller: subprocess.Popen[str]) -> int:
+    assert caller.stdin is not None
+    caller.stdin.write("\n")
+    caller.stdin.flush()
+    return int(first_line(caller, "the caller"))

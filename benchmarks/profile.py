@@ -20,54 +20,11 @@ import argparse
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
-from _processes import THIS_SRC, cpu_seconds, engine_process, first_line, process
-from roundtrip import ANYIII_CALLEE
-
-LOAD = textwrap.dedent(
-    """
-    import sys
-    import anyio
-    import anyiii
-
-    done = 0
-
-    async def main():
-        async with anyiii.connect(sys.argv[1], worker_name="bench-caller") as worker:
-            request = {"function_id": "bench::add", "payload": {"a": 2, "b": 3}}
-            with anyio.fail_after(20):
-                while True:
-                    try:
-                        await worker.trigger_async(request)
-                        break
-                    except anyiii.InvocationError:
-                        await anyio.sleep(0.05)
-
-            async def keep_calling():
-                global done
-                while True:
-                    await worker.trigger_async(request)
-                    done += 1
-
-            async with anyio.create_task_group() as tasks:
-                for _ in range(100):
-                    tasks.start_soon(keep_calling)
-                print("GO", flush=True)
-                while True:
-                    await anyio.to_thread.run_sync(sys.stdin.readline)
-                    print(done, flush=True)
-
-    uvloop = sys.argv[2] == "uvloop"
-    anyio.run(
-        main,
-        backend="asyncio" if uvloop else sys.argv[2],
-        backend_options={"use_uvloop": True} if uvloop else {},
-    )
-    """
-)
+from _processes import THIS_SRC, calls_so_far, cpu_seconds, engine_process, first_line, process
+from roundtrip import ANYIII_CALLEE, ANYIII_LOAD
 
 
 def py_spy() -> str:
@@ -75,13 +32,6 @@ def py_spy() -> str:
     if not Path(found).exists():
         sys.exit("py-spy is not installed: pip install -e '.[bench]'")
     return found
-
-
-def calls_so_far(caller: subprocess.Popen[str]) -> int:
-    assert caller.stdin is not None
-    caller.stdin.write("\n")
-    caller.stdin.flush()
-    return int(first_line(caller, "the caller"))
 
 
 def main() -> None:
@@ -105,7 +55,7 @@ def main() -> None:
     ):
         if first_line(callee, "the callee") != "READY":
             sys.exit("the callee did not start")
-        with process(sys.executable, "-c", LOAD, url, args.backend, src=args.src) as caller:
+        with process(sys.executable, "-c", ANYIII_LOAD, url, args.backend, src=args.src) as caller:
             if first_line(caller, "the caller") != "GO":
                 sys.exit("the caller did not start")
             time.sleep(args.warmup)  # a benchmark's warm-up, not synchronisation

@@ -207,6 +207,51 @@ BASELINE = {
 }
 
 
+# An anyiii caller keeping 100 calls in flight for as long as it runs: it prints GO, then
+# the number of calls done so far for every line read from stdin (`calls_so_far`).
+ANYIII_LOAD = textwrap.dedent(
+    """
+    import sys
+    import anyio
+    import anyiii
+
+    done = 0
+
+    async def main():
+        async with anyiii.connect(sys.argv[1], worker_name="bench-caller") as worker:
+            request = {"function_id": "bench::add", "payload": {"a": 2, "b": 3}}
+            with anyio.fail_after(20):
+                while True:
+                    try:
+                        await worker.trigger_async(request)
+                        break
+                    except anyiii.InvocationError:
+                        await anyio.sleep(0.05)
+
+            async def keep_calling():
+                global done
+                while True:
+                    await worker.trigger_async(request)
+                    done += 1
+
+            async with anyio.create_task_group() as tasks:
+                for _ in range(100):
+                    tasks.start_soon(keep_calling)
+                print("GO", flush=True)
+                while True:
+                    await anyio.to_thread.run_sync(sys.stdin.readline)
+                    print(done, flush=True)
+
+    uvloop = sys.argv[2] == "uvloop"
+    anyio.run(
+        main,
+        backend="asyncio" if uvloop else sys.argv[2],
+        backend_options={"use_uvloop": True} if uvloop else {},
+    )
+    """
+)
+
+
 def measure(
     url: str,
     engine_pid: int,

@@ -162,6 +162,23 @@ def test_profile_benchmark_quick_run(backend: str) -> None:
         assert f"| {role} |" in output
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_engine_floor_benchmark_quick_run(backend: str) -> None:
+    """anyiii and the floor programs carry the same load; calls complete through each."""
+    output = _quick_run("engine_floor.py", 110, "--backend", backend)
+    rows = [line for line in output.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| anyiii",
+        "| anyiii workers, asyncio floor relay",
+        "| anyio floor",
+        "| asyncio floor",
+    ]
+    for row in rows[1:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")[1:]]
+        assert all(float(cell.replace(",", "")) > 0 for cell in cells), row
+
+
 @pytest.mark.timeout(150)
 def test_scaling_benchmark_quick_run() -> None:
     """All four scaling series at tiny sizes, sanity checks included, every table printed;

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 
-__all__ = ["OneShot", "flatten", "reraise_unwrapped", "single_errors"]
+__all__ = ["OneShot", "event_maker", "flatten", "reraise_unwrapped", "single_errors"]
 
 R = TypeVar("R")
 E = TypeVar("E")
@@ -61,6 +61,23 @@ def reraise_unwrapped(exc: BaseException) -> NoReturn:
         del exc, context
 
 
+def event_maker() -> Callable[[], anyio.Event]:
+    """A maker of `anyio.Event`s for the running event loop: call it inside the loop, then
+    call what it returns for each event.
+
+    `anyio.Event()` asks sniffio which library runs on every call, and on asyncio it builds
+    the underlying `asyncio.Event` twice (the backend's `create_event` runs `__init__`, and
+    the type call that returned the instance runs it again). The backend's own event class,
+    taken from one event, makes the same events without either: a per-call saving on the
+    paths that make an event for every call. Outside an event loop (where anyio hands out
+    an adapter that binds later) it is `anyio.Event` itself.
+    """
+    made = type(anyio.Event())
+    if made is anyio.Event or made.__name__ == "EventAdapter":
+        return anyio.Event
+    return made
+
+
 class OneShot(Generic[R, E]):
     """A result that arrives once: a value or an error, whichever is set first.
 
@@ -71,8 +88,10 @@ class OneShot(Generic[R, E]):
 
     __slots__ = ("_done", "error", "result")
 
-    def __init__(self) -> None:
-        self._done = anyio.Event()
+    def __init__(self, event: anyio.Event | None = None) -> None:
+        """`event`: a fresh, unset event to signal with (from `event_maker()`), or None
+        for a new `anyio.Event`."""
+        self._done = anyio.Event() if event is None else event
         self.result: R | None = None
         self.error: E | None = None
 

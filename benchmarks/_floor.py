@@ -1,0 +1,483 @@
+"""Floor programs for `engine_floor.py`: a relay, a caller and a callee that do only what no
+Python implementation of the protocol can skip.
+
+    python benchmarks/_floor.py relay  asyncio|anyio [--backend asyncio|trio]
+    python benchmarks/_floor.py caller asyncio|anyio URL [--backend asyncio|trio]
+    python benchmarks/_floor.py callee asyncio|anyio URL [--backend asyncio|trio]
+
+Each does the WebSocket upgrade, splits and (un)masks frames, decodes and encodes messages
+with the SDK's msgspec frame types, and routes with one dictionary lookup. Nothing else: no
+protocol state, no validation beyond the decoder's, no timeouts, no backpressure, no
+cleanup when a peer leaves, no context per invocation. They are measuring sticks, not
+programs to use.
+
+Two flavours, the same work:
+
+* `asyncio`: asyncio `Protocol` callbacks and futures, no tasks but the caller's 100: the
+  least the interpreter can do per message;
+* `anyio`: what the SDK is allowed to use (library code may import anyio only): byte
+  streams, one reader task and one writer task per link, an `anyio.Event` per call.
+
+The relay prints "floor relay: workers ws://HOST:PORT"; the callee prints READY once its
+function is registered; the caller prints GO once a call has gone through, then the number
+of calls done so far for every line read from stdin (as `profile.py`'s load does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import msgspec
+
+from anyiii._engine.payloads import with_caller
+from anyiii._protocol.frames import (
+    ErrorBody,
+    InvocationResult,
+    InvokeFunction,
+    RegisterFunction,
+    WorkerRegistered,
+    decode_valid_frame,
+    encode_frame,
+    to_raw,
+)
+from anyiii._protocol.ids import InvocationIds
+from anyiii._transport.frame_reader import apply_mask
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_FUNCTION = "bench::add"
+
+
+# --- framing ---------------------------------------------------------------------------------
+
+
+class Framing:
+    """One side's framing: split received bytes into payloads, frame payloads to send."""
+
+    def __init__(self, *, client: bool) -> None:
+        self.client = client
+        self.buffer = bytearray()
+        self.masks = b""
+        self.at = 0
+
+    def frame(self, payload: bytes) -> bytes:
+        n = len(payload)
+        mask_bit = 0x80 if self.client else 0
+        if n < 126:
+            head = bytes((0x81, mask_bit | n))
+        elif n < 65536:
+            head = bytes((0x81, mask_bit | 126)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x81, mask_bit | 127)) + n.to_bytes(8, "big")
+        if not self.client:
+            return head + payload
+        at = self.at
+        if at + 4 > len(self.masks):
+            self.masks, at = os.urandom(1024), 0
+        self.at = at + 4
+        mask = self.masks[at : at + 4]
+        return head + mask + apply_mask(payload, mask)
+
+    def split(self, data: bytes) -> list[bytes]:
+        buffer = self.buffer
+        buffer += data
+        out = []
+        at, size = 0, len(buffer)
+        while size - at >= 2:
+            second = buffer[at + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                length = int.from_bytes(buffer[at + 2 : at + 4], "big")
+                head = 4
+            elif length == 127:
+                length = int.from_bytes(buffer[at + 2 : at + 10], "big")
+                head = 10
+            masked = second & 0x80
+            end = at + head + (4 if masked else 0) + length
+            if end > size:
+                break
+            opcode = buffer[at] & 0x0F
+            if opcode in (1, 2):  # data; pings, pongs and closes are not the floor's business
+                if masked:
+                    mask = buffer[at + head : at + head + 4]
+                    out.append(apply_mask(buffer[at + head + 4 : end], mask))
+                else:
+                    out.append(bytes(buffer[at + head : end]))
+            at = end
+        del buffer[:at]
+        return out
+
+
+def accept_response(head: bytes) -> bytes:
+    """The 101 answer to a client's upgrade request (its head, up to the blank line)."""
+    lines = head.decode("latin-1").split("\r\n")
+    key = next(
+        value
+        for name, _, value in (line.partition(": ") for line in lines)
+        if name.lower() == "sec-websocket-key"
+    )
+    accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest())
+    return (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+def upgrade_request() -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (
+        b"GET / HTTP/1.1\r\nHost: floor\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+
+
+# --- what each role does with a message --------------------------------------------------------
+
+
+class Router:
+    """The relay's routing: function id → link for calls, invocation id → link for results."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, Any] = {}
+        self.waiting: dict[str, Any] = {}
+
+    def on_message(self, link: Any, data: bytes) -> None:
+        try:
+            frame = decode_valid_frame(data)
+        except Exception:
+            return
+        if type(frame) is InvokeFunction:
+            callee = self.functions.get(frame.function_id)
+            if callee is None:
+                if frame.invocation_id is not None:
+                    answer = InvocationResult(
+                        invocation_id=frame.invocation_id,
+                        function_id=frame.function_id,
+                        error=ErrorBody(code="function_not_found", message="not yet"),
+                    )
+                    link.send(encode_frame(answer))
+                return
+            if frame.invocation_id is not None:
+                self.waiting[frame.invocation_id] = link
+            forwarded = InvokeFunction(
+                invocation_id=frame.invocation_id,
+                function_id=frame.function_id,
+                data=with_caller(frame.data, link.worker_id),
+            )
+            callee.send(encode_frame(forwarded))
+        elif type(frame) is InvocationResult:
+            caller = self.waiting.pop(frame.invocation_id, None)
+            if caller is not None:
+                caller.send(encode_frame(frame))
+        elif type(frame) is RegisterFunction:
+            self.functions[frame.id] = link
+
+
+def answer_invocation(data: bytes) -> bytes | None:
+    """The callee's work for one message: `bench::add`'s answer, or None."""
+    try:
+        frame = decode_valid_frame(data)
+    except Exception:
+        return None
+    if type(frame) is not InvokeFunction or frame.invocation_id is None:
+        return None
+    payload = msgspec.json.decode(frame.data)
+    result = msgspec.Raw(msgspec.json.encode({"c": payload["a"] + payload["b"]}))
+    return encode_frame(
+        InvocationResult(
+            invocation_id=frame.invocation_id, function_id=frame.function_id, result=result
+        )
+    )
+
+
+def call_frame(new_id: Callable[[], str], data: msgspec.Raw) -> tuple[str, bytes]:
+    invocation_id = new_id()
+    frame = InvokeFunction(function_id=_FUNCTION, invocation_id=invocation_id, data=data)
+    return invocation_id, encode_frame(frame)
+
+
+def result_of(data: bytes) -> InvocationResult | None:
+    try:
+        frame = decode_valid_frame(data)
+    except Exception:
+        return None
+    return frame if type(frame) is InvocationResult else None
+
+
+# --- asyncio flavour -------------------------------------------------------------------------
+
+
+class AsyncioLink(asyncio.Protocol):
+    """One WebSocket link as asyncio callbacks; each loop turn's sends leave in one write."""
+
+    def __init__(self, *, client: bool, on_message: Callable[[AsyncioLink, bytes], None]):
+        self.framing = Framing(client=client)
+        self.on_message = on_message
+        self.open = asyncio.get_running_loop().create_future()
+        self.out: list[bytes] = []
+        self.head = bytearray()
+        self.worker_id = os.urandom(16).hex()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        if self.framing.client:
+            self.transport.write(upgrade_request())
+
+    def send(self, message: bytes) -> None:
+        if not self.out:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.out.append(self.framing.frame(message))
+
+    def flush(self) -> None:
+        out, self.out = self.out, []
+        self.transport.write(b"".join(out))
+
+    def data_received(self, data: bytes) -> None:
+        if not self.open.done():
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.framing.client:
+                self.transport.write(accept_response(bytes(self.head[:end])))
+            data = bytes(self.head[end + 4 :])
+            self.open.set_result(None)
+            if not self.framing.client:
+                self.send(encode_frame(WorkerRegistered(worker_id=self.worker_id)))
+        for message in self.framing.split(data):
+            self.on_message(self, message)
+
+
+async def asyncio_connect(url: str, on_message: Callable[[Any, bytes], None]) -> AsyncioLink:
+    parts = urlsplit(url)
+    _, link = await asyncio.get_running_loop().create_connection(
+        lambda: AsyncioLink(client=True, on_message=on_message), parts.hostname, parts.port
+    )
+    await link.open
+    return link
+
+
+async def asyncio_relay() -> None:
+    router = Router()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: AsyncioLink(client=False, on_message=router.on_message), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    print(f"floor relay: workers ws://127.0.0.1:{port}", flush=True)
+    await asyncio.Event().wait()
+
+
+async def asyncio_callee(url: str) -> None:
+    def on_message(link: AsyncioLink, data: bytes) -> None:
+        answer = answer_invocation(data)
+        if answer is not None:
+            link.send(answer)
+
+    link = await asyncio_connect(url, on_message)
+    link.send(encode_frame(RegisterFunction(id=_FUNCTION)))
+    print("READY", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)
+
+
+async def asyncio_caller(url: str) -> None:
+    waiting: dict[str, asyncio.Future[InvocationResult]] = {}
+    loop = asyncio.get_running_loop()
+    done = 0
+
+    def on_message(link: AsyncioLink, data: bytes) -> None:
+        result = result_of(data)
+        if result is not None:
+            future = waiting.pop(result.invocation_id, None)
+            if future is not None:
+                future.set_result(result)
+
+    link = await asyncio_connect(url, on_message)
+    new_id, data = InvocationIds(), to_raw({"a": 2, "b": 3})
+
+    async def call() -> InvocationResult:
+        invocation_id, frame = call_frame(new_id, data)
+        future = waiting[invocation_id] = loop.create_future()
+        link.send(frame)
+        return await future
+
+    for _ in range(400):  # until the callee's function is registered
+        if (await call()).error is None:
+            break
+        await asyncio.sleep(0.05)
+
+    async def keep_calling() -> None:
+        nonlocal done
+        while True:
+            await call()
+            done += 1
+
+    tasks = [asyncio.create_task(keep_calling()) for _ in range(100)]
+    print("GO", flush=True)
+    while True:
+        await asyncio.to_thread(sys.stdin.readline)
+        print(done, flush=True)
+    del tasks
+
+
+# --- anyio flavour ---------------------------------------------------------------------------
+
+
+class AnyioLink:
+    """One WebSocket link over an anyio byte stream: a reader task and a writer task."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, *, client: bool) -> None:
+        self.stream = stream
+        self.framing = Framing(client=client)
+        self.out: list[bytes] = []
+        self.wakeup: anyio.Event | None = None
+        self.worker_id = os.urandom(16).hex()
+
+    def send(self, message: bytes) -> None:
+        self.out.append(self.framing.frame(message))
+        wakeup, self.wakeup = self.wakeup, None
+        if wakeup is not None:
+            wakeup.set()
+
+    async def write_forever(self) -> None:
+        while True:
+            if not self.out:
+                self.wakeup = anyio.Event()
+                await self.wakeup.wait()
+                continue
+            out, self.out = self.out, []
+            await self.stream.send(b"".join(out))
+
+    async def read_forever(self, rest: bytes, on_message: Callable[[Any, bytes], None]) -> None:
+        data = rest
+        while True:
+            for message in self.framing.split(data):
+                on_message(self, message)
+            data = await self.stream.receive()
+
+
+async def read_head(stream: anyio.abc.ByteStream) -> tuple[bytes, bytes]:
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += await stream.receive()
+    head, _, rest = received.partition(b"\r\n\r\n")
+    return head, rest
+
+
+async def anyio_connect(
+    url: str, tasks: anyio.abc.TaskGroup, on_message: Callable[[Any, bytes], None]
+) -> AnyioLink:
+    parts = urlsplit(url)
+    stream = await anyio.connect_tcp(parts.hostname or "127.0.0.1", parts.port or 80)
+    await stream.send(upgrade_request())
+    _, rest = await read_head(stream)
+    link = AnyioLink(stream, client=True)
+    tasks.start_soon(link.write_forever)
+    tasks.start_soon(link.read_forever, rest, on_message)
+    return link
+
+
+async def anyio_relay() -> None:
+    router = Router()
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        head, rest = await read_head(stream)
+        await stream.send(accept_response(head))
+        link = AnyioLink(stream, client=False)
+        link.send(encode_frame(WorkerRegistered(worker_id=link.worker_id)))
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(link.write_forever)
+            await link.read_forever(rest, router.on_message)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    print(f"floor relay: workers ws://127.0.0.1:{port}", flush=True)
+    await listener.serve(serve)
+
+
+async def anyio_callee(url: str) -> None:
+    def on_message(link: AnyioLink, data: bytes) -> None:
+        answer = answer_invocation(data)
+        if answer is not None:
+            link.send(answer)
+
+    async with anyio.create_task_group() as tasks:
+        link = await anyio_connect(url, tasks, on_message)
+        link.send(encode_frame(RegisterFunction(id=_FUNCTION)))
+        print("READY", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+        tasks.cancel_scope.cancel()
+
+
+async def anyio_caller(url: str) -> None:
+    waiting: dict[str, list[Any]] = {}
+    done = 0
+
+    def on_message(link: AnyioLink, data: bytes) -> None:
+        result = result_of(data)
+        if result is not None:
+            slot = waiting.pop(result.invocation_id, None)
+            if slot is not None:
+                slot.append(result)
+                slot[0].set()
+
+    async with anyio.create_task_group() as tasks:
+        link = await anyio_connect(url, tasks, on_message)
+        new_id, data = InvocationIds(), to_raw({"a": 2, "b": 3})
+
+        async def call() -> InvocationResult:
+            invocation_id, frame = call_frame(new_id, data)
+            slot: list[Any] = [anyio.Event()]
+            waiting[invocation_id] = slot
+            link.send(frame)
+            await slot[0].wait()
+            result: InvocationResult = slot[1]
+            return result
+
+        for _ in range(400):  # until the callee's function is registered
+            if (await call()).error is None:
+                break
+            await anyio.sleep(0.05)
+
+        async def keep_calling() -> None:
+            nonlocal done
+            while True:
+                await call()
+                done += 1
+
+        for _ in range(100):
+            tasks.start_soon(keep_calling)
+        print("GO", flush=True)
+        while True:
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+            print(done, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=("relay", "caller", "callee"))
+    parser.add_argument("flavour", choices=("asyncio", "anyio"))
+    parser.add_argument("url", nargs="?")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    args = parser.parse_args()
+    if args.flavour == "asyncio":
+        program = {"relay": asyncio_relay, "caller": asyncio_caller, "callee": asyncio_callee}
+        asyncio.run(program[args.role](*([] if args.role == "relay" else [args.url])))
+    else:
+        program = {"relay": anyio_relay, "caller": anyio_caller, "callee": anyio_callee}
+        anyio.run(
+            program[args.role], *([] if args.role == "relay" else [args.url]), backend=args.backend
+        )
+
+
+if __name__ == "__main__":
+    main()
