@@ -82,5 +82,5 @@ def answer(
         out.append(Completed(invocation_id, result, error))
         return
     conn = tables.connections.get(caller)
-    if conn is not None and invocation_id in conn.core.awaiting_results:
+    if conn is not None and conn.core.awaits(invocation_id):
         out.append(Send(caller, conn.core.deliver_result(invocation_id, result, error=error)))

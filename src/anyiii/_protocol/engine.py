@@ -86,6 +86,11 @@ class EngineConnection(BaseConnection):
         """Calls this worker made that await our answer: invocation id → function id."""
         return MappingProxyType(self._awaiting)
 
+    def awaits(self, invocation_id: str) -> bool:
+        """Whether this worker awaits our answer to `invocation_id` (`awaiting_results`
+        without building a read-only view: every routed result asks)."""
+        return invocation_id in self._awaiting
+
     @property
     def executing(self) -> Mapping[str, str]:
         """Dispatches this worker is running for us: invocation id → function id."""
