@@ -1,21 +1,30 @@
-"""How little CPU a Python engine can spend per routed call: a floor for `anyiii engine`.
+"""How far each anyiii process is from the least Python can spend per call: floors.
 
-    python benchmarks/engine_floor.py [--rounds 3] [--seconds 4] [--backend asyncio|trio] [--quick]
+    python benchmarks/engine_floor.py [--rounds 3] [--seconds 4] [--backend asyncio|trio]
+                                      [--quick]
 
-The load of `profile.py` (an anyiii caller keeping 100 calls in flight to an anyiii callee)
-runs once through `anyiii engine` and once through a *floor relay*, alternating, and the
-table gives each process's CPU time per call for both.
+The load of `profile.py` (a caller keeping 100 calls in flight to a callee through an
+engine) runs through four chains, in a rotating order every round, and the table gives
+each process's CPU time per call (medians):
 
-The floor relay (`FLOOR_RELAY` below, run as its own process) does only what no Python
-engine can skip: the WebSocket upgrade, splitting and unmasking frames, decoding each
-message with the SDK's msgspec frame types, one dictionary lookup to route it (function id
-to connection for a call, invocation id to caller for a result), splicing
-`_caller_worker_id` into the payload, encoding the frame for the other side and writing
-each read's answers in one `transport.write`. It is an asyncio `Protocol`: no tasks, no
-anyio, no protocol state machine, no namespaces, no validation beyond the decoder's, no
-backpressure, no timeouts and no bookkeeping for disconnects. It is not an engine and must
-never be used as one; it exists to show how much of `anyiii engine`'s CPU per call is the
-price of Python itself and how much is the engine's own structure.
+* `anyiii`: anyiii caller and callee, `anyiii engine`;
+* `anyiii workers, asyncio floor relay`: the same workers through the floor relay;
+* `anyio floor`: floor caller, callee and relay written with what anyiii's library code
+  may use (anyio byte streams, a reader and a writer task per link, an `anyio.Event` per
+  call);
+* `asyncio floor`: the same floors as asyncio `Protocol` callbacks and futures.
+
+The floor programs (`_floor.py`) do only what no Python implementation of the protocol
+can skip: the WebSocket upgrade, splitting and (un)masking frames, msgspec decoding and
+encoding with the SDK's frame types, one dictionary lookup to route, `_caller_worker_id`
+spliced into the payload. No protocol state, validation, namespaces, timeouts,
+backpressure, cleanup or context per invocation. They are measuring sticks, never
+programs to use. The script also prints the CPU per routed call of the engine's sans-IO
+router alone (`router_alone`: cores and routing rules, no transport, no event loop), the
+share of `anyiii engine`'s cost that lies above any transport.
+
+`--backend` picks the backend of the anyiii workers, of `anyiii engine` and of the anyio
+floor; the asyncio floor is asyncio whatever it says.
 """
 
 from __future__ import annotations
@@ -86,6 +95,54 @@ def measure(setup: str, backend: str, seconds: float, warmup: float) -> dict[str
     return result
 
 
+def router_alone(calls: int = 20_000) -> float:
+    """CPU µs per routed call of the engine's sans-IO router alone: the protocol cores'
+    decoding and bookkeeping, the routing rules and the encoding, for one call and its
+    result between two registered workers, with no transport and no event loop."""
+    import json
+    import uuid
+
+    from anyiii._engine.router import Router
+
+    clock = [0.0]
+    router = Router(clock=lambda: clock[0], namespace_grace=0.0)
+    caller, _ = router.open(peer="caller")
+    callee, _ = router.open(peer="callee")
+    clock[0] = 1.0
+    router.tick()  # both connections' namespaces are fixed
+    router.receive(callee, json.dumps({"type": "registerfunction", "id": "bench::add"}))
+    ids = [str(uuid.uuid4()) for _ in range(calls)]
+    invokes = [
+        json.dumps(
+            {
+                "type": "invokefunction",
+                "invocation_id": i,
+                "function_id": "bench::add",
+                "data": {"a": 2, "b": 3},
+            }
+        ).encode()
+        for i in ids
+    ]
+    results = [
+        json.dumps(
+            {
+                "type": "invocationresult",
+                "invocation_id": i,
+                "function_id": "bench::add",
+                "result": {"c": 5},
+            }
+        ).encode()
+        for i in ids
+    ]
+    started = time.process_time()
+    for invoke, result in zip(invokes, results, strict=True):
+        forwarded = router.receive_many(caller, (invoke,))
+        answered = router.receive_many(callee, (result,))
+        if not forwarded or not answered:
+            sys.exit("the router did not route the call")
+    return (time.process_time() - started) / calls * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -108,6 +165,9 @@ def main() -> None:
                 f"engine {result['engine']:.1f}",
                 flush=True,
             )
+    print()
+    alone = statistics.median(router_alone() for _ in range(3))
+    print(f"the engine's sans-IO router alone: {alone:.1f} µs of CPU per routed call")
     print()
     print(f"medians over {args.rounds} rounds (anyiii workers on {args.backend}):")
     print()
