@@ -52,6 +52,7 @@ from anyiii._protocol.frames import (
 )
 from anyiii._protocol.ids import InvocationIds
 from anyiii._transport.frame_reader import apply_mask
+from anyiii._transport.websocket import MaskSource, _text_frame
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _FUNCTION = "bench::add"
@@ -66,26 +67,11 @@ class Framing:
     def __init__(self, *, client: bool) -> None:
         self.client = client
         self.buffer = bytearray()
-        self.masks = b""
-        self.at = 0
+        self.masks = MaskSource() if client else None
 
     def frame(self, payload: bytes) -> bytes:
-        n = len(payload)
-        mask_bit = 0x80 if self.client else 0
-        if n < 126:
-            head = bytes((0x81, mask_bit | n))
-        elif n < 65536:
-            head = bytes((0x81, mask_bit | 126)) + n.to_bytes(2, "big")
-        else:
-            head = bytes((0x81, mask_bit | 127)) + n.to_bytes(8, "big")
-        if not self.client:
-            return head + payload
-        at = self.at
-        if at + 4 > len(self.masks):
-            self.masks, at = os.urandom(1024), 0
-        self.at = at + 4
-        mask = self.masks[at : at + 4]
-        return head + mask + apply_mask(payload, mask)
+        # anyiii's own builder of whole text frames: already as little as framing can be.
+        return _text_frame(payload, self.masks)
 
     def split(self, data: bytes) -> list[bytes]:
         buffer = self.buffer
