@@ -5,9 +5,11 @@ call chain overlap instead of taking turns. Messages are never lost or reordered
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 from transport_peers import transport_pair
 
+import anyiii
 from anyiii._transport import TransportLimits
 
 MESSAGES = 200
@@ -46,3 +48,52 @@ async def test_other_tasks_run_at_least_every_burst_messages(burst: int) -> None
     # messages of the one read come back with the ticker standing still.
     longest_run = max(seen_at.count(tick) for tick in set(seen_at))
     assert longest_run <= 4 * burst
+
+
+@pytest.mark.parametrize("kind", ["websocket", "memory"])
+async def test_receive_some_hands_out_whole_bursts_in_order_and_yields_between(kind: str) -> None:
+    """`receive_some` (the engine's reader) returns what `receive` would, in order, at most
+    `receive_burst` messages at a time, and lets other tasks run between bursts."""
+    burst = 8
+    ticks = 0
+    batches: list[tuple[int, list[bytes]]] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await anyio.lowlevel.checkpoint()
+            ticks += 1
+
+    limits = TransportLimits(receive_burst=burst)
+    with anyio.fail_after(20):
+        async with transport_pair(kind, limits=limits) as (client, server):
+            for n in range(MESSAGES):
+                client.send_nowait(b"%d" % n)
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(client.run_writer)
+                received = await server.receive_some()
+                tasks.start_soon(ticker)
+                while len(received) < MESSAGES:
+                    batch = await server.receive_some()
+                    batches.append((ticks, batch))
+                    received += batch
+                ended = anyio.Event()
+
+                async def read_until_closed() -> None:
+                    try:
+                        while True:
+                            await server.receive_some()
+                    except anyiii.ConnectionClosed:
+                        ended.set()  # raised, like `receive`, once the link has ended
+
+                tasks.start_soon(read_until_closed)  # it reads the close, and answers it
+                await client.aclose()
+                await ended.wait()
+                tasks.cancel_scope.cancel()
+    assert received == [b"%d" % n for n in range(MESSAGES)]
+    assert all(1 <= len(batch) <= burst for _, batch in batches)
+    # Consecutive full bursts are separated by a yield: the ticker moved in between, except
+    # where the scheduler resumed the reader first (trio shuffles), never for long.
+    ticks_seen = [tick for tick, _ in batches]
+    longest_run = max(ticks_seen.count(tick) for tick in set(ticks_seen))
+    assert longest_run <= 4
