@@ -47,6 +47,9 @@ class StallingTransport:
         await anyio.sleep_forever()
         raise AssertionError("unreachable")
 
+    async def receive_some(self) -> list[bytes]:
+        return [await self.receive()]
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         self.closed = True
         if self.stall == "close":

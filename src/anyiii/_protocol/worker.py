@@ -113,6 +113,11 @@ class WorkerConnection(BaseConnection):
         """Inbound invocations awaiting our answer: invocation id → function id."""
         return MappingProxyType(self._in_flight)
 
+    def answers_due(self, invocation_id: str) -> bool:
+        """Whether `invocation_id` is an inbound invocation awaiting our answer
+        (`in_flight` without building a read-only view: every answer asks)."""
+        return invocation_id in self._in_flight
+
     @property
     def awaiting_binding_answers(self) -> Mapping[str, str]:
         """Binding requests (we provide the type) awaiting our answer: trigger id → type."""

@@ -142,13 +142,13 @@ class Session:
     async def _read(self) -> None:
         transport, core, table = self.transport, self.core, self._table
         while True:
-            data = await transport.receive()
-            for event in core.receive(data):
-                handle = table.get(type(event))
-                if handle is None:
-                    logger.debug("engine event %r", event)
-                else:
-                    handle(event)
+            for data in await transport.receive_some():  # one await per read, not message
+                for event in core.receive(data):
+                    handle = table.get(type(event))
+                    if handle is None:
+                        logger.debug("engine event %r", event)
+                    else:
+                        handle(event)
 
     def _lose(self) -> None:
         """The connection ended: everything it carried is abandoned, callers learn it now."""
@@ -192,7 +192,7 @@ class Session:
         """Send the one answer an invocation gets, if the connection can still carry it."""
         core = self.core
         # `self.usable`, written out: this is every invocation's path.
-        if core.state not in _USABLE or invocation_id not in core.in_flight:
+        if core.state not in _USABLE or not core.answers_due(invocation_id):
             return
         try:
             if error is not None:
