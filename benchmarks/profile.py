@@ -17,6 +17,7 @@ a change with the tree before it on the same load.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,17 @@ def py_spy() -> str:
     if not Path(found).exists():
         sys.exit("py-spy is not installed: pip install -e '.[bench]'")
     return found
+
+
+def neutral_title(svg: Path, role: str, backend: str) -> None:
+    """Replace the title py-spy gives a flame graph (its own command line, with this
+    machine's paths in it) by what the graph shows."""
+    if not svg.exists():
+        return
+    text = svg.read_text(encoding="utf-8")
+    title = f"{role}, {backend}, 100 calls in flight (py-spy, 200 samples/s)"
+    text = re.sub(r'(<text id="title"[^>]*>)[^<]*(</text>)', rf"\g<1>{title}\g<2>", text, count=1)
+    svg.write_text(text, encoding="utf-8")
 
 
 def main() -> None:
@@ -90,6 +102,8 @@ def main() -> None:
                 ]
                 for sampler in samplers:
                     sampler.wait(timeout=args.seconds + 60)
+                for role in pids:
+                    neutral_title(out / f"flame-{role}-{args.backend}.svg", role, args.backend)
             wall = time.perf_counter() - started
             calls = calls_so_far(caller) - calls_before
             cpu_after = {role: cpu_seconds(pid) for role, pid in pids.items()}

@@ -86,6 +86,8 @@ class Handler:
             args += (decode_value(metadata) if metadata is not None else None,)
         elif self.metadata_keyword:
             kwargs["metadata"] = decode_value(metadata) if metadata is not None else None
+        if self.is_async:  # `call_user`'s first case, without its frame: every invocation
+            return await self.function(*args, **kwargs)
         return await call_user(
             self.function, *args, limiter=limiter, is_async=self.is_async, **kwargs
         )

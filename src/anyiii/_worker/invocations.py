@@ -155,13 +155,30 @@ class InvocationRunner:
     async def run(self, handler: Handler, event: ev.InvocationRequested, answer: Answer) -> None:
         """Run one admitted invocation and hand its answer to `answer` (none for a void call).
 
+        The handler runs with its invocation context current (and its span, with OTel).
         Cancelled (by `drain()` or by the connection ending), it answers
         `invocation_cancelled` before the cancellation goes on.
         """
+        assert self.worker is not None, "the worker sets itself before it connects"
         invocation_id = event.invocation_id
+        token = enter_context(
+            Context(
+                self.worker,
+                event.function_id,
+                invocation_id,
+                event.metadata,
+                TraceContext(event.traceparent, event.baggage),
+            )
+        )
         try:
             try:
-                result = await self._run_in_context(handler, event)
+                if self._telemetry is None:
+                    result = await self._run_in_slot(handler, event)
+                else:
+                    with self._telemetry.invocation_span(
+                        event.function_id, invocation_id, event.traceparent, event.baggage
+                    ):
+                        result = await self._run_in_slot(handler, event)
             except anyio.get_cancelled_exc_class():
                 if invocation_id is not None:
                     cancelled = ErrorBody(INVOCATION_CANCELLED, "the invocation was cancelled")
@@ -182,30 +199,10 @@ class InvocationRunner:
                 else:
                     answer(invocation_id, encoded, None)
         finally:
+            leave_context(token)
             self.running -= 1
             if self.running == 0:
                 self._idle.set()
-
-    async def _run_in_context(self, handler: Handler, event: ev.InvocationRequested) -> Any:
-        """Run the handler with its invocation context current (and its span, with OTel)."""
-        assert self.worker is not None, "the worker sets itself before it connects"
-        context = Context(
-            self.worker,
-            event.function_id,
-            event.invocation_id,
-            event.metadata,
-            TraceContext(event.traceparent, event.baggage),
-        )
-        token = enter_context(context)
-        try:
-            if self._telemetry is None:
-                return await self._run_in_slot(handler, event)
-            with self._telemetry.invocation_span(
-                event.function_id, event.invocation_id, event.traceparent, event.baggage
-            ):
-                return await self._run_in_slot(handler, event)
-        finally:
-            leave_context(token)
 
     async def _run_in_slot(self, handler: Handler, event: ev.InvocationRequested) -> Any:
         """Run the handler once one of `max_concurrency` slots is free."""
