@@ -390,6 +390,37 @@ async def anyio_relay() -> None:
     await listener.serve(serve)
 
 
+class TransportLink:
+    """The floor routing's view of one of anyiii's own server transports."""
+
+    def __init__(self, transport: Any) -> None:
+        self.send = transport.send_nowait
+        self.worker_id = os.urandom(16).hex()
+
+
+async def transport_relay() -> None:
+    """The floor's routing on anyiii's WebSocket server transport (`serve_websockets`,
+    `receive_some`, `send_nowait` and the writer task): what the transport costs without
+    the engine's router."""
+    from anyiii._transport.websocket_server import serve_websockets
+
+    router = Router()
+
+    async def serve(transport: Any) -> None:
+        link = TransportLink(transport)
+        link.send(encode_frame(WorkerRegistered(worker_id=link.worker_id)))
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(transport.run_writer)
+            while True:
+                for message in await transport.receive_some():
+                    router.on_message(link, message)
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    print(f"floor relay: workers ws://127.0.0.1:{port}", flush=True)
+    await serve_websockets(listener, serve)
+
+
 async def anyio_callee(url: str) -> None:
     def on_message(link: AnyioLink, data: bytes) -> None:
         answer = answer_invocation(data)
@@ -451,11 +482,13 @@ async def anyio_caller(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("role", choices=("relay", "caller", "callee"))
-    parser.add_argument("flavour", choices=("asyncio", "anyio"))
+    parser.add_argument("flavour", choices=("asyncio", "anyio", "transport"))
     parser.add_argument("url", nargs="?")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     args = parser.parse_args()
-    if args.flavour == "asyncio":
+    if args.flavour == "transport":  # a relay only: the floor's routing on anyiii's transport
+        anyio.run(transport_relay, backend=args.backend)
+    elif args.flavour == "asyncio":
         program = {"relay": asyncio_relay, "caller": asyncio_caller, "callee": asyncio_callee}
         asyncio.run(program[args.role](*([] if args.role == "relay" else [args.url])))
     else:

@@ -44,6 +44,7 @@ FLOOR = str(Path(__file__).with_name("_floor.py"))
 
 SETUPS = {
     "anyiii": ("anyiii", "anyiii"),
+    "anyiii workers, floor routing on anyiii's transport": ("transport", "anyiii"),
     "anyiii workers, asyncio floor relay": ("asyncio", "anyiii"),
     "anyio floor": ("anyio", "anyio"),
     "asyncio floor": ("asyncio", "asyncio"),
