@@ -376,3 +376,28 @@ async def test_a_send_waiting_for_room_gives_up_at_its_deadline(kind: str) -> No
                 got = [await server.receive() for _ in range(64 + 2)]
             others = [message for message in got if message != b"B" * MiB]
             assert others == [b"q" * (2 * high_water), b"late"]
+
+
+async def test_senders_of_one_turn_leave_in_one_write(kind: str) -> None:
+    """Tasks that send in the same turn of the event loop (a burst of answers wakes many
+    callers, each sending its next call) share one write: the first sender yields once
+    before writing, so the peer gets one read instead of the first message alone and then
+    the rest."""
+    senders = 10
+    writes: list[int] = []
+    with anyio.fail_after(20):
+        async with transport_pair(kind) as (client, server):
+            write = client._write  # type: ignore[attr-defined]
+
+            async def counting_write(batch: list[bytes]) -> None:
+                writes.append(len([chunk for chunk in batch if chunk]))
+                await write(batch)
+
+            client._write = counting_write  # type: ignore[attr-defined]
+            async with anyio.create_task_group() as tg:
+                for n in range(senders):
+                    tg.start_soon(client.send, b"%d" % n)
+            received = {await server.receive() for _ in range(senders)}
+            before_closing = list(writes)
+    assert received == {b"%d" % n for n in range(senders)}
+    assert before_closing == [senders]

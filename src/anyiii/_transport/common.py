@@ -244,7 +244,7 @@ class TransportBase:
         """Write `chunks` now (becoming the flusher) or queue them behind the flusher; a
         wait for room that outlasts `deadline` raises TimeoutError (the chunks stay queued)."""
         if not self._flushing:
-            await self._flush(chunks)
+            await self._flush(chunks, coalesce=True)
             return
         self._queue += chunks
         for chunk in chunks:
@@ -270,18 +270,32 @@ class TransportBase:
             drained.set()
         return batch
 
-    async def _flush(self, chunks: list[bytes]) -> None:
+    async def _flush(self, chunks: list[bytes], *, coalesce: bool = False) -> None:
         """Write `chunks` after anything queued, then keep writing until the queue is empty.
 
+        `coalesce`: a sender's own flush first yields once (shielded), so that the messages
+        of every task made ready in the same turn of the event loop (a burst of answers
+        wakes many callers, each sending its next call) leave in this write instead of the
+        first sender's message alone and the rest in a second write. Fewer, larger writes
+        mean fewer reads for the peer: the engine's CPU per routed call depends on it.
         Callers check that the link is not broken first.
         """
         self._flushing = True
         failure: BaseException | None = None
-        batch = self._take_queue() + chunks if self._queue else chunks
+        if coalesce:
+            self._queue += chunks
+            for chunk in chunks:
+                self._queued += len(chunk)
+            batch: list[bytes] | None = None
+        else:
+            batch = self._take_queue() + chunks if self._queue else chunks
         deadline = anyio.current_time() + self._write_timeout
         try:
             with anyio.CancelScope(shield=True, deadline=deadline) as scope:
                 self._write_scope = scope
+                if batch is None:
+                    await anyio.lowlevel.checkpoint()  # the others of this turn queue theirs
+                    batch = self._take_queue()
                 while True:
                     try:
                         await self._write(batch)
