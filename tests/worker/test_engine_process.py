@@ -106,10 +106,15 @@ async def test_a_restarted_engine_gets_the_functions_and_triggers_back() -> None
                     {"function_id": "shop::price", "payload": {"n": 2}}
                 ) == {"cents": 500}
 
-                reconnected = anyio.Event()
-                server.on_connection_state_change(
-                    lambda state: reconnected.set() if state == "connected" else None
-                )
+                reconnected, lost_again = anyio.Event(), anyio.Event()
+
+                def watch(state: anyiii.ConnectionState) -> None:
+                    if state == "connected":
+                        reconnected.set()
+                    elif state == "reconnecting" and reconnected.is_set():
+                        lost_again.set()
+
+                server.on_connection_state_change(watch)
                 first.process.kill()
                 await first.process.wait()
                 async with engine_process("asyncio", "--port", port) as second:
@@ -133,6 +138,9 @@ async def test_a_restarted_engine_gets_the_functions_and_triggers_back() -> None
                     async with httpx.AsyncClient(base_url=second.http_url) as http:
                         response = await http.get("/price/3")
                     assert (response.status_code, response.json()) == (200, {"cents": 750})
+                # The second engine is gone: the worker notices before its block ends (how
+                # soon is the scheduler's business, so the test waits for it).
+                await lost_again.wait()
     # From the kill: reconnecting (however many attempts), connected to the new engine;
     # reconnecting again when the second engine went away at the end of its block, and
     # disconnected when the workers' block ended.

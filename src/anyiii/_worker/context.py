@@ -103,6 +103,18 @@ class TraceContext:
     def __repr__(self) -> str:
         return f"TraceContext(traceparent={self.traceparent!r}, baggage={self.baggage!r})"
 
+    @classmethod
+    def of(cls, traceparent: str | None, baggage: str | None) -> TraceContext:
+        """The trace context for these headers; one shared instance when both are absent
+        (the common case without tracing: nothing to parse, nothing to allocate)."""
+        if traceparent is None and baggage is None:
+            return _NO_TRACE
+        return cls(traceparent, baggage)
+
+
+_NO_TRACE: Final = TraceContext(None, None)
+"""No trace headers. Shared: nothing changes a TraceContext after it is made."""
+
 
 class _InvocationLogger(logging.LoggerAdapter[logging.Logger]):
     """Adds the invocation's ids to every record, keeping any `extra` the caller passes."""

@@ -167,7 +167,7 @@ class InvocationRunner:
                 event.function_id,
                 invocation_id,
                 event.metadata,
-                TraceContext(event.traceparent, event.baggage),
+                TraceContext.of(event.traceparent, event.baggage),
             )
         )
         try:

@@ -95,12 +95,16 @@ class TaskPool:
 
     async def _serve(self, job: Job) -> None:
         idle_tasks = self._idle
+        idle: _Idle | None = None  # this task's, reused for each wait between jobs
         while True:
             function, args, context = job
             await _InContext(function(*args), context)
             if len(idle_tasks) >= self._max_idle:
                 return
-            idle = _Idle(self._new_event())
+            if idle is None:
+                idle = _Idle(self._new_event())
+            else:
+                idle.wakeup, idle.job = self._new_event(), None
             idle_tasks.append(idle)
             try:
                 await idle.wakeup.wait()
