@@ -128,7 +128,7 @@ class InvocationRunner:
                 WORKER_BUSY, f"the worker is at its limit of {self.running} invocations"
             )
         self.running += 1
-        if self._idle.is_set():
+        if self.running == 1:  # was idle (its event set): busy from now on
             self._idle = anyio.Event()
         return handler
 
