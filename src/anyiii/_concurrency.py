@@ -86,7 +86,7 @@ class OneShot(Generic[R, E]):
     can resolve it; a second `resolve` is ignored (a late answer after a loss, say).
     """
 
-    __slots__ = ("_done", "error", "result")
+    __slots__ = ("_done", "error", "resolved", "result")
 
     def __init__(self, event: anyio.Event | None = None) -> None:
         """`event`: a fresh, unset event to signal with (from `event_maker()`), or None
@@ -94,15 +94,14 @@ class OneShot(Generic[R, E]):
         self._done = anyio.Event() if event is None else event
         self.result: R | None = None
         self.error: E | None = None
-
-    @property
-    def resolved(self) -> bool:
-        """True once a result or an error is set."""
-        return self._done.is_set()
+        self.resolved = False
+        """True once a result or an error is set. (A flag of its own: asking the event
+        goes through anyio to the backend's event, twice on every call's path.)"""
 
     def resolve(self, result: R | None, error: E | None) -> None:
         """Set the outcome, unless one is already set."""
-        if not self._done.is_set():
+        if not self.resolved:
+            self.resolved = True
             self.result, self.error = result, error
             self._done.set()
 
