@@ -4,11 +4,13 @@
                                       [--quick]
 
 The load of `profile.py` (a caller keeping 100 calls in flight to a callee through an
-engine) runs through four chains, in a rotating order every round, and the table gives
+engine) runs through six chains, in a rotating order every round, and the table gives
 each process's CPU time per call (medians):
 
 * `anyiii`: anyiii caller and callee, `anyiii engine`;
-* `anyiii workers, asyncio floor relay`: the same workers through the floor relay;
+* `anyiii workers, ...`: the same workers through a floor relay instead of the engine:
+  the floor's routing on anyiii's own server transport, the anyio floor relay, the
+  asyncio floor relay (the engine's share, with the traffic anyiii workers make);
 * `anyio floor`: floor caller, callee and relay written with what anyiii's library code
   may use (anyio byte streams, a reader and a writer task per link, an `anyio.Event` per
   call);
@@ -45,6 +47,7 @@ FLOOR = str(Path(__file__).with_name("_floor.py"))
 SETUPS = {
     "anyiii": ("anyiii", "anyiii"),
     "anyiii workers, floor routing on anyiii's transport": ("transport", "anyiii"),
+    "anyiii workers, anyio floor relay": ("anyio", "anyiii"),
     "anyiii workers, asyncio floor relay": ("asyncio", "anyiii"),
     "anyio floor": ("anyio", "anyio"),
     "asyncio floor": ("asyncio", "asyncio"),

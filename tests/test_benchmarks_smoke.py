@@ -170,6 +170,8 @@ def test_engine_floor_benchmark_quick_run(backend: str) -> None:
     rows = [line for line in output.splitlines() if line.startswith("| ") and "---" not in line]
     assert [row.split(" | ")[0] for row in rows[1:]] == [
         "| anyiii",
+        "| anyiii workers, floor routing on anyiii's transport",
+        "| anyiii workers, anyio floor relay",
         "| anyiii workers, asyncio floor relay",
         "| anyio floor",
         "| asyncio floor",

@@ -38,6 +38,7 @@ __all__ = [
     "leave_worker_block",
     "outgoing_trace",
     "require_worker",
+    "trace_context_of",
 ]
 
 _TRACEPARENT: Final = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -103,17 +104,17 @@ class TraceContext:
     def __repr__(self) -> str:
         return f"TraceContext(traceparent={self.traceparent!r}, baggage={self.baggage!r})"
 
-    @classmethod
-    def of(cls, traceparent: str | None, baggage: str | None) -> TraceContext:
-        """The trace context for these headers; one shared instance when both are absent
-        (the common case without tracing: nothing to parse, nothing to allocate)."""
-        if traceparent is None and baggage is None:
-            return _NO_TRACE
-        return cls(traceparent, baggage)
-
 
 _NO_TRACE: Final = TraceContext(None, None)
 """No trace headers. Shared: nothing changes a TraceContext after it is made."""
+
+
+def trace_context_of(traceparent: str | None, baggage: str | None) -> TraceContext:
+    """The trace context for these headers; one shared instance when both are absent (the
+    common case without tracing: nothing to parse, nothing to allocate per invocation)."""
+    if traceparent is None and baggage is None:
+        return _NO_TRACE
+    return TraceContext(traceparent, baggage)
 
 
 class _InvocationLogger(logging.LoggerAdapter[logging.Logger]):

@@ -34,7 +34,7 @@ from .._protocol.codes import (
     WORKER_STOPPING,
 )
 from .._protocol.frames import ErrorBody, to_raw
-from .context import CallingWorker, Context, TraceContext, enter_context, leave_context
+from .context import CallingWorker, Context, enter_context, leave_context, trace_context_of
 from .handlers import Handler
 from .slots import Slots
 from .telemetry import Telemetry
@@ -167,7 +167,7 @@ class InvocationRunner:
                 event.function_id,
                 invocation_id,
                 event.metadata,
-                TraceContext.of(event.traceparent, event.baggage),
+                trace_context_of(event.traceparent, event.baggage),
             )
         )
         try:
