@@ -20,7 +20,7 @@ Two flavours, the same work:
 
 The relay prints "floor relay: workers ws://HOST:PORT"; the callee prints READY once its
 function is registered; the caller prints GO once a call has gone through, then the number
-of calls done so far for every line read from stdin (as `profile.py`'s load does).
+of calls done so far for every line read from stdin (as `chain_profile.py`'s load does).
 """
 
 from __future__ import annotations

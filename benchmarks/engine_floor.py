@@ -3,7 +3,7 @@
     python benchmarks/engine_floor.py [--rounds 3] [--seconds 4] [--backend asyncio|trio]
                                       [--quick]
 
-The load of `profile.py` (a caller keeping 100 calls in flight to a callee through an
+The load of `chain_profile.py` (a caller keeping 100 calls in flight to a callee through an
 engine) runs through six chains, in a rotating order every round, and the table gives
 each process's CPU time per call (medians):
 

@@ -156,7 +156,7 @@ def test_primitive_benchmark_quick_run() -> None:
 def test_profile_benchmark_quick_run(backend: str) -> None:
     """The three processes under load, busy shares measured (no sampler: py-spy is a
     benchmark extra, not a test dependency)."""
-    output = _quick_run("profile.py", 110, "--backend", backend)
+    output = _quick_run("chain_profile.py", 110, "--backend", backend)
     assert f"backend {backend}:" in output
     for role in ("caller", "callee", "engine"):
         assert f"| {role} |" in output

@@ -68,7 +68,7 @@ class TransportLimits:
       the event loop (default 64). Without that yield, a reader that got 100 requests in
       one read handled all of them before its writer sent the first answer, so the
       processes of a call chain took turns instead of overlapping
-      (`benchmarks/profile.py` measured each busy about a third of the time). 64 rather
+      (`benchmarks/chain_profile.py` measured each busy about a third of the time). 64 rather
       than 16 once the per-message costs fell: fewer, larger writes, 5-7% more calls/s
       (docs/benchmarks.md).
 

@@ -1,8 +1,11 @@
 """Where the time goes at 100 calls in flight: flame graphs and busy shares of the three
 processes (caller, callee, engine), all anyiii, through one `anyiii engine`.
 
-    python benchmarks/profile.py [--backend asyncio|trio|uvloop] [--seconds 10] [--out DIR]
-                                 [--no-flame] [--src DIR]
+    python benchmarks/chain_profile.py [--backend asyncio|trio|uvloop] [--seconds 10]
+                                       [--out DIR] [--no-flame] [--src DIR]
+
+(Named so, not `profile.py`: a script of that name shadows the standard library's
+`profile` module, which `cProfile` imports, for anything run from this folder.)
 
 Needs the `bench` extra (py-spy). The caller keeps 100 calls in flight for the whole run;
 after a warm-up, py-spy samples each process for `--seconds` without stopping it
