@@ -64,13 +64,13 @@ class TransportLimits:
       backpressure (default 4 MiB).
     * `max_queue_bytes`: queued bytes above which `send_nowait` gives up on the peer with
       `SendQueueFull` (default 64 MiB).
-    * `receive_burst`: messages `receive` hands out from one read before it yields once to
-      the event loop (default 64). Without that yield, a reader that got 100 requests in
-      one read handled all of them before its writer sent the first answer, so the
-      processes of a call chain took turns instead of overlapping
-      (`benchmarks/chain_profile.py` measured each busy about a third of the time). 64 rather
-      than 16 once the per-message costs fell: fewer, larger writes, 5-7% more calls/s
-      (docs/benchmarks.md).
+    * `receive_burst`: messages `receive` (or one `receive_some`) hands out from one read
+      before it yields once to the event loop (default 64). Without that yield, a reader
+      that got 100 requests in one read handled all of them before its writer sent the
+      first answer, so the processes of a call chain took turns instead of overlapping
+      (`benchmarks/chain_profile.py` measured each busy about a third of the time). 64
+      rather than 16 once the per-message costs fell: fewer, larger writes, 5-7% more
+      calls/s (docs/benchmarks.md).
 
     Sizes must be positive ints and timeouts positive numbers; anything else raises
     ValueError naming the field.
