@@ -25,7 +25,7 @@ Encoding omits absent optional fields, except `data` and `config`, which are alw
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import msgspec
 from msgspec import UNSET, Raw, UnsetType, field
@@ -397,14 +397,13 @@ def to_raw(value: object) -> Raw:
     return Raw(_value_encoder.encode(value))
 
 
-def encode_value(value: object) -> bytes:
-    """Encode a user value (handler result, payload) to JSON bytes."""
-    return _value_encoder.encode(value)
+encode_value: Final[Callable[[object], bytes]] = _value_encoder.encode
+"""Encode a user value (handler result, payload) to JSON bytes. (The encoder's own method,
+as `encode_frame` is: payloads and results cross it on every call.)"""
 
-
-def decode_value(raw: Raw | bytes | str) -> object:
-    """Decode a `Raw` payload into plain Python objects (dict, list, str, ...)."""
-    return _value_decoder.decode(raw)
+decode_value: Final[Callable[[Raw | bytes | str], Any]] = _value_decoder.decode
+"""Decode a `Raw` payload into plain Python objects (dict, list, str, ...). (The decoder's
+own method: every call's payload and result cross it.)"""
 
 
 def present(value: Raw | UnsetType) -> Raw | None:
