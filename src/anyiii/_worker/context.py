@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from contextvars import ContextVar, Token
 from typing import Any, Final, Protocol
 
@@ -208,14 +208,12 @@ def get_context() -> Context:
     return context
 
 
-def enter_context(context: Context) -> Token[Context | None]:
-    """Make `context` current for the handler about to run."""
-    return _current.set(context)
+enter_context: Final[Callable[[Context], Token[Context | None]]] = _current.set
+"""Make a context current for the handler about to run; returns the token to leave it.
+(The context variable's own method: every invocation enters and leaves one.)"""
 
-
-def leave_context(token: Token[Context | None]) -> None:
-    """Undo `enter_context`."""
-    _current.reset(token)
+leave_context: Final[Callable[[Token[Context | None]], None]] = _current.reset
+"""Undo `enter_context` with its token."""
 
 
 _block_worker: ContextVar[CallingWorker | None] = ContextVar("anyiii_block_worker", default=None)

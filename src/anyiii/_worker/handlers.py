@@ -79,7 +79,9 @@ class Handler:
 
     async def run(self, data: Raw, metadata: Raw | None, limiter: anyio.CapacityLimiter) -> Any:
         """Decode the payload as the function asks, call it, and return what it returned."""
-        payload = _decode_payload(data, self.payload_type)
+        payload_type = self.payload_type
+        # Untyped handlers (the common case) take the decoded JSON as it is.
+        payload = decode_value(data) if payload_type is Any else _decode_payload(data, payload_type)
         args: tuple[Any, ...] = (payload,)
         kwargs: dict[str, Any] = {}
         if self.wants_metadata:
