@@ -15,17 +15,23 @@ from anyiii._transport import TransportLimits
 MESSAGES = 200
 
 
-@pytest.mark.parametrize("burst", [4, 16])
-async def test_other_tasks_run_at_least_every_burst_messages(burst: int) -> None:
-    ticks = 0
-    seen_at: list[int] = []
+class Ticker:
+    """A task that counts how often it gets to run: `ticks` moves at every yield of the
+    others."""
 
-    async def ticker() -> None:
-        nonlocal ticks
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def run(self) -> None:
         while True:
             await anyio.lowlevel.checkpoint()
-            ticks += 1
+            self.ticks += 1
 
+
+@pytest.mark.parametrize("burst", [4, 16])
+async def test_other_tasks_run_at_least_every_burst_messages(burst: int) -> None:
+    seen_at: list[int] = []
+    ticker = Ticker()
     limits = TransportLimits(receive_burst=burst)
     with anyio.fail_after(20):
         async with transport_pair("websocket", limits=limits) as (client, server):
@@ -36,11 +42,11 @@ async def test_other_tasks_run_at_least_every_burst_messages(burst: int) -> None
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(client.run_writer)
                 received = [await server.receive()]  # the first read
-                tasks.start_soon(ticker)
-                seen_at.append(ticks)
+                tasks.start_soon(ticker.run)
+                seen_at.append(ticker.ticks)
                 for _ in range(MESSAGES - 1):
                     received.append(await server.receive())
-                    seen_at.append(ticks)
+                    seen_at.append(ticker.ticks)
                 tasks.cancel_scope.cancel()
     assert received == [b"%d" % n for n in range(MESSAGES)]
     # The ticker moves on at every yield of the reader, except when the scheduler happens to
@@ -55,15 +61,8 @@ async def test_receive_some_hands_out_whole_bursts_in_order_and_yields_between(k
     """`receive_some` (the engine's reader) returns what `receive` would, in order, at most
     `receive_burst` messages at a time, and lets other tasks run between bursts."""
     burst = 8
-    ticks = 0
     batches: list[tuple[int, list[bytes]]] = []
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await anyio.lowlevel.checkpoint()
-            ticks += 1
-
+    ticker = Ticker()
     limits = TransportLimits(receive_burst=burst)
     with anyio.fail_after(20):
         async with transport_pair(kind, limits=limits) as (client, server):
@@ -72,10 +71,10 @@ async def test_receive_some_hands_out_whole_bursts_in_order_and_yields_between(k
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(client.run_writer)
                 received = await server.receive_some()
-                tasks.start_soon(ticker)
+                tasks.start_soon(ticker.run)
                 while len(received) < MESSAGES:
                     batch = await server.receive_some()
-                    batches.append((ticks, batch))
+                    batches.append((ticker.ticks, batch))
                     received += batch
                 ended = anyio.Event()
 
