@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import anyio
 import msgspec
@@ -86,9 +86,19 @@ def _action(value: object) -> VoidAction | EnqueueAction | None:
     raise ValueError(f"unknown action {value!r}: use None, void or enqueue")
 
 
+_PLAIN_REQUEST_KEYS: Final = frozenset({"function_id", "payload"})
+"""A request with no other key needs no check but its function id (`parse_request`)."""
+
+
 def parse_request(request: object) -> CallRequest:
     """Validate a request given as a dict or an object; raises ValueError/TypeError early,
     before anything is sent."""
+    if type(request) is dict and request.keys() <= _PLAIN_REQUEST_KEYS:
+        # The common shape, `{"function_id": ..., "payload": ...}`: what the general path
+        # below would make of it, without its lookups of the keys that are not there.
+        function_id = request.get("function_id")
+        if type(function_id) is str and function_id:
+            return CallRequest(function_id, request.get("payload"), None, None, None, None)
     if isinstance(request, Mapping):
         get = request.get
     else:
