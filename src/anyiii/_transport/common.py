@@ -37,40 +37,23 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from types import TracebackType
 from typing import Self
 
 import anyio
 
-from anyiii._concurrency import reraise_unwrapped
 from anyiii._errors import ConnectionClosed
 from anyiii._transport.base import SendQueueFull, TransportLimits
+from anyiii._transport.wire import check_close_code, clip_reason
 
-__all__ = ["TransportBase", "check_close_code", "clip_reason", "keepalive_running", "logger"]
+__all__ = ["TransportBase", "exit_close_code", "logger"]
 
 logger = logging.getLogger("anyiii.transport")
 
-# Close codes an endpoint may put in a close frame (RFC 6455 §7.4, IANA registry);
-# 1005, 1006 and 1015 are reserved for reporting and must never be sent.
-_SENDABLE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
 # Messages the keepalive task may read ahead for an application that is not receiving.
 _KEEPALIVE_BUFFER = 32
-
-
-def check_close_code(code: int) -> None:
-    """Raise ValueError for a close code that must not appear in a close frame."""
-    if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
-        raise ValueError(f"{code} is not a close code an endpoint may send")
-
-
-def clip_reason(reason: str) -> str:
-    """Shorten `reason` to the 123 UTF-8 bytes a close frame can carry, on a char boundary."""
-    raw = reason.encode()
-    return reason if len(raw) <= 123 else raw[:123].decode(errors="ignore")
 
 
 class TransportBase:
@@ -222,6 +205,10 @@ class TransportBase:
         self._queue += chunks
         for chunk in chunks:
             self._queued += len(chunk)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """`run_writer` has something to write, unless a flush under way takes it."""
         if not self._flushing:
             wakeup, self._wakeup = self._wakeup, None
             if wakeup is not None:
@@ -338,30 +325,28 @@ class TransportBase:
     # -- receiving ------------------------------------------------------------------------
 
     async def receive(self) -> bytes:
-        while True:
-            if self._messages:
-                self._served_in_a_row += 1
-                if self._served_in_a_row > self._receive_burst:
-                    # Let the writer flush what these messages produced before going on (a
-                    # read does not always yield either, so the count spans reads).
-                    self._served_in_a_row = 0
-                    await anyio.lowlevel.checkpoint()
-                    continue
-                return self._messages.popleft()
-            if self._close_code is not None:
-                raise self._closed_error()
-            await self._read_turn()
+        return (await self._take(1))[0]
 
     async def receive_some(self) -> list[bytes]:
+        return await self._take(self._receive_burst)
+
+    async def _take(self, most: int) -> list[bytes]:
+        """Up to `most` received messages (at least one), reading when none are buffered.
+
+        After `receive_burst` messages handed out in a row it yields once first, so the
+        writer flushes what they produced before the reader goes on (a read does not always
+        yield either, so the count spans reads and calls).
+        """
         while True:
             messages = self._messages
             if messages:
                 room = self._receive_burst - self._served_in_a_row
                 if room <= 0:
-                    # The same yield as `receive`'s, once per burst of messages.
                     self._served_in_a_row = 0
                     await anyio.lowlevel.checkpoint()
                     continue
+                if room > most:
+                    room = most
                 if len(messages) <= room:
                     batch = list(messages)
                     messages.clear()
@@ -495,33 +480,3 @@ def exit_close_code(exc: BaseException | None) -> tuple[int, str]:
     if isinstance(exc, Exception):
         return 1011, "internal error"
     return 1001, "going away"  # cancellation, KeyboardInterrupt: we are leaving
-
-
-@asynccontextmanager
-async def keepalive_running(
-    transport: TransportBase, ping_interval: float | None, ping_timeout: float | None
-) -> AsyncIterator[None]:
-    """Run `transport`'s keepalive while the block runs; close the transport on the way out.
-
-    The task group is an implementation detail, so an exception from the block comes out
-    unwrapped (trio-websocket's policy): the keepalive task never raises, so a group can
-    only hold the block's own exception.
-    """
-    try:
-        async with anyio.create_task_group() as tg:
-            if ping_interval is not None:
-                tg.start_soon(transport._keepalive, ping_interval, ping_timeout)
-            exc: BaseException | None = None
-            try:
-                yield
-            except BaseException as caught:
-                exc = caught
-                raise
-            finally:
-                tg.cancel_scope.cancel()
-                await transport.aclose(*exit_close_code(exc))
-                del exc
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        reraise_unwrapped(group.exceptions[0])

@@ -39,7 +39,8 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from anyiii._errors import ConnectError
 from anyiii._transport.base import Transport, TransportLimits
-from anyiii._transport.common import TransportBase, keepalive_running
+from anyiii._transport.common import TransportBase
+from anyiii._transport.keepalive import keepalive_running
 from anyiii._transport.wire import (
     FRAGMENT_ABOVE,
     FRAGMENT_SIZE,

@@ -153,10 +153,7 @@ class WebSocketTransport(TransportBase):
             frame = _text_frame(message, self._masks)
             self._queue.append(frame)
             self._queued += len(frame)
-            if not self._flushing:
-                wakeup, self._wakeup = self._wakeup, None
-                if wakeup is not None:
-                    wakeup.set()
+            self._wake_writer()
             return
         super().send_nowait(message)
 

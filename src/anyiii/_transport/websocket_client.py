@@ -22,7 +22,8 @@ from websockets.uri import parse_uri
 
 from anyiii._errors import ConnectError
 from anyiii._transport.base import Transport, TransportLimits
-from anyiii._transport.common import keepalive_running, logger
+from anyiii._transport.common import logger
+from anyiii._transport.keepalive import keepalive_running
 from anyiii._transport.websocket import LINK_ERRORS, WebSocketTransport
 from anyiii._transport.wire import RECEIVE_SIZE, HeadersLike, head_end
 from anyiii._version import __version__

@@ -1,5 +1,5 @@
 """What the socket transports share about the wire: read size, fragmenting, addresses,
-handshake headers.
+handshake headers, the close codes and reasons a close frame may carry.
 
 The default transport (`websocket`) and the httpx one (`httpx_ws`) read and fragment by
 the same numbers, and both report the peer as "host:port" ("[v6]:port"). The embedded
@@ -9,12 +9,15 @@ engine writes its URLs with `url_host`, so an IPv6 host is bracketed the same wa
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Final
 
 __all__ = [
     "FRAGMENT_ABOVE",
     "FRAGMENT_SIZE",
     "RECEIVE_SIZE",
     "HeadersLike",
+    "check_close_code",
+    "clip_reason",
     "format_address",
     "head_end",
     "url_host",
@@ -58,3 +61,22 @@ def head_end(seen: bytes, data: bytes) -> int:
     tail = seen[-3:]
     found = (tail + data).find(b"\r\n\r\n")
     return -1 if found < 0 else found + 4 - len(tail)
+
+
+# Close codes an endpoint may put in a close frame (RFC 6455 §7.4, IANA registry);
+# 1005, 1006 and 1015 are reserved for reporting and must never be sent.
+_SENDABLE_CODES: Final = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
+
+
+def check_close_code(code: int) -> None:
+    """Raise ValueError for a close code that must not appear in a close frame."""
+    if code not in _SENDABLE_CODES and not 3000 <= code <= 4999:
+        raise ValueError(f"{code} is not a close code an endpoint may send")
+
+
+def clip_reason(reason: str) -> str:
+    """Shorten `reason` to the 123 UTF-8 bytes a close frame can carry, on a char boundary."""
+    raw = reason.encode()
+    return reason if len(raw) <= 123 else raw[:123].decode(errors="ignore")

@@ -1,0 +1,48 @@
+"""`keepalive_running`: a transport's keepalive pings for the length of a block.
+
+The pinging itself (`TransportBase._keepalive`) lives with the transport, whose read and
+write machinery it uses; this is the structured-concurrency wrapper the clients open a
+transport with, apart so that `common.py` stays about the transport itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from anyiii._concurrency import reraise_unwrapped
+from anyiii._transport.common import TransportBase, exit_close_code
+
+__all__ = ["keepalive_running"]
+
+
+@asynccontextmanager
+async def keepalive_running(
+    transport: TransportBase, ping_interval: float | None, ping_timeout: float | None
+) -> AsyncIterator[None]:
+    """Run `transport`'s keepalive while the block runs; close the transport on the way out.
+
+    The task group is an implementation detail, so an exception from the block comes out
+    unwrapped (trio-websocket's policy): the keepalive task never raises, so a group can
+    only hold the block's own exception.
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            if ping_interval is not None:
+                tg.start_soon(transport._keepalive, ping_interval, ping_timeout)
+            exc: BaseException | None = None
+            try:
+                yield
+            except BaseException as caught:
+                exc = caught
+                raise
+            finally:
+                tg.cancel_scope.cancel()
+                await transport.aclose(*exit_close_code(exc))
+                del exc
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        reraise_unwrapped(group.exceptions[0])
