@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 __all__ = ["OneShot", "event_maker", "flatten", "reraise_unwrapped", "single_errors"]
 
@@ -72,10 +73,11 @@ def event_maker() -> Callable[[], anyio.Event]:
     paths that make an event for every call. Outside an event loop (where anyio hands out
     an adapter that binds later) it is `anyio.Event` itself.
     """
-    made = type(anyio.Event())
-    if made is anyio.Event or made.__name__ == "EventAdapter":
+    try:
+        anyio.lowlevel.current_token()
+    except RuntimeError:  # no event loop here
         return anyio.Event
-    return made
+    return type(anyio.Event())
 
 
 class OneShot(Generic[R, E]):
