@@ -10,7 +10,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from transport_peers import http_responder, opener, port_of, websocket_server, wire_under_test
+from transport_peers import (
+    http_responder,
+    opener,
+    port_of,
+    read_request_head,
+    websocket_server,
+    wire_under_test,
+)
 from websockets.frames import Close, Opcode
 
 from anyiii._errors import ConnectError, ConnectionClosed
@@ -245,9 +252,7 @@ async def test_a_frame_cut_short_in_the_handshake_read_arrives_whole(kind: str, 
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += await stream.receive()
+            head = await read_request_head(stream)
             key = next(
                 line.split(b":", 1)[1].strip()
                 for line in head.split(b"\r\n")

@@ -230,6 +230,14 @@ async def wire_under_test(
             await anyio.aclose_forcefully(peer.stream)
 
 
+async def read_request_head(stream: anyio.abc.ByteStream) -> bytes:
+    """Read from `stream` until an HTTP head is complete; the bytes read so far."""
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await stream.receive()
+    return head
+
+
 @asynccontextmanager
 async def http_responder(answer: bytes | None) -> AsyncIterator[int]:
     """A TCP server that reads one HTTP request head and sends `answer` (None: stays silent)."""
@@ -237,9 +245,7 @@ async def http_responder(answer: bytes | None) -> AsyncIterator[int]:
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += await stream.receive()
+            await read_request_head(stream)
             if answer is None:
                 await anyio.sleep_forever()
             await stream.send(answer)
