@@ -16,8 +16,8 @@ each process's CPU time per call (medians):
   call);
 * `asyncio floor`: the same floors as asyncio `Protocol` callbacks and futures.
 
-The floor programs (`_floor.py`, with `_floor_wire.py`) do only what no Python implementation of the protocol
-can skip: the WebSocket upgrade, splitting and (un)masking frames, msgspec decoding and
+The floor programs (`_floor.py`, with `_floor_wire.py`) do only what no Python
+implementation of the protocol can skip: the WebSocket upgrade, splitting and (un)masking frames, msgspec decoding and
 encoding with the SDK's frame types, one dictionary lookup to route, `_caller_worker_id`
 spliced into the payload. No protocol state, validation, namespaces, timeouts,
 backpressure, cleanup or context per invocation. They are measuring sticks, never
