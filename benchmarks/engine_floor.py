@@ -17,13 +17,14 @@ each process's CPU time per call (medians):
 * `asyncio floor`: the same floors as asyncio `Protocol` callbacks and futures.
 
 The floor programs (`_floor.py`, with `_floor_wire.py`) do only what no Python
-implementation of the protocol can skip: the WebSocket upgrade, splitting and (un)masking frames, msgspec decoding and
-encoding with the SDK's frame types, one dictionary lookup to route, `_caller_worker_id`
-spliced into the payload. No protocol state, validation, namespaces, timeouts,
-backpressure, cleanup or context per invocation. They are measuring sticks, never
-programs to use. The script also prints the CPU per routed call of the engine's sans-IO
-router alone (`router_alone`: cores and routing rules, no transport, no event loop), the
-share of `anyiii engine`'s cost that lies above any transport.
+implementation of the protocol can skip: the WebSocket upgrade, splitting and
+(un)masking frames, msgspec decoding and encoding with the SDK's frame types, one
+dictionary lookup to route, `_caller_worker_id` spliced into the payload. No protocol
+state, validation, namespaces, timeouts, backpressure, cleanup or context per
+invocation. They are measuring sticks, never programs to use. The script also prints the
+CPU per routed call of the engine's sans-IO router alone (`router_alone`: cores and
+routing rules, no transport, no event loop), the share of `anyiii engine`'s cost that
+lies above any transport.
 
 `--backend` picks the backend of the anyiii workers, of `anyiii engine` and of the anyio
 floor; the asyncio floor is asyncio whatever it says.
