@@ -9,7 +9,14 @@ from typing import Any, Generic, NoReturn, TypeVar
 import anyio
 import anyio.lowlevel
 
-__all__ = ["OneShot", "event_maker", "flatten", "reraise_unwrapped", "single_errors"]
+__all__ = [
+    "OneShot",
+    "backend_clock",
+    "event_maker",
+    "flatten",
+    "reraise_unwrapped",
+    "single_errors",
+]
 
 R = TypeVar("R")
 E = TypeVar("E")
@@ -78,6 +85,17 @@ def event_maker() -> Callable[[], anyio.Event]:
     except RuntimeError:  # no event loop here
         return anyio.Event
     return type(anyio.Event())
+
+
+def backend_clock() -> Callable[[], float]:
+    """The running event loop's clock, the function `anyio.current_time()` ends up calling.
+
+    `anyio.current_time()` asks sniffio which library runs, then its backend, on every
+    call; a path that reads the clock for every call (a call's deadline) takes the
+    function once instead. Call it inside the event loop; the clock is the backend's own
+    (trio's, mock clocks included), so its readings compare with cancel-scope deadlines.
+    """
+    return anyio.lowlevel.current_token().backend_class.current_time
 
 
 class OneShot(Generic[R, E]):

@@ -38,6 +38,10 @@ class StallingTransport:
     def send_nowait(self, message: bytes) -> None:
         self.sent.append(message)
 
+    def offer(self, message: bytes) -> bool:
+        # Always "no room", so that every call goes through `send`, where `stall` applies.
+        return False
+
     async def run_writer(self) -> None:
         await anyio.sleep_forever()
 

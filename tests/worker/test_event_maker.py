@@ -1,12 +1,13 @@
 """`event_maker()` makes events that behave exactly like `anyio.Event()`, on both
 backends, without anyio's per-event backend lookup (and, on asyncio, without building the
-underlying event twice)."""
+underlying event twice); `backend_clock()` is `anyio.current_time` without that lookup."""
 
 from __future__ import annotations
 
 import anyio
+import pytest
 
-from anyiii._concurrency import OneShot, event_maker
+from anyiii._concurrency import OneShot, backend_clock, event_maker
 
 
 async def test_made_events_are_anyio_events_that_set_and_wake_waiters() -> None:
@@ -64,3 +65,18 @@ async def test_a_one_shot_on_a_made_event_resolves_once() -> None:
     with anyio.fail_after(5):
         await slot.wait()
     assert (slot.result, slot.error, slot.resolved) == (1, None, True)
+
+
+@pytest.mark.autojump
+async def test_backend_clock_reads_the_clock_that_cancel_scopes_use() -> None:
+    # On trio under the autojump test clock the time is virtual and moves only when every
+    # task sleeps: a wall clock such as time.monotonic would disagree with it by hours.
+    clock = backend_clock()
+    before, reading, after = anyio.current_time(), clock(), anyio.current_time()
+    assert before <= reading <= after
+    deadline = clock() + 0.25
+    with anyio.CancelScope(deadline=deadline) as scope:
+        await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    assert deadline <= clock() <= anyio.current_time()
+    assert clock() - deadline < 0.25  # the scope ended at the deadline read from `clock`

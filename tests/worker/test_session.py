@@ -34,6 +34,10 @@ class BrokenTransport:
         self.writes += 1
         raise ConnectionClosed(1006, "gone")
 
+    def offer(self, message: bytes) -> bool:
+        self.writes += 1
+        raise ConnectionClosed(1006, "gone")
+
     async def send(self, message: bytes, *, deadline: float = float("inf")) -> None:
         self.writes += 1
         raise ConnectionClosed(1006, "gone")

@@ -140,6 +140,18 @@ class Transport(Protocol):
         """
         ...
 
+    def offer(self, message: bytes) -> bool:
+        """Queue `message` for `run_writer` if the send queue stays at or under its
+        high-water mark, and return True; otherwise queue nothing and return False (then
+        `send` waits for room).
+
+        `send` without its await, for a sender that waits for something else next (a call
+        waits for its result): no coroutine and no flush of its own, and the messages of
+        every sender of one loop turn leave in the writer's one write. Raises
+        `ConnectionClosed` if the transport is closed or broken.
+        """
+        ...
+
     async def run_writer(self) -> None:
         """Write whatever `send_nowait` queues, until the transport is closed or broken."""
         ...

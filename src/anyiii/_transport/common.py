@@ -207,6 +207,18 @@ class TransportBase:
             self._queued += len(chunk)
         self._wake_writer()
 
+    def offer(self, message: bytes) -> bool:
+        if self._close_code is not None:
+            raise self._closed_error()
+        if self._queued + len(message) > self._high_water:
+            return False
+        chunks = self._frame_message(message)
+        self._queue += chunks
+        for chunk in chunks:
+            self._queued += len(chunk)
+        self._wake_writer()
+        return True
+
     def _wake_writer(self) -> None:
         """`run_writer` has something to write, unless a flush under way takes it."""
         if not self._flushing:

@@ -141,21 +141,29 @@ class WebSocketTransport(TransportBase):
     # -- framing --------------------------------------------------------------------------
 
     def send_nowait(self, message: bytes) -> None:
-        # The common case, one small message on an open link with room in the queue,
-        # without the generic path's list of chunks; anything else (closed, fragmented,
-        # over the queue's limit) takes that path, which also raises its errors.
+        if not self._queue_small(message, self._max_queue):
+            super().send_nowait(message)
+
+    def offer(self, message: bytes) -> bool:
+        return self._queue_small(message, self._high_water) or super().offer(message)
+
+    def _queue_small(self, message: bytes, limit: int) -> bool:
+        """Queue the common case, one small message on an open link with the queue staying
+        at or under `limit`, without the generic path's list of chunks, and return True;
+        anything else (closed, fragmented, over the limit) returns False and takes the
+        generic path, which also raises its errors."""
         if (
             self._close_code is None
             and len(message) <= FRAGMENT_ABOVE
-            and self._queued + len(message) <= self._max_queue
+            and self._queued + len(message) <= limit
             and self._protocol.state is State.OPEN
         ):
             frame = _text_frame(message, self._masks)
             self._queue.append(frame)
             self._queued += len(frame)
             self._wake_writer()
-            return
-        super().send_nowait(message)
+            return True
+        return False
 
     def _frame_message(self, message: bytes) -> list[bytes]:
         protocol = self._protocol

@@ -248,8 +248,9 @@ class Session:
         )
         slot = self._pending.open(invocation_id, deadline, timeout_ms)
         try:
-            try:  # `send`, written out: this is every call's path
-                await self.transport.send(frame, deadline=deadline)
+            try:  # `send`, written out, and without an await while there is room
+                if not self.transport.offer(frame):
+                    await self.transport.send(frame, deadline=deadline)
             except ConnectionClosed:
                 self._mark_broken()
                 raise

@@ -20,6 +20,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import msgspec
 
+from .._concurrency import backend_clock
 from .._protocol.codes import FUNCTIONS_AVAILABLE
 from .._protocol.frames import (
     RegisterFunction,
@@ -125,6 +126,8 @@ class Worker:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
+        self._clock: Callable[[], float] | None = None
+        """The event loop's clock (`backend_clock`), taken at the first call."""
         self._registry = runtime.registry
         self._namespace = runtime.namespace
         runtime.runner.worker = self
@@ -410,7 +413,10 @@ class Worker:
         call = parse_request(request)
         runtime = self._runtime
         timeout_ms = call.timeout_ms or runtime.limits.invocation_timeout_ms
-        deadline = anyio.current_time() + timeout_ms / 1000
+        clock = self._clock
+        if clock is None:  # the first call: inside the event loop now
+            clock = self._clock = backend_clock()
+        deadline = clock() + timeout_ms / 1000
         session = runtime.current
         if session is None or not session.open_for_new_work:
             # Only a call that must wait for a connection needs a scope with the deadline;
