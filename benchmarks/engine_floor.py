@@ -4,13 +4,16 @@
                                       [--quick]
 
 The load of `chain_profile.py` (a caller keeping 100 calls in flight to a callee through an
-engine) runs through six chains, in a rotating order every round, and the table gives
+engine) runs through eight chains, in a rotating order every round, and the table gives
 each process's CPU time per call (medians):
 
 * `anyiii`: anyiii caller and callee, `anyiii engine`;
 * `anyiii workers, ...`: the same workers through a floor relay instead of the engine:
   the floor's routing on anyiii's own server transport, the anyio floor relay, the
   asyncio floor relay (the engine's share, with the traffic anyiii workers make);
+* `... floor caller, anyiii engine and callee`: a floor caller in anyiii's own chain (the
+  caller's share: what a caller must spend with the writes and reads this engine and
+  callee produce, which are smaller than a floor chain's);
 * `anyio floor`: floor caller, callee and relay written with what anyiii's library code
   may use (anyio byte streams, a reader and a writer task per link, an `anyio.Event` per
   call);
@@ -46,15 +49,17 @@ from roundtrip import ANYIII_CALLEE, ANYIII_LOAD
 FLOOR = str(Path(__file__).with_name("_floor.py"))
 
 SETUPS = {
-    "anyiii": ("anyiii", "anyiii"),
-    "anyiii workers, floor routing on anyiii's transport": ("transport", "anyiii"),
-    "anyiii workers, anyio floor relay": ("anyio", "anyiii"),
-    "anyiii workers, asyncio floor relay": ("asyncio", "anyiii"),
-    "anyio floor": ("anyio", "anyio"),
-    "asyncio floor": ("asyncio", "asyncio"),
+    "anyiii": ("anyiii", "anyiii", "anyiii"),
+    "anyiii workers, floor routing on anyiii's transport": ("transport", "anyiii", "anyiii"),
+    "anyiii workers, anyio floor relay": ("anyio", "anyiii", "anyiii"),
+    "anyiii workers, asyncio floor relay": ("asyncio", "anyiii", "anyiii"),
+    "anyio floor caller, anyiii engine and callee": ("anyiii", "anyiii", "anyio"),
+    "asyncio floor caller, anyiii engine and callee": ("anyiii", "anyiii", "asyncio"),
+    "anyio floor": ("anyio", "anyio", "anyio"),
+    "asyncio floor": ("asyncio", "asyncio", "asyncio"),
 }
-"""What each measured chain runs: (engine or relay, workers), each `anyiii` or a floor
-flavour of `_floor.py`."""
+"""What each measured chain runs: (engine or relay, callee, caller), each `anyiii` or a
+floor flavour of `_floor.py`."""
 
 
 @contextmanager
@@ -70,12 +75,13 @@ def engine_or_relay(kind: str, backend: str) -> Iterator[tuple[str, int]]:
 
 def measure(setup: str, backend: str, seconds: float, warmup: float) -> dict[str, float]:
     """CPU µs per call of caller, callee and engine (or relay) over one window."""
-    engine, workers = SETUPS[setup]
+    engine, callee_kind, caller_kind = SETUPS[setup]
 
     def worker(role: str, script: str, url: str) -> list[str]:
-        if workers == "anyiii":
+        kind = caller_kind if role == "caller" else callee_kind
+        if kind == "anyiii":
             return [sys.executable, "-c", script, url, backend]
-        return [sys.executable, FLOOR, role, workers, url, "--backend", backend]
+        return [sys.executable, FLOOR, role, kind, url, "--backend", backend]
 
     with (
         engine_or_relay(engine, backend) as (url, engine_pid),

@@ -162,17 +162,19 @@ def test_profile_benchmark_quick_run(backend: str) -> None:
         assert f"| {role} |" in output
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(150)
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_engine_floor_benchmark_quick_run(backend: str) -> None:
     """anyiii and the floor programs carry the same load; calls complete through each."""
-    output = _quick_run("engine_floor.py", 110, "--backend", backend)
+    output = _quick_run("engine_floor.py", 140, "--backend", backend)
     rows = [line for line in output.splitlines() if line.startswith("| ") and "---" not in line]
     assert [row.split(" | ")[0] for row in rows[1:]] == [
         "| anyiii",
         "| anyiii workers, floor routing on anyiii's transport",
         "| anyiii workers, anyio floor relay",
         "| anyiii workers, asyncio floor relay",
+        "| anyio floor caller, anyiii engine and callee",
+        "| asyncio floor caller, anyiii engine and callee",
         "| anyio floor",
         "| asyncio floor",
     ]
