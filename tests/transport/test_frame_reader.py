@@ -19,6 +19,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
+from anyiii._transport.base import BinaryMessage
 from anyiii._transport.frame_reader import Handoff, IncomingFrames
 
 MAX_SIZE = 2048
@@ -63,15 +64,17 @@ def assemble(proto: Any, out: list[bytes], fragments: list[bytes]) -> None:
     for event in proto.events_received():
         if not isinstance(event, Frame):
             continue
+        # The kind of the message being assembled rides on the first fragment's type.
+        kind = BinaryMessage if event.opcode is Opcode.BINARY else bytes
         if event.opcode in (Opcode.TEXT, Opcode.BINARY):
             if event.fin:
-                out.append(bytes(event.data))
+                out.append(kind(event.data))
             else:
-                fragments[:] = [bytes(event.data)]
+                fragments[:] = [kind(event.data)]
         elif event.opcode is Opcode.CONT:
             fragments.append(bytes(event.data))
             if event.fin:
-                out.append(b"".join(fragments))
+                out.append(type(fragments[0])(b"".join(fragments)))
                 fragments.clear()
 
 
@@ -92,12 +95,11 @@ def through_reader(chunks: list[bytes], server: bool) -> tuple[list[bytes], byte
         data = chunk
         while True:
             for item in reader.feed(data, open_=proto.state is State.OPEN):
-                if type(item) is bytes:
-                    out.append(item)
-                else:
-                    assert isinstance(item, Handoff)
+                if type(item) is Handoff:
                     proto.receive_data(item)
                     assemble(proto, out, fragments)
+                else:
+                    out.append(item)
             if not reader.more:
                 break
             data = b""
@@ -134,6 +136,7 @@ def test_the_fast_reader_delivers_what_websockets_alone_delivers(
     expected_messages, expected_replies, expected_state = through_websockets(stream, server)
     messages, replies, state = through_reader(chunks, server)
     assert messages == expected_messages
+    assert [type(m) for m in messages] == [type(m) for m in expected_messages]  # text/binary
     assert frames_in(replies, server) == frames_in(expected_replies, server)
     assert state == expected_state
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from anyiii._transport.base import BinaryMessage as BinaryMessage
 from anyiii._transport.base import SendQueueFull as SendQueueFull
 from anyiii._transport.base import Transport as Transport
 from anyiii._transport.base import TransportLimits as TransportLimits
@@ -26,6 +27,7 @@ from anyiii._transport.websocket_server import serve_websockets as serve_websock
 from anyiii._transport.wire import url_host as url_host
 
 __all__ = [
+    "BinaryMessage",
     "SendQueueFull",
     "Transport",
     "TransportLimits",

@@ -20,7 +20,10 @@ Contract, in short:
 * `send_nowait` queues without awaiting, for the engine's router, which must never block
   on one slow worker; `run_writer` is the task that flushes what it queued.
 * `receive` returns whole messages (fragments reassembled, text or binary payloads) and,
-  after the link ended for any reason, raises `ConnectionClosed` on every call.
+  after the link ended for any reason, raises `ConnectionClosed` on every call. A message
+  that arrived as binary frames is a `BinaryMessage` (a `bytes` subclass); sending a
+  `BinaryMessage` frames it as binary. The protocol's frames are text: only channels'
+  data planes (spec §12) use binary.
 * `aclose` is idempotent and always returns within about `close_timeout`.
 
 Receiving is pull-driven: there is no background reader task. Control frames (pings,
@@ -46,7 +49,19 @@ from typing import Protocol, Self
 
 from anyiii._errors import ConnectionClosed
 
-__all__ = ["SendQueueFull", "Transport", "TransportLimits"]
+__all__ = ["BinaryMessage", "SendQueueFull", "Transport", "TransportLimits"]
+
+
+class BinaryMessage(bytes):
+    """A message carried in binary WebSocket frames instead of text ones.
+
+    A subclass of `bytes`, so everything that only wants the payload treats both kinds the
+    same and the text path (every protocol frame) pays nothing: a transport frames a
+    `BinaryMessage` as binary and hands out what arrived as binary as one. Channel data
+    planes (spec §12) tell data (binary) from messages (text) by it.
+    """
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,11 @@ try:  # websockets' C helper when it was built with it, else its pure-Python twi
 except ImportError:  # pragma: no cover - depends on how websockets was installed
     from websockets.utils import apply_mask
 
+from anyiii._transport.base import BinaryMessage
+
 __all__ = ["Handoff", "IncomingFrames", "apply_mask"]
 
-_CONTINUATION, _CLOSE = 0x0, 0x8
+_CONTINUATION, _TEXT, _CLOSE = 0x0, 0x1, 0x8
 _DATA = (0x1, 0x2)
 """Text and binary opcodes."""
 
@@ -110,11 +112,10 @@ class IncomingFrames:
                 and not self._fragmented
             ):
                 if mask_bit:
-                    out.append(
-                        apply_mask(buffer[at + head : end], buffer[at + head - 4 : at + head])
-                    )
+                    payload = apply_mask(buffer[at + head : end], buffer[at + head - 4 : at + head])
                 else:
-                    out.append(bytes(buffer[at + head : end]))
+                    payload = bytes(buffer[at + head : end])
+                out.append(payload if opcode == _TEXT else BinaryMessage(payload))
             else:
                 out.append(Handoff(buffer[at:end]))
                 if opcode in _DATA:

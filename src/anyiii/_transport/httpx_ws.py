@@ -38,7 +38,7 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from anyiii._errors import ConnectError
-from anyiii._transport.base import Transport, TransportLimits
+from anyiii._transport.base import BinaryMessage, Transport, TransportLimits
 from anyiii._transport.common import TransportBase
 from anyiii._transport.keepalive import keepalive_running
 from anyiii._transport.wire import (
@@ -105,11 +105,21 @@ class HttpxWebSocketTransport(TransportBase):
     # -- framing --------------------------------------------------------------------------
 
     def _frame_message(self, message: bytes) -> list[bytes]:
-        text = message.decode()
         connection = self._connection
         if connection.state is not ConnectionState.OPEN:
             self._record_close(1006, "connection lost")
             raise self._closed_error()
+        if type(message) is BinaryMessage:
+            return [
+                connection.send(
+                    BytesMessage(
+                        data=message[start : start + FRAGMENT_SIZE],
+                        message_finished=start + FRAGMENT_SIZE >= len(message),
+                    )
+                )
+                for start in range(0, max(len(message), 1), FRAGMENT_SIZE)
+            ]
+        text = message.decode()
         if len(message) <= FRAGMENT_ABOVE:
             return [connection.send(TextMessage(data=text))]
         chunks = []
@@ -173,7 +183,9 @@ class HttpxWebSocketTransport(TransportBase):
                     continue
                 if event.message_finished:
                     self._parts.append(data)
-                    self._messages.append(b"".join(self._parts))
+                    joined = b"".join(self._parts)
+                    binary = isinstance(event, BytesMessage)
+                    self._messages.append(BinaryMessage(joined) if binary else joined)
                     self._parts, self._part_size = [], 0
                 else:
                     self._parts.append(data)

@@ -38,9 +38,9 @@ from websockets.protocol import Event, Side, State
 from websockets.protocol import Protocol as SansIOProtocol
 from websockets.server import ServerProtocol
 
-from anyiii._transport.base import TransportLimits
+from anyiii._transport.base import BinaryMessage, TransportLimits
 from anyiii._transport.common import TransportBase
-from anyiii._transport.frame_reader import IncomingFrames, apply_mask
+from anyiii._transport.frame_reader import Handoff, IncomingFrames, apply_mask
 from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
 
 __all__ = ["LINK_ERRORS", "WebSocketTransport"]
@@ -76,7 +76,8 @@ class MaskSource:
 
 
 def _text_frame(payload: bytes, masks: MaskSource | None) -> bytes:
-    """One final, uncompressed text frame (RFC 6455 §5.2), built directly.
+    """One final, uncompressed text frame (RFC 6455 §5.2), built directly; binary for a
+    `BinaryMessage`.
 
     This is what websockets' `send_text` produces for an open connection without
     extensions, at a fraction of its cost: a routed call crosses four frames, and the
@@ -86,12 +87,13 @@ def _text_frame(payload: bytes, masks: MaskSource | None) -> bytes:
     """
     length = len(payload)
     mask_bit = 0 if masks is None else 0x80
+    first = 0x82 if type(payload) is BinaryMessage else 0x81
     if length < 126:
-        header = bytes((0x81, mask_bit | length))
+        header = bytes((first, mask_bit | length))
     elif length < 65536:
-        header = bytes((0x81, mask_bit | 126)) + length.to_bytes(2, "big")
+        header = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
     else:
-        header = bytes((0x81, mask_bit | 127)) + length.to_bytes(8, "big")
+        header = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
     if masks is None:
         return header + payload
     mask = masks.next_key()
@@ -123,6 +125,8 @@ class WebSocketTransport(TransportBase):
         self._stream = stream
         self._protocol: SansIOProtocol = protocol
         self._fragments: list[bytes] = []
+        self._fragments_binary = False
+        """Whether the message being reassembled from `_fragments` is binary."""
         self._masks = MaskSource() if protocol.side is Side.CLIENT else None
         self._incoming = IncomingFrames(
             masked=protocol.side is Side.SERVER, max_size=self._limits.max_message_size
@@ -170,11 +174,14 @@ class WebSocketTransport(TransportBase):
         if protocol.state is State.OPEN and len(message) <= FRAGMENT_ABOVE:
             return [_text_frame(message, self._masks)]
         try:
+            send_first = (
+                protocol.send_binary if type(message) is BinaryMessage else protocol.send_text
+            )
             if len(message) <= FRAGMENT_ABOVE:
-                protocol.send_text(message)
+                send_first(message)
             else:
                 view = memoryview(message)
-                protocol.send_text(view[:FRAGMENT_SIZE], fin=False)
+                send_first(view[:FRAGMENT_SIZE], fin=False)
                 for start in range(FRAGMENT_SIZE, len(view), FRAGMENT_SIZE):
                     end = start + FRAGMENT_SIZE
                     protocol.send_continuation(view[start:end], fin=end >= len(view))
@@ -248,11 +255,11 @@ class WebSocketTransport(TransportBase):
         protocol, incoming, messages = self._protocol, self._incoming, self._messages
         while True:
             for item in incoming.feed(data, open_=protocol.state is State.OPEN):
-                if type(item) is bytes:
-                    messages.append(item)
-                else:
+                if type(item) is Handoff:
                     protocol.receive_data(item)
                     self._handle_events(protocol.events_received())
+                else:  # a whole message, text or binary
+                    messages.append(item)
             if not incoming.more:
                 return
             data = b""
@@ -263,15 +270,23 @@ class WebSocketTransport(TransportBase):
                 continue
             opcode = frame.opcode
             data = frame.data if type(frame.data) is bytes else bytes(frame.data)
-            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if opcode is Opcode.TEXT:
                 if frame.fin:
                     self._messages.append(data)
                 else:
-                    self._fragments = [data]
+                    self._fragments, self._fragments_binary = [data], False
+            elif opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._messages.append(BinaryMessage(data))
+                else:
+                    self._fragments, self._fragments_binary = [data], True
             elif opcode is Opcode.CONT:
                 self._fragments.append(data)
                 if frame.fin:
-                    self._messages.append(b"".join(self._fragments))
+                    joined = b"".join(self._fragments)
+                    self._messages.append(
+                        BinaryMessage(joined) if self._fragments_binary else joined
+                    )
                     self._fragments = []
             elif opcode is Opcode.PONG:
                 self._on_pong(data)
