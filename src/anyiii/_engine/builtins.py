@@ -28,7 +28,14 @@ from .._protocol.codes import (
     ITEM_NOT_FOUND,
     NOT_FOUND,
 )
-from .._protocol.frames import ErrorBody, RegisterTrigger, decode_value, present, to_raw
+from .._protocol.frames import (
+    ErrorBody,
+    RegisterTrigger,
+    StreamChannelRef,
+    decode_value,
+    present,
+    to_raw,
+)
 from .._protocol.ids import random_uuid
 from .actions import Action
 from .shapes import (
@@ -73,6 +80,12 @@ class EngineHost(Protocol):
 
     def remove_binding(self, binding: Binding, out: list[Action]) -> None:
         """Remove a binding and tell its provider."""
+        ...
+
+    def create_channel(
+        self, owner: int | None, buffer_size: int | None
+    ) -> tuple[StreamChannelRef, StreamChannelRef] | None:
+        """A new data channel's (writer, reader) refs, or None if this engine has none."""
         ...
 
 
@@ -156,6 +169,10 @@ class _RegisterTrigger(msgspec.Struct):
 class _UnregisterTrigger(msgspec.Struct):
     id: str
     trigger_type: str | None = None
+
+
+class _CreateChannel(msgspec.Struct):
+    buffer_size: int | None = None
 
 
 def _decode(data: Raw, kind: type[Any]) -> Any:
@@ -370,6 +387,17 @@ def _unregister_trigger(
     return to_raw({"removed": True})
 
 
+def _create_channel(
+    host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
+) -> Outcome:
+    request = _decode(data, _CreateChannel)
+    made = host.create_channel(None if conn is None else conn.id, request.buffer_size)
+    if made is None:
+        return ErrorBody(INVALID_ARGUMENTS, "this engine serves no data channels")
+    writer, reader = made
+    return to_raw({"writer": writer, "reader": reader})
+
+
 def _guarded(run: Runner) -> Runner:
     """Turn a malformed input into the `deserialization_error` the engine answers with."""
 
@@ -396,6 +424,7 @@ BUILTINS: Final[dict[str, Builtin]] = {
         ("engine::registered-triggers::info", "Describe a trigger binding", _bindings_info),
         ("engine::register_trigger", "Bind a trigger that outlives its caller", _register_trigger),
         ("engine::unregister_trigger", "Remove a trigger binding", _unregister_trigger),
+        ("engine::channels::create", "Create a streaming channel pair", _create_channel),
     )
 }
 """Every built-in function by id."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Final
+from typing import Final, Protocol
 
 from msgspec import Raw
 
@@ -41,6 +41,7 @@ from .._protocol.frames import (
     ErrorBody,
     InvokeFunction,
     RegisterFunction,
+    StreamChannelRef,
     VoidAction,
     present,
     to_raw,
@@ -76,6 +77,16 @@ _BUFFERED: Final = (
 """Frames held back until the connection's namespace is fixed (spec §4.1 step 6)."""
 
 
+class ChannelBook(Protocol):
+    """The engine's data channels as the router sees them (`channels.ChannelHub`)."""
+
+    def create(
+        self, buffer_size: int | None = None, owner: int | None = None
+    ) -> tuple[StreamChannelRef, StreamChannelRef]: ...
+
+    def drop_owner(self, owner: int) -> None: ...
+
+
 class Router(RegistrationHandling):
     """The embedded engine's routing rules over its `tables` (see the module docstring).
 
@@ -100,7 +111,9 @@ class Router(RegistrationHandling):
         ack_timeout: float = 10.0,
         new_id: Callable[[], str] = random_uuid,
         services: Sequence[ServiceFactory] = DEFAULT_SERVICES,
+        channels: ChannelBook | None = None,
     ) -> None:
+        self._channels = channels
         self._clock = clock
         self._wall_clock_ms = wall_clock_ms
         self._grace = namespace_grace
@@ -148,6 +161,14 @@ class Router(RegistrationHandling):
                 DEFAULT_NAMESPACE, type_id, provider.description, builtin=provider
             )
 
+    def create_channel(
+        self, owner: int | None, buffer_size: int | None
+    ) -> tuple[StreamChannelRef, StreamChannelRef] | None:
+        """`engine::channels::create`: a channel owned by `owner`'s connection."""
+        if self._channels is None:
+            return None
+        return self._channels.create(buffer_size, owner)
+
     # --- connections -----------------------------------------------------------------------
 
     def open(self, *, peer: str | None = None) -> tuple[int, list[Action]]:
@@ -192,6 +213,8 @@ class Router(RegistrationHandling):
                 del tables.functions[key]
                 self._functions_changed()
         self._triggers.drop_connection(conn, out)
+        if self._channels is not None:
+            self._channels.drop_owner(conn_id)
         self._fire_workers_available("worker_disconnected", conn, out)
         logger.info("worker %s (%s) disconnected", conn.worker_id, conn.name or "unnamed")
         return out

@@ -34,6 +34,8 @@ from .._transport import (
     url_host,
 )
 from .actions import Action, Callback, Close, Completed, Persist, Send
+from .channel_socket import serve_channel_end
+from .channels import ChannelHub, parse_channel_target
 from .config import config_from_mapping, load_config
 from .configured import DEFAULT_SERVICES, configured_services
 from .hosting import ServiceFactory
@@ -91,9 +93,15 @@ class EmbeddedEngine:
     """
 
     def __init__(
-        self, router: Router, settings: EngineSettings, storage: Storage | None = None
+        self,
+        router: Router,
+        settings: EngineSettings,
+        storage: Storage | None = None,
+        channels: ChannelHub | None = None,
     ) -> None:
         self._router = router
+        self.channels = ChannelHub(anyio.current_time) if channels is None else channels
+        """The data channels (spec §12); the router creates them for `engine::channels::create`."""
         self._settings = settings
         self._writes = WritePipeline(storage or MemoryStorage(), self._perform)
         self._links: dict[int, _Link] = {}
@@ -256,6 +264,10 @@ class EmbeddedEngine:
         if transport.path.split("?", 1)[0] == TELEMETRY_PATH:
             await self._discard(transport)
             return
+        channel_end = parse_channel_target(transport.path)
+        if channel_end is not None:
+            await serve_channel_end(transport, self.channels, channel_end)
+            return
         if self._stopping:
             await transport.aclose(1001, "engine shutting down")
             return
@@ -277,6 +289,16 @@ class EmbeddedEngine:
                 self._perform(self._router.close(conn))
             with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
                 await transport.aclose(link.close_code, link.close_reason)
+
+    def _accepts(self, target: str) -> bool:
+        """Whether to upgrade a request for `target` (404 otherwise): the worker and
+        telemetry sockets, and the data plane's sockets of channels that exist (§12)."""
+        if target.split("?", 1)[0] in (WORKER_PATH, TELEMETRY_PATH):
+            return True
+        channel_end = parse_channel_target(target)
+        return channel_end is not None and (
+            self.channels.find(channel_end.channel_id, channel_end.access_key) is not None
+        )
 
     async def _read(self, conn: int, transport: Transport) -> None:
         router = self._router
@@ -311,6 +333,7 @@ class EmbeddedEngine:
         with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
             await self._writes.flush()  # acknowledged writes reach their callers first
         actions = self._router.shutdown()
+        self.channels.close_all()
         closes = [a for a in actions if isinstance(a, Close)]
         self._perform([a for a in actions if not isinstance(a, Close)])
         with anyio.move_on_after(self._settings.shutdown_timeout, shield=True):
@@ -367,10 +390,12 @@ async def run(
         max_queue_bytes=chosen.max_queue_bytes,
         close_timeout=chosen.shutdown_timeout,
     )
+    channels = ChannelHub(anyio.current_time)
     router = Router(
         clock=anyio.current_time,
         namespace_grace=chosen.namespace_grace,
         services=DEFAULT_SERVICES if services is None else services,
+        channels=channels,
     )
     hosted = router.services
     storage: Storage = (
@@ -380,7 +405,7 @@ async def run(
     )
     try:
         hosted.restore(await storage.load(hosted.restore_queries))
-        engine = EmbeddedEngine(router, chosen, storage)
+        engine = EmbeddedEngine(router, chosen, storage, channels)
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
             if stream_port is not None:
                 assert engine._tasks is not None
@@ -428,7 +453,7 @@ async def _serving(
                 lambda task_status: serve_websockets(
                     listener,
                     engine._serve_transport,
-                    accept=lambda path: path.split("?", 1)[0] in (WORKER_PATH, TELEMETRY_PATH),
+                    accept=engine._accepts,
                     limits=limits,
                     handshake_timeout=chosen.handshake_timeout,
                     task_status=task_status,
@@ -445,6 +470,7 @@ async def _serving(
                     )
                 )
             tg.start_soon(engine._run_timers)
+            tg.start_soon(engine.channels.sweep_forever)
             logger.info(
                 "anyiii engine listening: workers on %s, http on %s",
                 engine.url,
