@@ -19,7 +19,11 @@ import anyio
 import httpx
 import pytest
 from engine_peers import Fail, RawWorker, new_id, raw_worker
+from msgspec import Raw
 
+from anyiii._engine.http_middleware import before_handler
+from anyiii._engine.providers import HttpRoutes
+from anyiii._protocol.frames import ErrorBody, RegisterTrigger, decode_value, to_raw
 from anyiii.engine import EmbeddedEngine, EngineSettings, HttpLimits, run
 
 HANDLER = "h::handler"
@@ -354,3 +358,83 @@ async def test_null_middleware_and_condition_mean_none() -> None:
         ) as (client, calls, _, _):
             assert (await client.get("/n")).status_code == 200
             assert calls.order == [HANDLER]
+
+
+async def test_the_condition_gets_the_body_and_middleware_does_not() -> None:
+    with anyio.fail_after(20):
+        post = route(
+            "orders", condition_function_id="cond::true", middleware_function_ids=["mw::a"]
+        )
+        post["config"]["http_method"] = "POST"
+        async with gated([post]) as (client, calls, _, _):
+            order = {"item": "tea", "quantity": 2, "note": "ünïcode"}
+            response = await client.post("/orders", json=order)
+            assert response.status_code == 200
+            assert calls.data["cond::true"][0]["body"] == order
+            assert calls.data["cond::true"][0]["method"] == "POST"
+            assert sorted(calls.data["mw::a"][0]["request"]) == [
+                "headers",
+                "method",
+                "path_params",
+                "query_params",
+            ]
+            assert calls.data[HANDLER][0]["body"] == order
+
+
+class FakeEngine:
+    """An `Invoker` without sockets: answers each function id from a table, records calls."""
+
+    def __init__(self, answers: dict[str, Any], middleware: tuple[str, ...] = ()) -> None:
+        self.http_routes = HttpRoutes(middleware)
+        self.answers = answers
+        self.calls: list[tuple[str, Any, str]] = []
+
+    async def invoke(
+        self, function_id: str, data: Raw, *, metadata: Raw | None, namespace: str
+    ) -> tuple[Raw | None, ErrorBody | None]:
+        assert metadata is None
+        self.calls.append((function_id, decode_value(data), namespace))
+        return to_raw(self.answers[function_id]), None
+
+
+async def test_the_condition_gets_no_channel_refs_and_all_run_in_the_routes_namespace() -> None:
+    """Once the request object carries `request_body` / `response` channel refs (§10.1),
+    the condition must not get them: they belong to the handler."""
+    engine = FakeEngine(
+        {"c": True, "m": {"action": "continue"}, "g": {"action": "continue"}}, ("g",)
+    )
+    binding = RegisterTrigger(
+        id="t",
+        trigger_type="http",
+        function_id="h",
+        namespace="orders",
+        config=to_raw(
+            {"api_path": "x", "condition_function_id": "c", "middleware_function_ids": ["m"]}
+        ),
+    )
+    assert engine.http_routes.register(binding) is None
+    found = engine.http_routes.match("GET", "/x")
+    assert found is not None
+    ref = {"channel_id": "ch", "access_key": "k", "direction": "read"}
+    request = {
+        "path_params": {},
+        "query_params": {},
+        "headers": {"a": "b"},
+        "path": "x",
+        "method": "GET",
+        "body": None,
+        "trigger": {"type": "http", "path": "x", "method": "GET"},
+        "request_body": ref,
+        "response": {**ref, "direction": "write"},
+    }
+    with anyio.fail_after(5):
+        assert await before_handler(engine, found[0], to_raw(request), 1.0) is None
+    assert [(f, ns) for f, _, ns in engine.calls] == [
+        ("g", "orders"),
+        ("c", "orders"),
+        ("m", "orders"),
+    ]
+    condition_data = engine.calls[1][1]
+    assert condition_data == {
+        k: v for k, v in request.items() if k not in ("request_body", "response")
+    }
