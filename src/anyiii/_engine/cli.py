@@ -200,6 +200,8 @@ def _settings(config: EngineConfig | None) -> EngineSettings:
     if config.http_timeout is not None:
         http = msgspec.structs.replace(settings.http, request_timeout=config.http_timeout)
         settings = replace(settings, http=http)
+    if config.http_middleware:
+        settings = replace(settings, http_middleware=config.http_middleware)
     return settings
 
 

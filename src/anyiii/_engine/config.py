@@ -29,6 +29,7 @@ from typing import Any, Final
 
 import yaml
 
+from .._protocol.codes import PRE_HANDLER
 from .._version import __version__
 from .config_names import (
     ADAPTER_WORKERS,
@@ -106,7 +107,8 @@ class EngineConfig:
     mandatory). `services` maps each listed in-engine service (`iii-state`, …) to its
     `config:` block, in file order. `data_dir` is where the file's file-based adapters keep
     their data (the parent of their `file_path`), `in_memory` says the file chose in-memory
-    stores only; both unset leaves the choice to the CLI. `skipped` says, one line each,
+    stores only; both unset leaves the choice to the CLI. `http_middleware` is `iii-http`'s
+    engine-wide middleware, as function ids in the order they run. `skipped` says, one line each,
     what the embedded engine does not implement and ignores.
     """
 
@@ -115,6 +117,7 @@ class EngineConfig:
     http: Listener | None = None
     stream: Listener | None = None
     http_timeout: float | None = None
+    http_middleware: tuple[str, ...] = ()
     handshake_timeout: float | None = None
     namespace_grace: float | None = None
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
@@ -200,6 +203,7 @@ class _Reader:
         self.stores: list[tuple[str, str, str | None]] = []
         """(worker, store_method, file_path) of each built-in adapter that names one."""
         self.http_timeout: float | None = None
+        self.http_middleware: tuple[str, ...] = ()
         self.handshake_timeout: float | None = None
 
     def fail(self, where: str, problem: str) -> ConfigError:
@@ -231,6 +235,7 @@ class _Reader:
             http=self.listeners.get(HTTP_WORKER),
             stream=self.listeners.get(STREAM_WORKER),
             http_timeout=self.http_timeout,
+            http_middleware=self.http_middleware,
             handshake_timeout=self.handshake_timeout,
             namespace_grace=grace,
             services=MappingProxyType(self.services),
@@ -295,6 +300,7 @@ class _Reader:
             self.listeners[name] = self.listener(where, block, DEFAULT_HTTP_PORT)
             if "default_timeout" in block:
                 self.http_timeout = _millis(self, where, block["default_timeout"])
+            self.http_middleware = self.middleware(where, block.get("middleware"))
             self.unused_keys(name, block)
         elif name in SERVICE_WORKERS:
             if name == STREAM_WORKER:
@@ -318,6 +324,37 @@ class _Reader:
             if key not in LISTENER_KEYS[name]:
                 reason = NOT_HONOURED[name].get(key, "is not used by the embedded engine")
                 self.skip(f"{name}: `{key}` {reason}")
+
+    def middleware(self, where: str, entries: object) -> tuple[str, ...]:
+        """`iii-http`'s `middleware: [{function_id, phase?, priority?}]`, as the ids to run in
+        ascending `priority` (ties keep file order). A key the real engine does not know is
+        refused like there: a misspelt `priority` would silently reorder an auth chain."""
+        if entries is None:
+            return ()
+        if not isinstance(entries, list):
+            raise self.fail(where, "`middleware` must be a list of `- function_id: …` entries")
+        chosen: list[tuple[int, str]] = []
+        for index, entry in enumerate(entries):
+            at = f"{where}: middleware[{index}]"
+            if not isinstance(entry, dict):
+                raise self.fail(at, "must be a mapping with a `function_id`")
+            unknown = sorted(str(key) for key in entry if key not in _MIDDLEWARE_KEYS)
+            if unknown:
+                raise self.fail(at, f"unknown keys {unknown} (known: function_id, phase, priority)")
+            function_id, phase = entry.get("function_id"), entry.get("phase", PRE_HANDLER)
+            priority = entry.get("priority", 0)
+            if not isinstance(function_id, str) or not function_id.strip():
+                raise self.fail(at, f"`function_id` must be a function id, not {function_id!r}")
+            if not isinstance(priority, int) or isinstance(priority, bool):
+                raise self.fail(at, f"`priority` must be an integer, not {priority!r}")
+            if phase != PRE_HANDLER:
+                self.skip(
+                    f"{HTTP_WORKER}: middleware {function_id!r} of phase {phase!r} is never "
+                    f"run (only {PRE_HANDLER} exists)"
+                )
+                continue
+            chosen.append((priority, function_id))
+        return tuple(function_id for _, function_id in sorted(chosen, key=lambda c: c[0]))
 
     def listener(self, where: str, block: Mapping[str, Any], default_port: int) -> Listener:
         port = block.get("port", default_port)
@@ -382,6 +419,10 @@ class _Reader:
                     )
             return directory, False
         return None, any(method == "in_memory" for _, method, _ in self.stores)
+
+
+_MIDDLEWARE_KEYS: Final = frozenset({"function_id", "phase", "priority"})
+"""The keys of one `iii-http` middleware entry (the real engine's `MiddlewareConfig`)."""
 
 
 def _millis(reader: _Reader, where: str, value: object, *, minimum: float = 1) -> float:

@@ -69,7 +69,7 @@ KV_DEFAULT_FILE: Final = "kv_store_data.db"
 
 LISTENER_KEYS: Final[Mapping[str, frozenset[str]]] = {
     WORKER_MANAGER: frozenset({"port", "host", "handshake_timeout_ms"}),
-    HTTP_WORKER: frozenset({"port", "host", "default_timeout"}),
+    HTTP_WORKER: frozenset({"port", "host", "default_timeout", "middleware"}),
 }
 """The keys of the listener workers the embedded engine honours."""
 
@@ -80,7 +80,6 @@ NOT_HONOURED: Final[Mapping[str, Mapping[str, str]]] = {
     },
     HTTP_WORKER: {
         "cors": "is not applied: the REST listener sends no CORS headers",
-        "middleware": "is not run: the REST listener has no middleware",
         "concurrency_request_limit": "is not enforced",
     },
 }

@@ -33,6 +33,7 @@ from .._protocol.codes import (
     PAYLOAD_TOO_LARGE,
 )
 from .._protocol.frames import ErrorBody, decode_value, encode_value, present, to_raw
+from .http_middleware import before_handler
 from .providers import HttpRoutes
 
 __all__ = ["HttpLimits", "Invoker", "map_response", "serve_http"]
@@ -276,6 +277,10 @@ class _HttpConnection:
         route, params = found
         binding = route.binding
         data = _request_object(request, body, route.pattern, params)
+        # Middleware and the route's condition may answer instead of the handler.
+        early = await before_handler(self._invoker, route, data, self._limits.request_timeout)
+        if early is not None:
+            return map_response(early)
         with anyio.move_on_after(self._limits.request_timeout) as scope:
             result, error = await self._invoker.invoke(
                 binding.function_id,

@@ -11,7 +11,7 @@ globally unique, so providers key everything by binding id.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeGuard
 
 import msgspec
 
@@ -63,12 +63,15 @@ class Subscribers:
 
 
 class HttpRoute(msgspec.Struct, frozen=True):
-    """One bound route: `pattern` as written in `api_path` (without the leading slash)."""
+    """One bound route: `pattern` as written in `api_path` (without the leading slash),
+    and the functions its binding asks to run before the handler (spec §10.1)."""
 
     method: str
     pattern: str
     segments: tuple[str, ...]
     binding: RegisterTrigger
+    condition_function_id: str | None = None
+    middleware_function_ids: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[str, ...]:
@@ -84,18 +87,43 @@ def _refuse(message: str) -> ErrorBody:
     return ErrorBody(code=TRIGGER_REGISTRATION_FAILED, message=message)
 
 
+def _function_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _gates(config: dict[str, object]) -> tuple[str | None, tuple[str, ...]] | ErrorBody:
+    """The binding's `condition_function_id` and `middleware_function_ids` (null or absent:
+    none). A malformed one refuses the binding: ignoring it would let every request through
+    a guard its author believes is there. (The real engine drops what it cannot read.)"""
+    condition = config.get("condition_function_id")
+    if condition is not None and not _function_id(condition):
+        return _refuse(f"condition_function_id must be a non-empty string, not {condition!r}")
+    middleware = config.get("middleware_function_ids")
+    if middleware is None:
+        middleware = []
+    if not isinstance(middleware, list) or not all(_function_id(m) for m in middleware):
+        return _refuse(
+            f"middleware_function_ids must be a list of non-empty strings, not {middleware!r}"
+        )
+    return condition, tuple(middleware)
+
+
 class HttpRoutes:
     """The `http` trigger type's route table (spec §10.1, §16.4).
 
     Routes are keyed by method and shape. A later binding of the same method and pattern
     replaces the route; the same shape with different parameter names is refused; removing
     a binding removes its route only if that binding still owns it.
+
+    `middleware` lists the engine-wide middleware function ids, run before every route's
+    own (the real engine keeps them with its route table too: `iii-http`'s `middleware`).
     """
 
     description = "HTTP requests on the engine's REST port"
 
-    def __init__(self) -> None:
+    def __init__(self, middleware: tuple[str, ...] = ()) -> None:
         self._routes: dict[tuple[str, tuple[str, ...]], HttpRoute] = {}
+        self.middleware = middleware
 
     def register(self, binding: RegisterTrigger) -> ErrorBody | None:
         config = decode_value(binding.config)
@@ -107,8 +135,11 @@ class HttpRoutes:
         method = config.get("http_method", "GET")
         if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
             return _refuse(f"unsupported http_method {method!r}")
+        gates = _gates(config)
+        if isinstance(gates, ErrorBody):
+            return gates
         pattern = api_path.strip().lstrip("/")
-        route = HttpRoute(method.upper(), pattern, _split(pattern), binding)
+        route = HttpRoute(method.upper(), pattern, _split(pattern), binding, *gates)
         key = (route.method, route.shape)
         existing = self._routes.get(key)
         if existing is not None and existing.segments != route.segments:

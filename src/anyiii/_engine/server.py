@@ -61,7 +61,9 @@ class EngineSettings:
     `max_message_size` caps one WebSocket message (close 1009 beyond it);
     `max_queue_bytes` is how much may wait for one slow worker before it is disconnected;
     `namespace_grace` is how long registrations wait for `engine::workers::register`;
-    `shutdown_timeout` bounds how long stopping may take.
+    `shutdown_timeout` bounds how long stopping may take. `http_middleware` lists the
+    function ids of the engine-wide `http` middleware, called in this order before every
+    route's own (the real engine's `iii-http` `middleware`; see docs/http.md).
     """
 
     max_message_size: int = 64 * 2**20
@@ -70,6 +72,13 @@ class EngineSettings:
     namespace_grace: float = 5.0
     shutdown_timeout: float = 5.0
     http: HttpLimits = field(default_factory=HttpLimits)
+    http_middleware: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = self.http_middleware
+        if not isinstance(ids, tuple | list) or not all(isinstance(i, str) and i for i in ids):
+            raise ValueError(f"http_middleware must be function ids (strings), not {ids!r}")
+        object.__setattr__(self, "http_middleware", tuple(ids))
 
 
 @dataclass(slots=True, eq=False)
@@ -103,6 +112,7 @@ class EmbeddedEngine:
         self.channels = ChannelHub(anyio.current_time) if channels is None else channels
         """The data channels (spec §12); the router creates them for `engine::channels::create`."""
         self._settings = settings
+        router.http_routes.middleware = settings.http_middleware
         self._writes = WritePipeline(storage or MemoryStorage(), self._perform)
         self._links: dict[int, _Link] = {}
         self._waiters: dict[str, OneShot[Raw, ErrorBody]] = {}

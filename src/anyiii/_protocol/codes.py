@@ -13,6 +13,7 @@ __all__ = [
     "BAD_REQUEST",
     "CALLER_WORKER_ID_KEY",
     "CHANNEL_SEND_FAILED",
+    "CONDITION_NOT_MET",
     "DEFAULT_NAMESPACE",
     "DESERIALIZATION_ERROR",
     "ENQUEUE_ERROR",
@@ -29,6 +30,8 @@ __all__ = [
     "INVOCATION_STOPPED",
     "ITEM_NOT_FOUND",
     "MALFORMED_FRAME",
+    "MIDDLEWARE_TIMEOUT",
+    "PRE_HANDLER",
     "NOT_FOUND",
     "PAYLOAD_TOO_LARGE",
     "REGISTER_WORKER",
@@ -61,6 +64,10 @@ FUNCTIONS_AVAILABLE: Final = "engine::functions-available"
 WORKERS_AVAILABLE: Final = "engine::workers-available"
 """The built-in trigger type fired when workers connect, leave or update (spec §9)."""
 
+PRE_HANDLER: Final = "preHandler"
+"""The one phase of `http` middleware: its input's `phase`, and the only phase the real
+engine runs of its engine-wide middleware (spec §10.1 "Middleware contract")."""
+
 # --- error codes the official engine and SDKs send --------------------------------------------
 
 FUNCTION_NOT_FOUND: Final = "function_not_found"
@@ -87,6 +94,10 @@ BAD_REQUEST: Final = "BAD_REQUEST"
 PAYLOAD_TOO_LARGE: Final = "PAYLOAD_TOO_LARGE"
 INVALID_RESPONSE: Final = "invalid_response"
 """anyiii's own: a handler's result cannot be mapped to an HTTP response."""
+CONDITION_NOT_MET: Final = "CONDITION_NOT_MET"
+"""422: the route's `condition_function_id` answered `false` (spec §7.3)."""
+MIDDLEWARE_TIMEOUT: Final = "MIDDLEWARE_TIMEOUT"
+"""504: a middleware function did not answer in time (spec §7.3)."""
 
 # --- anyiii's own ---------------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 //     node node_worker.mjs ENGINE_URL [--prefix node] [--http-path node/hello] [--name NAME]
 //
 // Same line protocol as py_worker.py: it registers `<prefix>::echo`, `<prefix>::fail`
-// (throws Error("boom")), `<prefix>::slow` (never answers within the test) and
+// (throws Error("boom")), `<prefix>::slow` (never answers within the test),
 // `<prefix>::http` (answers 201 with a JSON body, bound to an `http` trigger on
-// `--http-path`), waits until the engine lists all of it, then prints
+// `--http-path`) and `<prefix>::gate` (an http middleware, as in py_worker.py), waits until the engine lists all of it, then prints
 // `{"event": "ready", ...}`. stdin takes `{"op": "call" | "void", "tag", "function_id",
 // "payload"}` lines and answers with `result` / `error` / `sent` events, and `{"op": "bind",
 // "tag", "trigger_type", "function_id", "config", "metadata"?}` lines (one `registerTrigger`,
@@ -76,6 +76,19 @@ const handlers = {
         worker: 'node',
         method: request?.method ?? null,
         name: request?.query_params?.name ?? null,
+      },
+    }
+  },
+  // An http middleware: answers 403 itself when the request has an `x-deny` header.
+  gate: async (data) => {
+    emit('invoked', { function_id: `${prefix}::gate`, payload: data })
+    if (!('x-deny' in (data?.request?.headers ?? {}))) return { action: 'continue' }
+    return {
+      action: 'respond',
+      response: {
+        status_code: 403,
+        body: { denied_by: 'node' },
+        headers: { 'x-denied-by': `${prefix}::gate` },
       },
     }
   },

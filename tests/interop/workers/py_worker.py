@@ -3,9 +3,11 @@
     python py_worker.py ENGINE_URL [--prefix py] [--http-path py/hello] [--name NAME]
 
 It registers `<prefix>::echo` (returns its payload), `<prefix>::fail` (raises
-`ValueError("boom")`), `<prefix>::slow` (sleeps for an hour) and `<prefix>::http` (answers
-201 with a JSON body), binds `<prefix>::http` to an `http` trigger on `--http-path`, waits
-until the engine lists all of it, then prints the ready event.
+`ValueError("boom")`), `<prefix>::slow` (sleeps for an hour), `<prefix>::http` (answers
+201 with a JSON body) and `<prefix>::gate` (an http middleware: answers 403 itself when the
+request has an `x-deny` header, else lets it continue), binds `<prefix>::http` to an `http`
+trigger on `--http-path`, waits until the engine lists all of it, then prints the ready
+event.
 
 Protocol with the test, one JSON object per line:
 
@@ -88,7 +90,19 @@ def register(client: Any, prefix: str, http_path: str) -> list[str]:
             },
         }
 
-    handlers = {"echo": echo, "fail": fail, "slow": slow, "http": http}
+    async def gate(data: Any) -> Any:
+        emit("invoked", function_id=f"{prefix}::gate", payload=data)
+        headers = (data.get("request") or {}).get("headers") or {}
+        if "x-deny" not in headers:
+            return {"action": "continue"}
+        response = {
+            "status_code": 403,
+            "body": {"denied_by": "python"},
+            "headers": {"x-denied-by": f"{prefix}::gate"},
+        }
+        return {"action": "respond", "response": response}
+
+    handlers = {"echo": echo, "fail": fail, "slow": slow, "http": http, "gate": gate}
     for name, handler in handlers.items():
         client.register_function(f"{prefix}::{name}", handler)
     # Deprecated in 0.25 in favour of observe(), but the SDK's own docs say to keep using
