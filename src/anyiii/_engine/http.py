@@ -4,16 +4,16 @@ Each request is matched against the route table, turned into the request object 
 passed to the bound function through the engine, and the function's result is mapped back
 to an HTTP response. HTTP parsing is h11's; this module only moves bytes and maps shapes.
 
-What it does not do yet: the `request_body` / `response` streaming channels (§12), so a
-handler that returns null gets `200 {}` instead of a streamed response (the contract's
-recommended deviation, §15.4); middleware and `condition_function_id`.
+Every request also gets two data channels (§12): its raw body streams on `request_body`,
+and a handler that returns null answers on `response` (`http_streaming.py`). Middleware
+and `condition_function_id` run before the handler (`http_middleware.py`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Final, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 import h11
 import msgspec
+from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Raw
 
 from .._protocol.codes import (
@@ -32,9 +33,18 @@ from .._protocol.codes import (
     NOT_FOUND,
     PAYLOAD_TOO_LARGE,
 )
-from .._protocol.frames import ErrorBody, decode_value, encode_value, present, to_raw
+from .._protocol.frames import (
+    ErrorBody,
+    StreamChannelRef,
+    decode_value,
+    encode_value,
+    present,
+    to_raw,
+)
+from .channels import ChannelHub
 from .http_middleware import before_handler
-from .providers import HttpRoutes
+from .http_streaming import ChannelAnswer, ResponseHead, await_answer, feed_body, send_body
+from .providers import HttpRoute, HttpRoutes
 
 __all__ = ["HttpLimits", "Invoker", "map_response", "serve_http"]
 
@@ -49,6 +59,11 @@ class Invoker(Protocol):
 
     @property
     def http_routes(self) -> HttpRoutes: ...
+
+    @property
+    def channels(self) -> ChannelHub:
+        """The engine's data channels: each request gets a body and a response channel."""
+        ...
 
     def invoke(
         self, function_id: str, data: Raw, *, metadata: Raw | None, namespace: str
@@ -76,6 +91,10 @@ class _Reply(msgspec.Struct, frozen=True):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+
+
+_STREAMED: Final = _Reply(0, [], b"")
+"""`_answer`'s "sent already, as a stream" (the connection may go on if HTTP allows it)."""
 
 
 def _error_reply(status: int, code: str, message: str, *, with_id: bool = True) -> _Reply:
@@ -134,7 +153,16 @@ def map_response(result: Raw | None) -> _Reply:
     return _Reply(status, headers, body)
 
 
-def _request_object(request: h11.Request, body: bytes, pattern: str, params: dict[str, str]) -> Raw:
+def _request_object(
+    request: h11.Request,
+    body: bytes,
+    pattern: str,
+    params: dict[str, str],
+    *,
+    channels: tuple[StreamChannelRef, StreamChannelRef],
+) -> Raw:
+    """The request object of §10.1; `channels` are the `request_body` reader's and the
+    `response` writer's refs."""
     target = urlsplit(request.target.decode("latin-1"))
     headers: dict[str, str] = {}
     for name, value in request.headers:
@@ -158,6 +186,8 @@ def _request_object(request: h11.Request, body: bytes, pattern: str, params: dic
             "method": method,
             "body": parsed,
             "trigger": {"type": HTTP_TRIGGER, "path": pattern, "method": method},
+            "request_body": channels[0],
+            "response": channels[1],
         }
     )
 
@@ -228,7 +258,8 @@ class _HttpConnection:
             reply = await self._answer(event)
             if reply is None:
                 return
-            await self._send(reply, head=event.method.upper() == b"HEAD")
+            if reply is not _STREAMED:
+                await self._send(reply, head=event.method.upper() == b"HEAD")
             if self._h11.our_state is h11.MUST_CLOSE:
                 return
             try:
@@ -258,41 +289,169 @@ class _HttpConnection:
                     raise h11.RemoteProtocolError("the request body ended early")
 
     async def _answer(self, request: h11.Request) -> _Reply | None:
-        try:
-            body = await self._read_body()
-        except (TimeoutError, h11.RemoteProtocolError) as exc:
-            await self._refuse(400, f"could not read the request body: {exc}")
-            return None
-        if body is None:
-            limit = self._limits.max_body
-            reply = _error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
-            await self._send(reply, close=True)
-            await self._linger()
-            return None
+        """The reply to send; None when a refusal was sent here and the connection closes;
+        `_STREAMED` when a streamed response was sent here."""
         method = request.method.decode("ascii").upper()
         path = urlsplit(request.target.decode("latin-1")).path
         found = self._invoker.http_routes.match(method, path)
+        content_type = _header(request, b"content-type")
+        streamed_body = found is not None and _JSON not in content_type
+        body = b""
+        if not streamed_body:  # JSON (parsed into `body`) or no route: read it whole first
+            try:
+                whole = await self._read_body()
+            except (TimeoutError, h11.RemoteProtocolError) as exc:
+                await self._refuse(400, f"could not read the request body: {exc}")
+                return None
+            if whole is None:
+                limit = self._limits.max_body
+                reply = _error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
+                await self._send(reply, close=True)
+                await self._linger()
+                return None
+            body = whole
         if found is None:
             return _Reply(404, [("content-type", _JSON)], encode_value(_NOT_FOUND))
         route, params = found
-        binding = route.binding
-        data = _request_object(request, body, route.pattern, params)
+        hub = self._invoker.channels
+        body_writer, body_reader = hub.create()
+        response_writer, response_reader = hub.create()
+        body_channel = hub.find(body_writer.channel_id, body_writer.access_key)
+        response_channel = hub.find(response_writer.channel_id, response_writer.access_key)
+        sender = hub.take_sender(body_writer.channel_id, body_writer.access_key)
+        receiver = hub.take_receiver(response_reader.channel_id, response_reader.access_key)
+        assert body_channel is not None
+        assert response_channel is not None
+        assert sender is not None
+        assert receiver is not None
+        data = _request_object(
+            request, body, route.pattern, params, channels=(body_reader, response_writer)
+        )
+        try:
+            async with anyio.create_task_group() as tasks:
+
+                async def feed() -> None:
+                    try:
+                        await feed_body(
+                            self._next_body_chunk if streamed_body else _once(body), sender
+                        )
+                    except (h11.RemoteProtocolError, *_GONE) as exc:
+                        body_channel.failure = f"the request body broke off: {exc}"
+
+                tasks.start_soon(feed)
+                reply = await self._run_route(
+                    route,
+                    data,
+                    receiver,
+                    writer_connected=lambda: response_channel.sender is None,
+                    head=method == "HEAD",
+                )
+                tasks.cancel_scope.cancel()  # a body nobody read: the connection closes
+        finally:
+            sender.close()
+            receiver.close()
+            hub.remove(body_writer.channel_id)
+            hub.remove(response_writer.channel_id)
+        return reply
+
+    async def _next_body_chunk(self) -> bytes | None:
+        """The next piece of a request body being streamed, None at its end."""
+        event = await self._next_event()
+        if isinstance(event, h11.Data):
+            return bytes(event.data)
+        if isinstance(event, h11.EndOfMessage):
+            return None
+        raise h11.RemoteProtocolError("the request body ended early")
+
+    async def _run_route(
+        self,
+        route: HttpRoute,
+        data: Raw,
+        receiver: MemoryObjectReceiveStream[bytes],
+        *,
+        writer_connected: Callable[[], bool],
+        head: bool,
+    ) -> _Reply:
+        """Middleware, condition and handler; the reply, or `_STREAMED` once a streamed
+        response has been sent."""
         # Middleware and the route's condition may answer instead of the handler.
         early = await before_handler(self._invoker, route, data, self._limits.request_timeout)
         if early is not None:
             return map_response(early)
-        with anyio.move_on_after(self._limits.request_timeout) as scope:
-            result, error = await self._invoker.invoke(
+        binding = route.binding
+
+        def invoke() -> Awaitable[tuple[Raw | None, ErrorBody | None]]:
+            return self._invoker.invoke(
                 binding.function_id,
                 data,
                 metadata=present(binding.metadata),
                 namespace=binding.namespace or DEFAULT_NAMESPACE,
             )
+
+        response_head = ResponseHead()
+        with anyio.move_on_after(self._limits.request_timeout) as scope:
+            answer = await await_answer(invoke, receiver, response_head, writer_connected)
         if scope.cancelled_caught:
             return _Reply(504, [], b"")
+        if isinstance(answer, ChannelAnswer):
+            await self._send_streamed(response_head, receiver, answer.first_chunk, head=head)
+            return _STREAMED
+        result, error = answer
         if error is not None:
             return _error_reply(500, error.code, error.message)
         return map_response(result)
+
+    async def _send_streamed(
+        self,
+        response_head: ResponseHead,
+        receiver: MemoryObjectReceiveStream[bytes],
+        first_chunk: bytes | None,
+        *,
+        head: bool,
+    ) -> None:
+        """A response from the `response` channel: the head now, then each body chunk as
+        it comes (chunked encoding), until the handler closes the channel."""
+        status = response_head.status
+        if status < 200:  # an informational status cannot end a request
+            await self._send(_error_reply(500, INVALID_RESPONSE, f"status {status} is not final"))
+            return
+        try:
+            start = self._h11.send(
+                h11.Response(status_code=status, headers=list(response_head.headers.items()))
+            )
+        except h11.LocalProtocolError as exc:
+            await self._send(_error_reply(500, INVALID_RESPONSE, f"bad response head: {exc}"))
+            return
+        await self._stream.send(start or b"")
+        if not (head or status in (204, 304)):
+
+            async def send_chunk(chunk: bytes) -> None:
+                await self._stream.send(self._h11.send(h11.Data(data=chunk)) or b"")
+
+            await send_body(receiver, first_chunk, send_chunk)
+        await self._stream.send(self._h11.send(h11.EndOfMessage()) or b"")
+
+
+_GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
+
+
+def _header(request: h11.Request, name: bytes) -> str:
+    """A request header's value (the last one given), as text; "" if absent."""
+    value = b""
+    for key, given in request.headers:
+        if key == name:
+            value = given
+    return value.decode("latin-1").lower()
+
+
+def _once(body: bytes) -> Callable[[], Awaitable[bytes | None]]:
+    """A body already read whole, handed out once (nothing for an empty body)."""
+    chunks = [body] if body else []
+
+    async def next_chunk() -> bytes | None:
+        return chunks.pop() if chunks else None
+
+    return next_chunk
 
 
 async def serve_http(

@@ -3,7 +3,7 @@ the handler on the `request_body` channel, and a handler that returns null answe
 `response` channel.
 
 What arrives on the response channel: text items are control messages,
-`{"type": "set_status", "status_code": N}` (100–599) and `{"type": "set_headers",
+`{"type": "set_status", "status_code": N}` (100-599) and `{"type": "set_headers",
 "headers": {...}}` (string values); binary items are body chunks; the writer closing ends
 the response. The head (status and headers) goes out with the first body chunk, or at
 the end if there is none; control messages after that are ignored, as the real engine
@@ -26,7 +26,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from msgspec import Raw
 
-from .._protocol.frames import ErrorBody, present
+from .._protocol.frames import ErrorBody
 from .._transport import BinaryMessage
 from .channels import MAX_ITEM_BYTES
 
@@ -45,7 +45,7 @@ class ResponseHead:
 
 def apply_control(message: bytes, head: ResponseHead) -> None:
     """Apply one control message to `head`; anything else is ignored (and so is a status
-    outside 100–599 or a header value that is not a string)."""
+    outside 100-599 or a header value that is not a string)."""
     try:
         control = msgspec.json.decode(message)
     except msgspec.DecodeError:
@@ -81,19 +81,25 @@ async def await_answer(
     invoke: Callable[[], Awaitable[tuple[Raw | None, ErrorBody | None]]],
     receiver: MemoryObjectReceiveStream[bytes],
     head: ResponseHead,
+    writer_connected: Callable[[], bool],
 ) -> Answer:
     """Run the handler and read the response channel until one of them decides who
-    answers (see the module docstring). Control messages read on the way go to `head`."""
+    answers (see the module docstring). Control messages read on the way go to `head`.
+
+    A null result while nobody has connected to the channel's writing end is the
+    handler's answer (`200 {}` once mapped): the contract's advice (§15.4), where the
+    real engine would wait for the channel until its timeout."""
     decided: list[Answer] = []
 
     async with anyio.create_task_group() as tasks:
 
         async def run_handler() -> None:
             result, error = await invoke()
-            if error is not None or (present(result) is not None and bytes(result) != _NULL):
+            null = result is None or bytes(result) == _NULL
+            if error is not None or not null or not writer_connected():
                 decided.append((result, error))
                 tasks.cancel_scope.cancel()
-            # A null result: the channel answers; `read_channel` goes on.
+            # A null result with the channel open: the channel answers.
 
         async def read_channel() -> None:
             async for item in receiver:

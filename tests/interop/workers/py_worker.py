@@ -47,7 +47,8 @@ _print_lock = threading.Lock()
 
 def emit(event: str, **fields: Any) -> None:
     """One event line on stdout, whole, even with several threads printing."""
-    line = json.dumps({"event": event, **fields})
+    # Channel refs in a payload arrive as the SDK's reader/writer objects: named, not dumped.
+    line = json.dumps({"event": event, **fields}, default=lambda value: type(value).__name__)
     with _print_lock:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
