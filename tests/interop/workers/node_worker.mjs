@@ -79,6 +79,18 @@ const handlers = {
       },
     }
   },
+  // A streaming http handler: the body from `request_body`, the answer on `response`.
+  stream: async (request) => {
+    const body = await request.request_body.readAll()
+    emit('invoked', { function_id: `${prefix}::stream`, payload: { body: body.toString() } })
+    request.response.sendMessage(JSON.stringify({ type: 'set_status', status_code: 201 }))
+    request.response.sendMessage(
+      JSON.stringify({ type: 'set_headers', headers: { 'content-type': 'text/plain', 'x-worker': 'node' } }),
+    )
+    await new Promise((resolve) => request.response.stream.write(Buffer.concat([Buffer.from('got '), body]), resolve))
+    await new Promise((resolve) => request.response.stream.end(Buffer.from(', done'), resolve))
+    return null
+  },
   // An http middleware: answers 403 itself when the request has an `x-deny` header.
   gate: async (data) => {
     emit('invoked', { function_id: `${prefix}::gate`, payload: data })

@@ -5,7 +5,9 @@
 It registers `<prefix>::echo` (returns its payload), `<prefix>::fail` (raises
 `ValueError("boom")`), `<prefix>::slow` (sleeps for an hour), `<prefix>::http` (answers
 201 with a JSON body) and `<prefix>::gate` (an http middleware: answers 403 itself when the
-request has an `x-deny` header, else lets it continue), binds `<prefix>::http` to an `http`
+request has an `x-deny` header, else lets it continue), `<prefix>::stream` (the SDK's
+streaming http helper: reads the body from `request_body`, answers 201 on the `response`
+channel with "got <body>, done"), binds `<prefix>::http` to an `http`
 trigger on `--http-path`, waits until the engine lists all of it, then prints the ready
 event.
 
@@ -41,6 +43,7 @@ import warnings
 from typing import Any
 
 from iii import InitOptions, InvocationError, TriggerAction, register_worker
+from iii_helpers.http import http as http_helper
 
 _print_lock = threading.Lock()
 
@@ -103,7 +106,29 @@ def register(client: Any, prefix: str, http_path: str) -> list[str]:
         }
         return {"action": "respond", "response": response}
 
-    handlers = {"echo": echo, "fail": fail, "slow": slow, "http": http, "gate": gate}
+    async def stream_callback(request: Any, response: Any) -> None:
+        # The official streaming helper: the body from `request_body`, the answer on the
+        # `response` channel (status, headers, then the body in two writes).
+        body = await request.request_body.read_all()
+        emit(
+            "invoked",
+            function_id=f"{prefix}::stream",
+            payload={"body": body.decode(errors="replace")},
+        )
+        await response.status(201)
+        await response.headers({"content-type": "text/plain", "x-worker": "python"})
+        await response.writer.write(b"got " + body)
+        await response.writer.write(b", done")
+        await response.writer.close_async()
+
+    handlers = {
+        "echo": echo,
+        "fail": fail,
+        "slow": slow,
+        "http": http,
+        "gate": gate,
+        "stream": http_helper(stream_callback),
+    }
     for name, handler in handlers.items():
         client.register_function(f"{prefix}::{name}", handler)
     # Deprecated in 0.25 in favour of observe(), but the SDK's own docs say to keep using

@@ -1,0 +1,45 @@
+"""Streamed `http` bodies with the official SDKs' channel objects (spec §10.1, §12): an
+official worker reads the request body from `request_body` and answers on the `response`
+channel (status, headers, two body writes), through the embedded engine, read by httpx.
+
+Before the embedded engine had channels, the official Python helper failed here with
+`KeyError: 'response'` and the client got a 500."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from interop_support import PEERS, PROMPT, Peer
+from test_official_http_middleware import bind_route
+
+import anyiii.engine
+
+
+@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
+def peer(request: pytest.FixtureRequest) -> Peer:
+    chosen: Peer = request.param
+    chosen.require()
+    return chosen
+
+
+async def test_an_official_worker_streams_the_request_and_the_response(
+    peer: Peer, tmp_path: Path
+) -> None:
+    with anyio.fail_after(45):
+        async with (
+            anyiii.engine.run(host="127.0.0.1", port=0, http_port=0) as engine,
+            peer.start(engine.url, tmp_path) as official,
+            httpx.AsyncClient(base_url=engine.http_url or "", timeout=PROMPT) as client,
+        ):
+            path = f"{peer.prefix}/stream"
+            await bind_route(engine, official, peer.function_id("stream"), path)
+            response = await client.request(
+                "GET", f"/{path}", content=b"raw bytes \x00\xff", headers={"content-type": "x/y"}
+            )
+            assert response.status_code == 201, response.text
+            assert response.headers["content-type"] == "text/plain"
+            assert response.headers["x-worker"] == peer.name
+            assert response.content == b"got raw bytes \x00\xff, done"
