@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -131,11 +132,12 @@ def _failure(request: HttpRequest, reading: bool, what: str) -> ErrorBody:
 async def _read_body(response: httpx.Response, limit: int) -> bytes | ErrorBody:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            return ErrorBody(HTTP_RESPONSE_FAILED, f"the response body exceeds {limit} bytes")
-        chunks.append(chunk)
+    async with aclosing(response.aiter_bytes()) as body:  # closed even when left early
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
+                return ErrorBody(HTTP_RESPONSE_FAILED, f"the response body exceeds {limit} bytes")
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
