@@ -200,6 +200,8 @@ def _settings(config: EngineConfig | None) -> EngineSettings:
     if config.http_timeout is not None:
         http = msgspec.structs.replace(settings.http, request_timeout=config.http_timeout)
         settings = replace(settings, http=http)
+    if config.http_functions is not None:
+        settings = replace(settings, http_functions=config.http_functions)
     return settings
 
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Final
+from typing import Final, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -132,7 +132,9 @@ def _failure(request: HttpRequest, reading: bool, what: str) -> ErrorBody:
 async def _read_body(response: httpx.Response, limit: int) -> bytes | ErrorBody:
     chunks: list[bytes] = []
     size = 0
-    async with aclosing(response.aiter_bytes()) as body:  # closed even when left early
+    # An async generator in fact: closed here even when the loop is left early.
+    stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+    async with aclosing(stream) as body:
         async for chunk in body:
             size += len(chunk)
             if size > limit:
