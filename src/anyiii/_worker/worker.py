@@ -257,7 +257,7 @@ class Worker:
         metadata: Any = None,
     ) -> FunctionHandle:
         """Register `function_id` as served by `url`: the engine itself sends each call's
-        payload there (as JSON) and answers with the response (see docs/functions.md).
+        payload there (as JSON) and answers with the response (see docs/http-functions.md).
         `auth` (`HttpAuthHmac`, `HttpAuthBearer`, `HttpAuthApiKey`) names environment
         variables of the engine. Replayed on every reconnect, like `register_function`."""
         frame = http_function_frame(
