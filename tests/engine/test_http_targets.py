@@ -64,6 +64,11 @@ def test_an_invocation_says_method_timeout_and_headers() -> None:
     assert (parsed.method, parsed.timeout_ms, parsed.headers) == ("PATCH", 250, (("X-A", "1"),))
 
 
+def test_null_fields_read_as_absent() -> None:
+    parsed = target({"url": "http://h/", "method": None, "headers": None, "auth": None})
+    assert (parsed.method, parsed.headers, parsed.auth_header) == ("POST", (), None)
+
+
 @pytest.mark.parametrize(
     ("invocation", "says"),
     [

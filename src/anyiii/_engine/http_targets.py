@@ -136,7 +136,10 @@ def parse_target(
 ) -> HttpTarget | ErrorBody:
     """Read a function's `invocation` object; an `ErrorBody` says why it is refused."""
     try:
-        ref = msgspec.json.decode(invocation, type=HttpInvocationRef)
+        fields = msgspec.json.decode(invocation)
+        if isinstance(fields, dict):  # `null` reads as absent (spec §1.1), as in every frame
+            fields = {key: value for key, value in fields.items() if value is not None}
+        ref = msgspec.convert(fields, HttpInvocationRef)
     except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
         return ErrorBody(DESERIALIZATION_ERROR, f"invalid invocation object: {exc}")
     problem = url_problem(ref.url, settings)
