@@ -61,6 +61,9 @@ from ._worker import Context as Context
 from ._worker import FunctionHandle as FunctionHandle
 from ._worker import FunctionInfo as FunctionInfo
 from ._worker import FunctionsSubscription as FunctionsSubscription
+from ._worker import HttpAuthApiKey as HttpAuthApiKey
+from ._worker import HttpAuthBearer as HttpAuthBearer
+from ._worker import HttpAuthHmac as HttpAuthHmac
 from ._worker import IStream as IStream
 from ._worker import NoInvocationContext as NoInvocationContext
 from ._worker import ReconnectConfig as ReconnectConfig
@@ -113,6 +116,9 @@ __all__ = [
     "FunctionHandle",
     "FunctionInfo",
     "FunctionsSubscription",
+    "HttpAuthApiKey",
+    "HttpAuthBearer",
+    "HttpAuthHmac",
     "IStream",
     "InitOptions",
     "Input",

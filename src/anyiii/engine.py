@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
+from ._engine import HttpFunctionSettings as HttpFunctionSettings
 from ._engine import HttpLimits as HttpLimits
 from ._engine import run as run
 
-__all__ = ["EmbeddedEngine", "EngineSettings", "HttpLimits", "run"]
+__all__ = ["EmbeddedEngine", "EngineSettings", "HttpFunctionSettings", "HttpLimits", "run"]

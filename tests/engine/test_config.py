@@ -24,6 +24,7 @@ from anyiii._engine.config import (
     parse_config,
 )
 from anyiii._engine.configured import SERVICE_CLASSES
+from anyiii._engine.http_targets import HttpFunctionSettings
 from anyiii._engine.router import Router
 from anyiii._engine.server import EngineSettings
 from anyiii._version import __version__
@@ -425,7 +426,9 @@ def test_the_sdk_fixture_maps_onto_the_embedded_engine() -> None:
         "engine has one)",
         "iii-observability: OpenTelemetry export is not implemented (SDK telemetry sent to "
         "/otel is accepted and discarded)",
-        "iii-http-functions: HTTP-invoked external functions are not implemented",
+    )
+    assert config.http_functions == HttpFunctionSettings(
+        require_https=False, block_private_ips=False, url_allowlist=("localhost", "127.0.0.1")
     )
 
 

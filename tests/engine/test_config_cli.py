@@ -38,7 +38,6 @@ def skipped_in_the_fixture(rbac_port: int) -> list[str]:
         "embedded engine has one)",
         "iii-observability: OpenTelemetry export is not implemented (SDK telemetry sent to "
         "/otel is accepted and discarded)",
-        "iii-http-functions: HTTP-invoked external functions are not implemented",
     ]
 
 

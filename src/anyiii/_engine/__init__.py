@@ -12,6 +12,7 @@ from __future__ import annotations
 from .cli import add_engine_arguments as add_engine_arguments
 from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
+from .http_targets import HttpFunctionSettings as HttpFunctionSettings
 from .server import EmbeddedEngine as EmbeddedEngine
 from .server import EngineSettings as EngineSettings
 from .server import run as run
@@ -19,6 +20,7 @@ from .server import run as run
 __all__ = [
     "EmbeddedEngine",
     "EngineSettings",
+    "HttpFunctionSettings",
     "HttpLimits",
     "add_engine_arguments",
     "run",

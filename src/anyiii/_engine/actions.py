@@ -15,10 +15,21 @@ from msgspec import Raw
 
 from .._protocol.codes import INVOCATION_STOPPED
 from .._protocol.frames import ErrorBody
+from .http_targets import HttpRequest
 from .service import Change
 from .tables import INTERNAL, Tables
 
-__all__ = ["STOPPED", "Action", "Callback", "Close", "Completed", "Persist", "Send", "answer"]
+__all__ = [
+    "STOPPED",
+    "Action",
+    "Callback",
+    "Close",
+    "Completed",
+    "HttpCall",
+    "Persist",
+    "Send",
+    "answer",
+]
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -57,7 +68,15 @@ class Callback(msgspec.Struct, frozen=True):
     run: Callable[[], None]
 
 
-Action: TypeAlias = "Send | Close | Completed | Persist | Callback"
+class HttpCall(msgspec.Struct, frozen=True):
+    """Send the request of a call to an HTTP-invoked function; its answer goes back to the
+    router's `http_answered` under `invocation_id` (`http_calls.py` does the sending)."""
+
+    invocation_id: str
+    request: HttpRequest
+
+
+Action: TypeAlias = "Send | Close | Completed | Persist | Callback | HttpCall"
 
 STOPPED: Final = ErrorBody(code=INVOCATION_STOPPED, message="Invocation stopped")
 """How an invocation ends when a connection it was part of closes, or the engine stops."""

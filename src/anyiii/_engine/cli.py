@@ -202,6 +202,8 @@ def _settings(config: EngineConfig | None) -> EngineSettings:
         settings = replace(settings, http=http)
     if config.http_middleware:
         settings = replace(settings, http_middleware=config.http_middleware)
+    if config.http_functions is not None:
+        settings = replace(settings, http_functions=config.http_functions)
     return settings
 
 

@@ -34,6 +34,7 @@ from .._version import __version__
 from .config_names import (
     ADAPTER_WORKERS,
     BUILTIN_ADAPTER,
+    HTTP_FUNCTIONS_WORKER,
     HTTP_WORKER,
     IN_PROCESS_ADAPTERS,
     KV_DEFAULT_FILE,
@@ -48,6 +49,7 @@ from .config_names import (
     UNIMPLEMENTED_WORKERS,
     WORKER_MANAGER,
 )
+from .http_targets import HttpFunctionSettings
 
 __all__ = [
     "config_from_mapping",
@@ -108,8 +110,9 @@ class EngineConfig:
     `config:` block, in file order. `data_dir` is where the file's file-based adapters keep
     their data (the parent of their `file_path`), `in_memory` says the file chose in-memory
     stores only; both unset leaves the choice to the CLI. `http_middleware` is `iii-http`'s
-    engine-wide middleware, as function ids in the order they run. `skipped` says, one line each,
-    what the embedded engine does not implement and ignores.
+    engine-wide middleware, as function ids in the order they run. `http_functions` is the
+    policy of `iii-http-functions`' `security:` block (None: not listed). `skipped` says,
+    one line each, what the embedded engine does not implement and ignores.
     """
 
     source: str
@@ -123,6 +126,7 @@ class EngineConfig:
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     data_dir: Path | None = None
     in_memory: bool = False
+    http_functions: HttpFunctionSettings | None = None
     skipped: tuple[str, ...] = ()
 
 
@@ -205,6 +209,7 @@ class _Reader:
         self.http_timeout: float | None = None
         self.http_middleware: tuple[str, ...] = ()
         self.handshake_timeout: float | None = None
+        self.http_functions: HttpFunctionSettings | None = None
 
     def fail(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {where}: {problem}")
@@ -241,6 +246,7 @@ class _Reader:
             services=MappingProxyType(self.services),
             data_dir=data_dir,
             in_memory=in_memory,
+            http_functions=self.http_functions,
             skipped=tuple(self.skipped),
         )
 
@@ -308,6 +314,11 @@ class _Reader:
             if name in ADAPTER_WORKERS:
                 self.adapter(where, name, block)
             self.services[name] = MappingProxyType(dict(block))
+        elif name == HTTP_FUNCTIONS_WORKER:
+            if self.http_functions is not None:
+                self.skip(f"{name}: listed twice; only the first entry is used")
+            else:
+                self.http_functions = self.url_policy(where, block)
         elif name in SILENT_WORKERS:
             pass  # the embedded engine always has it built in
         elif name in UNIMPLEMENTED_WORKERS:
@@ -355,6 +366,26 @@ class _Reader:
                 continue
             chosen.append((priority, function_id))
         return tuple(function_id for _, function_id in sorted(chosen, key=lambda c: c[0]))
+
+    def url_policy(self, where: str, block: Mapping[str, Any]) -> HttpFunctionSettings:
+        """`iii-http-functions`' block: `security: {url_allowlist, block_private_ips,
+        require_https}` (an empty allowlist allows every host, as in the real engine).
+        Other keys are noted and skipped, like every key the embedded engine does not use."""
+        security = block.get("security") or {}
+        if not isinstance(security, dict):
+            raise self.fail(where, "`security` must be a mapping")
+        unused = [key for key in block if key != "security"]
+        unused += [f"security.{key}" for key in security if key not in _SECURITY_KEYS]
+        for key in unused:
+            self.skip(f"{HTTP_FUNCTIONS_WORKER}: `{key}` is not used by the embedded engine")
+        allowlist = security.get("url_allowlist") or []
+        if not isinstance(allowlist, list) or not all(isinstance(p, str) for p in allowlist):
+            raise self.fail(where, "`url_allowlist` must be a list of host patterns")
+        flags = {key: security.get(key, True) for key in ("block_private_ips", "require_https")}
+        for key, value in flags.items():
+            if not isinstance(value, bool):
+                raise self.fail(where, f"`{key}` must be true or false, not {value!r}")
+        return HttpFunctionSettings(url_allowlist=tuple(allowlist) or ("*",), **flags)
 
     def listener(self, where: str, block: Mapping[str, Any], default_port: int) -> Listener:
         port = block.get("port", default_port)
@@ -423,6 +454,7 @@ class _Reader:
 
 _MIDDLEWARE_KEYS: Final = frozenset({"function_id", "phase", "priority"})
 """The keys of one `iii-http` middleware entry (the real engine's `MiddlewareConfig`)."""
+_SECURITY_KEYS: Final = frozenset({"url_allowlist", "block_private_ips", "require_https"})
 
 
 def _millis(reader: _Reader, where: str, value: object, *, minimum: float = 1) -> float:

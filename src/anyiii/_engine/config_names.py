@@ -13,6 +13,7 @@ from typing import Final
 __all__ = [
     "ADAPTER_WORKERS",
     "BUILTIN_ADAPTER",
+    "HTTP_FUNCTIONS_WORKER",
     "HTTP_WORKER",
     "IN_PROCESS_ADAPTERS",
     "KV_DEFAULT_FILE",
@@ -33,6 +34,9 @@ WORKER_MANAGER: Final = "iii-worker-manager"
 HTTP_WORKER: Final = "iii-http"
 """The REST listener of `http` triggers."""
 STREAM_WORKER: Final = "iii-stream"
+HTTP_FUNCTIONS_WORKER: Final = "iii-http-functions"
+"""Its `security:` block is the policy of HTTP-invoked functions (`HttpFunctionSettings`);
+the embedded engine always has the feature, listed or not."""
 """The stream service, with its subscriber WebSocket port."""
 STATE_WORKER: Final = "iii-state"
 
@@ -92,7 +96,6 @@ UNIMPLEMENTED_WORKERS: Final[Mapping[str, str]] = {
     "iii-observability": "OpenTelemetry export is not implemented (SDK telemetry sent to "
     "/otel is accepted and discarded)",
     "configuration": "the configuration worker (`configuration::*`) is not implemented",
-    "iii-http-functions": "HTTP-invoked external functions are not implemented",
     "iii-exec": "running shell commands at startup is not implemented",
     "iii-bridge": "bridging to another iii instance is not implemented",
     "iii-telemetry": "the embedded engine sends no usage telemetry",

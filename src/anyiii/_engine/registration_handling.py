@@ -16,6 +16,7 @@ from .._protocol.codes import CALLER_WORKER_ID_KEY, DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody, RegisterFunction, RegisterTrigger
 from .actions import Action, Close, Send
 from .discovery import Discovery
+from .http_routing import HttpFunctions
 from .registrations import register_function, unregister_function
 from .tables import Binding, Connection, Tables
 from .triggers import Triggers
@@ -32,6 +33,7 @@ class RegistrationHandling:
     timers_changed: bool
     _triggers: Triggers
     _discovery: Discovery
+    _http: HttpFunctions
 
     if TYPE_CHECKING:  # provided by `Router`
 
@@ -103,7 +105,7 @@ class RegistrationHandling:
     def _register_function(
         self, conn: Connection, frame: RegisterFunction, out: list[Action]
     ) -> None:
-        if register_function(self.tables, conn, frame, out):
+        if register_function(self.tables, conn, frame, out, self._http.target(frame)):
             self._functions_changed()
 
     def _unregister_function(self, conn: Connection, function_id: str) -> None:

@@ -19,8 +19,9 @@ and handed over when one appears.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final, Protocol
 
 from msgspec import Raw
@@ -54,6 +55,8 @@ from .configured import DEFAULT_SERVICES
 from .discovery import Discovery, Fire
 from .enqueue import ENQUEUE_PROVIDER, enqueue_answer, enqueue_request
 from .hosting import EngineContext, ServiceFactory, ServiceHost
+from .http_routing import HttpFunctions
+from .http_targets import HttpFunctionSettings, HttpResponse
 from .payloads import with_caller
 from .providers import HttpRoutes, TriggerProvider
 from .registration_handling import RegistrationHandling
@@ -94,7 +97,8 @@ class Router(RegistrationHandling):
     registrations wait for `engine::workers::register` (spec: 5 s); `functions_debounce` is
     how long `engine::functions-available` waits for the function table to settle before it
     fires; `ack_timeout` bounds how long `engine::register_trigger` waits for a worker
-    provider's answer (spec: 10 s).
+    provider's answer (spec: 10 s). `http_functions` is the policy of HTTP-invoked
+    functions, whose auth secrets are read from `environ` (default: `os.environ`).
 
     It is the `EngineHost` the built-ins run against: they read `tables` and ask for the
     three changes they may make (`register_worker`, `add_durable_binding`,
@@ -112,6 +116,8 @@ class Router(RegistrationHandling):
         new_id: Callable[[], str] = random_uuid,
         services: Sequence[ServiceFactory] = DEFAULT_SERVICES,
         channels: ChannelBook | None = None,
+        http_functions: HttpFunctionSettings | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._channels = channels
         self._clock = clock
@@ -121,6 +127,13 @@ class Router(RegistrationHandling):
         self._next_conn = 1
         self.tables = Tables()
         self._triggers = Triggers(self.tables, clock=clock, ack_timeout=ack_timeout)
+        self._http = HttpFunctions(
+            self.tables,
+            http_functions or HttpFunctionSettings(),
+            os.environ if environ is None else environ,
+            wall_clock_ms,
+            new_id,
+        )
         self.timers_changed = False
         """Set when a new deadline may be earlier than `next_deadline()` said before; the
         I/O layer clears it and re-arms its timer."""
@@ -334,6 +347,12 @@ class Router(RegistrationHandling):
             self.timers_changed = True
         self._service_deadline = deadline
 
+    def http_answered(self, invocation_id: str, outcome: HttpResponse | ErrorBody) -> list[Action]:
+        """The request of an `HttpCall` ended: its answer, or why there is none."""
+        out: list[Action] = []
+        self._http.answered(invocation_id, outcome, out)
+        return out
+
     def abandon(self, invocation_id: str) -> None:
         """The engine stopped waiting for one of its own calls (e.g. an HTTP timeout)."""
         invocation = self.tables.invocations.get(invocation_id)
@@ -400,6 +419,9 @@ class Router(RegistrationHandling):
         if function.owner is None:
             self._services_touched = True
             self._run_builtin(conn, call.function_id, data, caller, invocation_id, out)
+            return
+        if function.http is not None:
+            self._http.call(call.function_id, function.http, invocation_id, data, caller, out)
             return
         callee = tables.connections[function.owner]
         dispatch_id = invocation_id if invocation_id is not None else self._new_id()

@@ -33,13 +33,15 @@ from .._transport import (
     serve_websockets,
     url_host,
 )
-from .actions import Action, Callback, Close, Completed, Persist, Send
+from .actions import Action, Callback, Close, Completed, HttpCall, Persist, Send
 from .channel_socket import serve_channel_end
 from .channels import ChannelHub, parse_channel_target
 from .config import config_from_mapping, load_config
 from .configured import DEFAULT_SERVICES, configured_services
 from .hosting import ServiceFactory
 from .http import HttpLimits, serve_http
+from .http_calls import HttpCaller
+from .http_targets import HttpFunctionSettings, HttpResponse
 from .providers import HttpRoutes
 from .router import Router
 from .storage import MemoryStorage, SqliteStorage, Storage
@@ -63,7 +65,9 @@ class EngineSettings:
     `namespace_grace` is how long registrations wait for `engine::workers::register`;
     `shutdown_timeout` bounds how long stopping may take. `http_middleware` lists the
     function ids of the engine-wide `http` middleware, called in this order before every
-    route's own (the real engine's `iii-http` `middleware`; see docs/http.md).
+    route's own (the real engine's `iii-http` `middleware`; see docs/http.md);
+    `http_functions` is the policy of HTTP-invoked functions (the real engine's: HTTPS
+    only, no private addresses).
     """
 
     max_message_size: int = 64 * 2**20
@@ -73,6 +77,7 @@ class EngineSettings:
     shutdown_timeout: float = 5.0
     http: HttpLimits = field(default_factory=HttpLimits)
     http_middleware: tuple[str, ...] = ()
+    http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
 
     def __post_init__(self) -> None:
         ids = self.http_middleware
@@ -118,6 +123,8 @@ class EmbeddedEngine:
         self._waiters: dict[str, OneShot[Raw, ErrorBody]] = {}
         """The engine's own calls (an HTTP request's handler, `invoke`) by invocation id."""
         self._timers_changed = anyio.Event()
+        self._http_calls = HttpCaller(self._http_answered)
+        """Sends the requests of HTTP-invoked functions (started by `run()`)."""
         self._stopping = False
         self._tasks: anyio.abc.TaskGroup | None = None
         """The task group of `run()`: in-memory connections are served in it."""
@@ -232,9 +239,14 @@ class EmbeddedEngine:
                 self._writes.submit(action)
             elif isinstance(action, Callback):
                 action.run()
+            elif isinstance(action, HttpCall):
+                self._http_calls.start(action)
         if self._router.timers_changed:
             self._router.timers_changed = False
             self._timers_changed.set()
+
+    def _http_answered(self, invocation_id: str, outcome: HttpResponse | ErrorBody) -> None:
+        self._perform(self._router.http_answered(invocation_id, outcome))
 
     def _send(self, conn: int, data: bytes) -> None:
         link = self._links.get(conn)
@@ -406,6 +418,7 @@ async def run(
         namespace_grace=chosen.namespace_grace,
         services=DEFAULT_SERVICES if services is None else services,
         channels=channels,
+        http_functions=chosen.http_functions,
     )
     hosted = router.services
     storage: Storage = (
@@ -456,6 +469,7 @@ async def _serving(
         async with anyio.create_task_group() as tg:
             engine._tasks = tg
             tg.start_soon(engine._writes.run)
+            await tg.start(engine._http_calls.run)
             listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
             engine.host = host
             engine.port = listener.extra(anyio.abc.SocketAttribute.local_port)

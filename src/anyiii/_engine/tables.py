@@ -16,6 +16,7 @@ from .._protocol import events as ev
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.engine import EngineConnection
 from .._protocol.frames import RegisterFunction, RegisterTrigger, RegisterTriggerType
+from .http_targets import HttpTarget
 from .providers import TriggerProvider
 
 __all__ = [
@@ -75,11 +76,16 @@ class Connection:
 
 @dataclass(slots=True, eq=False)
 class Function:
-    """A registered function; `owner` None means it is built into the engine."""
+    """A registered function; `owner` None means it is built into the engine.
+
+    `http` is set for an HTTP-invoked function: the engine calls it over HTTP, and `owner`
+    is only the connection whose registration it is.
+    """
 
     namespace: str
     frame: RegisterFunction
     owner: int | None
+    http: HttpTarget | None = None
 
 
 @dataclass(slots=True, eq=False)

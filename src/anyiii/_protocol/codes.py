@@ -19,7 +19,11 @@ __all__ = [
     "ENQUEUE_ERROR",
     "FUNCTIONS_AVAILABLE",
     "FUNCTION_NAMESPACE_CONFLICT",
+    "API_KEY_NOT_FOUND",
     "FUNCTION_NOT_FOUND",
+    "HTTP_ERROR",
+    "HTTP_REQUEST_FAILED",
+    "HTTP_RESPONSE_FAILED",
     "HTTP_TRIGGER",
     "INVALID_ARGUMENTS",
     "INVALID_INVOCATION_ID",
@@ -35,9 +39,13 @@ __all__ = [
     "NOT_FOUND",
     "PAYLOAD_TOO_LARGE",
     "REGISTER_WORKER",
+    "SECRET_NOT_FOUND",
     "TIMEOUT",
+    "TIMESTAMP_ERROR",
+    "TOKEN_NOT_FOUND",
     "TRIGGER_REGISTRATION_FAILED",
     "TRIGGER_TYPE_NOT_FOUND",
+    "URL_VALIDATION_FAILED",
     "WORKERS_AVAILABLE",
     "WORKER_BUSY",
     "WORKER_STOPPING",
@@ -85,6 +93,24 @@ ITEM_NOT_FOUND: Final = "not_found"
 TIMEOUT: Final = "TIMEOUT"
 """A caller's own wait for a result ran out (the official SDKs' code)."""
 
+# --- HTTP-invoked functions: the engine's own HTTP call failed (spec §7.1) --------------------
+
+HTTP_REQUEST_FAILED: Final = "http_request_failed"
+"""The request could not be sent or got no answer in time (the real engine's code for a
+timeout too)."""
+HTTP_RESPONSE_FAILED: Final = "http_response_failed"
+"""The answer's body could not be read."""
+HTTP_ERROR: Final = "http_error"
+"""The answer had status 400 or above and no `{"error": {...}}` body of its own."""
+URL_VALIDATION_FAILED: Final = "url_validation_failed"
+"""The function's URL breaks the engine's URL policy (HTTPS, allowlist, private IPs)."""
+SECRET_NOT_FOUND: Final = "secret_not_found"
+TOKEN_NOT_FOUND: Final = "token_not_found"
+API_KEY_NOT_FOUND: Final = "api_key_not_found"
+"""The environment variable an `hmac` / `bearer` / `api_key` auth names is not set."""
+TIMESTAMP_ERROR: Final = "timestamp_error"
+"""The engine's clock reads before the Unix epoch, so a request cannot be timestamped."""
+
 FUNCTION_NAMESPACE_CONFLICT: Final = "FUNCTION_NAMESPACE_CONFLICT"
 """The one `registrationrejected` code that is not fatal (spec §3.11)."""
 
@@ -93,7 +119,8 @@ FUNCTION_NAMESPACE_CONFLICT: Final = "FUNCTION_NAMESPACE_CONFLICT"
 BAD_REQUEST: Final = "BAD_REQUEST"
 PAYLOAD_TOO_LARGE: Final = "PAYLOAD_TOO_LARGE"
 INVALID_RESPONSE: Final = "invalid_response"
-"""anyiii's own: a handler's result cannot be mapped to an HTTP response."""
+"""A handler's result cannot be mapped to an HTTP response (anyiii's own use), or an
+HTTP-invoked function answered 2xx with a body that is not JSON (the real engine's)."""
 CONDITION_NOT_MET: Final = "CONDITION_NOT_MET"
 """422: the route's `condition_function_id` answered `false` (spec §7.3)."""
 MIDDLEWARE_TIMEOUT: Final = "MIDDLEWARE_TIMEOUT"

@@ -22,6 +22,9 @@ from .discovery import FunctionInfo as FunctionInfo
 from .discovery import FunctionsSubscription as FunctionsSubscription
 from .handlers import HandlerFunction as HandlerFunction
 from .handlers import is_async_callable as is_async_callable
+from .http_functions import HttpAuthApiKey as HttpAuthApiKey
+from .http_functions import HttpAuthBearer as HttpAuthBearer
+from .http_functions import HttpAuthHmac as HttpAuthHmac
 from .invocations import WorkerLimits as WorkerLimits
 from .lifecycle import DEFAULT_URL as DEFAULT_URL
 from .lifecycle import ReconnectConfig as ReconnectConfig
@@ -55,6 +58,9 @@ __all__ = [
     "FunctionInfo",
     "FunctionsSubscription",
     "HandlerFunction",
+    "HttpAuthApiKey",
+    "HttpAuthBearer",
+    "HttpAuthHmac",
     "IStream",
     "NoInvocationContext",
     "ReconnectConfig",

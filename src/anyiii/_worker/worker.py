@@ -11,7 +11,7 @@ connection, and offers subscriptions and statistics. How connections run lives i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -36,6 +36,7 @@ from .calls import parse_request, timed_out
 from .context import outgoing_trace
 from .discovery import FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import HandlerFunction, adapt_handler, call_user
+from .http_functions import HttpAuth, http_function_frame
 from .runtime import Runtime
 from .state import ConnectionState, StateCallback, StateSubscription
 from .streams import StreamHandle, register_stream
@@ -242,6 +243,37 @@ class Worker:
             return handler
 
         return decorate
+
+    def register_http_function(
+        self,
+        function_id: str,
+        url: str,
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+        auth: HttpAuth | Mapping[str, Any] | None = None,
+        description: str | None = None,
+        metadata: Any = None,
+    ) -> FunctionHandle:
+        """Register `function_id` as served by `url`: the engine itself sends each call's
+        payload there (as JSON) and answers with the response (see docs/http-functions.md).
+        `auth` (`HttpAuthHmac`, `HttpAuthBearer`, `HttpAuthApiKey`) names environment
+        variables of the engine. Replayed on every reconnect, like `register_function`."""
+        frame = http_function_frame(
+            function_id,
+            url,
+            method=method,
+            headers=headers,
+            timeout_ms=timeout_ms,
+            auth=auth,
+            description=description,
+            metadata=metadata,
+        )
+        self._runtime.handlers.pop(function_id, None)  # no longer served here
+        self._registry.add(frame)
+        self._send_registration(lambda core: core.register(frame))
+        return FunctionHandle(self, function_id)
 
     def unregister_function(self, function_id: str) -> None:
         """Stop serving `function_id`."""

@@ -25,6 +25,9 @@ Protocol with the test, one JSON object per line:
   `{"op": "create_stream", "tag", "name"}`: take over the storage of stream `name` with
   the SDK's `create_stream` and a dict; reports `result` with the stream's items by
   group once the engine lists its functions (items are also printed as `stored` events).
+  `{"op": "register_http", "tag", "function_id", "invocation"}`: register an HTTP-invoked
+  function with the SDK's `HttpInvocationConfig(**invocation)`; reports `result` with
+  the function id once the engine lists it.
   End of stdin shuts the worker down.
 
 Anything else on stdout (none expected from this SDK) is not JSON and is ignored by the
@@ -233,8 +236,27 @@ def create_dict_stream(client: Any, name: str) -> list[str]:
         time.sleep(0.05)
 
 
+def register_http(client: Any, function_id: str, invocation: dict[str, Any]) -> str:
+    """`register_function` with an `HttpInvocationConfig`; returns once the engine lists it."""
+    from iii_helpers.http import HttpInvocationConfig
+
+    client.register_function(function_id, HttpInvocationConfig(**invocation))
+    deadline = time.monotonic() + 20
+    while True:
+        functions = client.trigger({"function_id": "engine::functions::list", "payload": {}})
+        if function_id in {f["function_id"] for f in functions.get("functions", [])}:
+            return function_id
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the engine never listed {function_id}")
+        time.sleep(0.05)
+
+
 def run_command(client: Any, command: dict[str, Any]) -> None:
     tag = command.get("tag")
+    if command["op"] == "register_http":
+        value = register_http(client, command["function_id"], command["invocation"])
+        emit("result", tag=tag, value=value)
+        return
     if command["op"] == "bind":
         bind(client, command)
         return
