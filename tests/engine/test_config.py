@@ -26,7 +26,7 @@ from anyiii._engine.config import (
 from anyiii._engine.configured import SERVICE_CLASSES
 from anyiii._engine.http_targets import HttpFunctionSettings
 from anyiii._engine.router import Router
-from anyiii._engine.server import EngineSettings
+from anyiii._engine.settings import EngineSettings
 from anyiii._version import __version__
 
 DATA = Path(__file__).resolve().parents[1] / "data"

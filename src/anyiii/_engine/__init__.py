@@ -14,8 +14,8 @@ from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
 from .http_targets import HttpFunctionSettings as HttpFunctionSettings
 from .server import EmbeddedEngine as EmbeddedEngine
-from .server import EngineSettings as EngineSettings
 from .server import run as run
+from .settings import EngineSettings as EngineSettings
 
 __all__ = [
     "EmbeddedEngine",

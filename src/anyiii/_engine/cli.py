@@ -32,7 +32,8 @@ from .config import (
 )
 from .configured import configured_services
 from .hosting import ServiceFactory
-from .server import EngineSettings, run
+from .server import run
+from .settings import EngineSettings
 
 __all__ = [
     "EngineFlags",

@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,11 +39,12 @@ from .channels import ChannelHub, parse_channel_target
 from .config import config_from_mapping, load_config
 from .configured import DEFAULT_SERVICES, configured_services
 from .hosting import ServiceFactory
-from .http import HttpLimits, serve_http
+from .http import serve_http
 from .http_calls import HttpCaller
-from .http_targets import HttpFunctionSettings, HttpResponse
+from .http_targets import HttpResponse
 from .providers import HttpRoutes
 from .router import Router
+from .settings import EngineSettings
 from .storage import MemoryStorage, SqliteStorage, Storage
 from .stream_socket import start_stream_socket
 from .writes import WritePipeline
@@ -54,36 +55,6 @@ logger = logging.getLogger("anyiii.engine")
 
 WORKER_PATH: Final = "/"
 TELEMETRY_PATH: Final = "/otel"
-
-
-@dataclass(frozen=True, slots=True)
-class EngineSettings:
-    """Tunables of the embedded engine; the defaults follow the official engine.
-
-    `max_message_size` caps one WebSocket message (close 1009 beyond it);
-    `max_queue_bytes` is how much may wait for one slow worker before it is disconnected;
-    `namespace_grace` is how long registrations wait for `engine::workers::register`;
-    `shutdown_timeout` bounds how long stopping may take. `http_middleware` lists the
-    function ids of the engine-wide `http` middleware, called in this order before every
-    route's own (the real engine's `iii-http` `middleware`; see docs/http.md);
-    `http_functions` is the policy of HTTP-invoked functions (the real engine's: HTTPS
-    only, no private addresses).
-    """
-
-    max_message_size: int = 64 * 2**20
-    max_queue_bytes: int = 64 * 2**20
-    handshake_timeout: float = 10.0
-    namespace_grace: float = 5.0
-    shutdown_timeout: float = 5.0
-    http: HttpLimits = field(default_factory=HttpLimits)
-    http_middleware: tuple[str, ...] = ()
-    http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
-
-    def __post_init__(self) -> None:
-        ids = self.http_middleware
-        if not isinstance(ids, tuple | list) or not all(isinstance(i, str) and i for i in ids):
-            raise ValueError(f"http_middleware must be function ids (strings), not {ids!r}")
-        object.__setattr__(self, "http_middleware", tuple(ids))
 
 
 @dataclass(slots=True, eq=False)
