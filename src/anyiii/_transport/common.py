@@ -413,6 +413,18 @@ class TransportBase:
             self._messages.clear()
             done.set()
 
+    def abort(self, reason: str = "aborted") -> None:
+        """Give up on the link at once, without a closing handshake; never blocks.
+
+        For a link with a single user that must stop now (a channel writer whose send was
+        cancelled while TCP held its write back): the link is marked broken (close code
+        1006), so the shielded write in progress, if any, is stopped where it is and its
+        task drops the stream; the peer sees the connection fail, never a frame cut short
+        and taken as whole. Every later call raises `ConnectionClosed`; `aclose` still
+        releases the stream if no write did.
+        """
+        self._break(1006, reason)
+
     async def _fail(self, code: int, reason: str) -> None:
         """Fail the connection from our side (keepalive timeout): tell the peer, then drop."""
         usable = not self._broken and self._close_code is None

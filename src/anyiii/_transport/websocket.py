@@ -141,6 +141,12 @@ class WebSocketTransport(TransportBase):
         # handshake itself, so its parser holds no part of them).
         if early_data:
             self._take_frames(early_data)
+            # What websockets answers them with (a pong, the echo of a close) waits in the
+            # send queue: the first write takes it, and a closing handshake writes it
+            # before waiting for the peer (who may be waiting for that very echo).
+            for chunk in self._protocol.data_to_send():
+                self._queue.append(chunk)
+                self._queued += len(chunk)
 
     # -- framing --------------------------------------------------------------------------
 
@@ -310,6 +316,8 @@ class WebSocketTransport(TransportBase):
             protocol.send_close(code, reason)
             self._record_close(code, reason)
             await self._submit(protocol.data_to_send())
+        else:
+            await self._drain()  # an echo still queued (a close that came with the handshake)
         # Read until the peer's close frame and its end of stream, as RFC 6455 §7 asks.
         while not self._finished_reading():
             await self._read_turn()

@@ -4,13 +4,19 @@ Layout (see docs/architecture.md): `worker.py` the public `Worker` facade, `runt
 what lasts across connections, `session.py` one connection, `invocations.py` running
 inbound invocations, `calls.py` outgoing calls, `lifecycle.py` `connect()` with
 supervision and bounded shutdown; the rest are the pieces users see (context, discovery,
-streams, trigger types, connection state).
+streams, data channels, trigger types, connection state).
 """
 
 from __future__ import annotations
 
+from .._protocol.frames import StreamChannelRef as StreamChannelRef
 from .calls import TriggerAction as TriggerAction
 from .calls import TriggerRequest as TriggerRequest
+from .channel_plane import ChannelError as ChannelError
+from .channel_reader import ChannelMessagesFull as ChannelMessagesFull
+from .channel_reader import ChannelReader as ChannelReader
+from .channel_writer import ChannelWriter as ChannelWriter
+from .channels import Channel as Channel
 from .context import CallingWorker as CallingWorker
 from .context import Context as Context
 from .context import NoInvocationContext as NoInvocationContext
@@ -49,6 +55,11 @@ from .worker import WorkerStatistics as WorkerStatistics
 __all__ = [
     "DEFAULT_URL",
     "CallingWorker",
+    "Channel",
+    "ChannelError",
+    "ChannelMessagesFull",
+    "ChannelReader",
+    "ChannelWriter",
     "ConnectionState",
     "Context",
     "FunctionHandle",
@@ -67,6 +78,7 @@ __all__ = [
     "StreamListInput",
     "StreamSetInput",
     "StreamSetResult",
+    "StreamChannelRef",
     "TraceContext",
     "TransportOpener",
     "Trigger",

@@ -33,6 +33,7 @@ from .._protocol.frames import (
 )
 from .._protocol.worker import WorkerConnection
 from .calls import parse_request, timed_out
+from .channels import Channel, create_channel
 from .context import outgoing_trace
 from .discovery import FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import HandlerFunction, adapt_handler, call_user
@@ -397,6 +398,17 @@ class Worker:
         calls instead of its own store for that stream (spec §10.4).
         """
         return register_stream(self, name, impl)
+
+    async def create_channel(self, buffer_size: int | None = None) -> Channel:
+        """A new data channel (spec §12): `channel.writer` and `channel.reader`, both lazy.
+
+        Calls the engine's `engine::channels::create`; `buffer_size` is how many items the
+        engine holds between the ends (its default 64). Keep one end and put the other in
+        a call's payload, where it travels as its ref. See docs/channels.md.
+        """
+        if self._runtime.channels is None:
+            raise RuntimeError("this worker was not made by connect(): it has no channels")
+        return await create_channel(self, self._runtime.channels, buffer_size)
 
     # --- calls -------------------------------------------------------------------------------
 
