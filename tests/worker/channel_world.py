@@ -41,7 +41,8 @@ class World:
     """The engine URL workers are given (their channel ends connect there)."""
     opener: TransportOpener | None
     """How workers reach the engine (None: over a socket to `url`)."""
-    provider: anyiii.Worker
+    provider: anyiii.Worker | None
+    """A worker kept connected (it serves the fake's `engine::channels::create`)."""
     fake: FakeDataPlane | None
 
     @property
@@ -58,6 +59,7 @@ class World:
         """A new channel's (writer ref, reader ref)."""
         if self.fake is not None:
             return self.fake.create(buffer_size)
+        assert self.provider is not None
         channel = await self.provider.create_channel(buffer_size)
         return channel.writer_ref, channel.reader_ref
 
@@ -68,7 +70,13 @@ class World:
 
 
 @asynccontextmanager
-async def channel_world() -> AsyncIterator[World]:
+async def channel_world(*, workers: bool = True) -> AsyncIterator[World]:
+    """A world for the block. `workers=False`: only ends made with `World.ends()` will be
+    used, so the fake needs no engine around it (faster, for property tests)."""
+    if not workers and not ENGINE_CHANNELS:
+        async with FakeDataPlane().serving() as fake:
+            yield World(fake.url, None, None, fake)
+        return
     async with running_engine(http_port=None) as engine:
         if ENGINE_CHANNELS:
             async with anyiii.connect(engine.url, reconnect=False) as provider:

@@ -185,20 +185,21 @@ async def connect(
     shutdown = ShutdownTimeouts(
         drain=drain_timeout, cancel=cancel_timeout, close=close_timeout, release=release_timeout
     )
+    handshake = _headers(headers)
+    channels = ChannelPlane(
+        chosen_url,
+        headers=tuple(handshake),
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        max_message_size=max_message_size,
+    )
     runtime = Runtime(
         info=_worker_info(worker_name, chosen_namespace, description),
         namespace=chosen_namespace,
         limits=limits or WorkerLimits(),
         shutdown=shutdown,
         telemetry=telemetry_from_option(otel),
-    )
-    handshake = _headers(headers)
-    runtime.channels = ChannelPlane(
-        chosen_url,
-        headers=tuple(handshake),
-        open_timeout=open_timeout,
-        close_timeout=close_timeout,
-        max_message_size=max_message_size,
+        channels=channels,
     )
     worker = Worker(runtime)
     link_limits = TransportLimits(max_message_size=max_message_size, close_timeout=close_timeout)
