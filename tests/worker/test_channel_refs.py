@@ -341,6 +341,8 @@ async def test_create_channel_refuses_a_bad_buffer_size(size: Any) -> None:
         None,
         {"writer": GOOD["writer"]},
         {"writer": GOOD["reader"], "reader": GOOD["writer"]},
+        {"writer": GOOD["reader"], "reader": GOOD["reader"]},
+        {"writer": GOOD["writer"], "reader": GOOD["writer"]},
         {"writer": GOOD["writer"], "reader": {**GOOD["reader"], "channel_id": "other"}},
     ],
 )

@@ -205,6 +205,18 @@ class WebSocketTransport(TransportBase):
         self._protocol.fail(code, reason)
         return self._protocol.data_to_send()
 
+    def abort(self, reason: str = "aborted") -> None:
+        """Give up on the link at once, without a closing handshake; never blocks.
+
+        For a link with a single user that must stop now (a channel writer whose send was
+        cancelled while TCP held its write back): the link is marked broken (close code
+        1006), so the shielded write in progress, if any, is stopped where it is and its
+        task drops the stream; the peer sees the connection fail, never a frame cut short
+        and taken as whole. Every later call raises `ConnectionClosed`; `aclose` still
+        releases the stream if no write did.
+        """
+        self._break(1006, reason)
+
     # -- the wire -------------------------------------------------------------------------
 
     async def _write(self, batch: list[bytes]) -> None:
