@@ -15,12 +15,17 @@ from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import pytest
 from channel_world import channel_world
+from websockets.client import ClientProtocol
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 from anyiii import ChannelError, ChannelMessagesFull, StreamChannelRef
+from anyiii._transport.websocket import WebSocketTransport
 from anyiii._worker.channel_plane import ChannelPlane
 from anyiii._worker.channel_reader import ChannelReader
 from anyiii._worker.channel_writer import ChannelWriter
@@ -277,6 +282,49 @@ async def test_an_ended_writer_refuses_more_and_ends_once() -> None:
             with pytest.raises(anyio.ClosedResourceError):
                 await writer.send_message("y")
             assert await reader.read_all() == b"x"
+
+
+class StalledStream(anyio.abc.ByteStream):
+    """A data plane that took the handshake, then stopped reading (its buffers are full)."""
+
+    async def send(self, item: bytes) -> None:
+        await anyio.sleep_forever()
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send_eof(self) -> None:
+        await anyio.sleep_forever()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class StalledPlane(ChannelPlane):
+    """Opens every end on a `StalledStream`, with the bounds a real end would have."""
+
+    async def connect(self, ref: StreamChannelRef) -> WebSocketTransport:
+        await anyio.lowlevel.checkpoint()
+        protocol = ClientProtocol(parse_uri("ws://engine/"), state=State.OPEN)
+        return WebSocketTransport(StalledStream(), protocol, limits=self.limits_for(ref))
+
+
+@pytest.mark.autojump
+async def test_ending_the_stream_waits_for_the_reader_until_cancelled() -> None:
+    # A close frame that cannot be written yet (the reader is behind) is waited for like
+    # a send, not given up on after a close timeout: that would fail a stream written
+    # whole. Only a cancellation gives up, and then at once, failing the stream.
+    plane = StalledPlane("ws://engine", close_timeout=0.05)
+    writer = ChannelWriter(StreamChannelRef("c", "k", "write"), plane)
+    with anyio.fail_after(10):
+        with anyio.move_on_after(0.3) as waited:  # six close timeouts
+            await writer.send_eof()
+        stopped = anyio.current_time() - waited.deadline
+    assert waited.cancelled_caught, "send_eof gave up before it was cancelled"
+    assert stopped < 1
+    with pytest.raises(anyio.ClosedResourceError):
+        await writer.send(b"more")
 
 
 async def test_a_slow_reader_holds_a_fast_writer_back_in_bounded_memory() -> None:

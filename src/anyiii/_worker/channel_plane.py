@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import anyio
@@ -60,12 +60,12 @@ class ChannelPlane:
     """How one worker opens channel ends: its engine URL and handshake headers, and bounds.
 
     * `open_timeout`: seconds the TCP connection and WebSocket handshake of an end may take.
-    * `close_timeout`: seconds a writer waits for the engine's half of the closing handshake
-      when it ends its stream (so the engine has read everything before the socket goes).
+    * `close_timeout`: seconds a reader's closing waits for the engine to hang up.
     * `max_message_size`: the largest item a reader accepts (64 MiB, the engine's limit).
 
-    A write waits as long as the reader does not read (that is the backpressure); there is
-    no write timeout: bound a send with a cancel scope of your own.
+    A writer waits as long as its reader does not read (that is the backpressure), when it
+    sends and when it ends the stream; there is no time limit: bound it with a cancel
+    scope of your own.
     """
 
     engine_url: str
@@ -78,18 +78,26 @@ class ChannelPlane:
         """The URL `ref`'s end is opened at."""
         return channel_url(self.engine_url, ref)
 
+    def limits_for(self, ref: StreamChannelRef) -> TransportLimits:
+        """The bounds of `ref`'s socket.
+
+        A writer waits for its reader, whatever it takes: when it sends, and when it ends
+        the stream (its close frame queues behind the unread data). Its user bounds that
+        by cancelling, which drops the socket. A reader only writes small frames."""
+        limits = TransportLimits(
+            max_message_size=self.max_message_size, close_timeout=self.close_timeout
+        )
+        if ref.direction == "write":
+            limits = replace(limits, close_timeout=math.inf, write_timeout=math.inf)
+        return limits
+
     async def connect(self, ref: StreamChannelRef) -> WebSocketTransport:
         """Open `ref`'s end; raises `ChannelError` (with the cause chained) if it cannot be."""
-        limits = TransportLimits(
-            max_message_size=self.max_message_size,
-            close_timeout=self.close_timeout,
-            write_timeout=math.inf,
-        )
         try:
             return await connect_websocket(
                 self.url_for(ref),
                 headers=list(self.headers),
-                limits=limits,
+                limits=self.limits_for(ref),
                 open_timeout=self.open_timeout,
             )
         except ConnectError as exc:

@@ -7,6 +7,9 @@ normal closure, after which the reader gets everything sent and then its end of 
 
 Sends wait while the engine does not read, which it does not while the channel's bounded
 buffer is full: a writer goes no faster than its reader, and nothing piles up in memory.
+Ending the stream waits the same way (the close frame queues behind the unread data).
+No time limit applies to either: a slow reader is not an error; the caller's cancel scope
+bounds them.
 
 Cancellation: a send cancelled before it has written everything leaves the reader with
 part of it, so the writer is *broken*: its socket is dropped at once (without a close
@@ -148,10 +151,11 @@ class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
     async def send_eof(self) -> None:
         """End the stream: the reader gets everything sent, then its end of stream.
 
-        A writer never used connects first, so its reader sees an empty stream end. Waits
-        for the engine's half of the closing handshake (at most the plane's
-        `close_timeout`), so the engine has read everything before the socket goes.
-        Raises `ChannelError` if the writer is broken. Idempotent."""
+        A writer never used connects first, so its reader sees an empty stream end. Like a
+        send, it waits while the reader is behind: it returns once the engine has taken
+        everything, the end included (the engine's half of the closing handshake), so
+        nothing is lost when the socket goes. Cancelled, it drops the socket (the stream
+        then fails). Raises `ChannelError` if the writer is broken. Idempotent."""
         async with self._lock:
             if self._state is _State.CLOSED:
                 return
@@ -160,8 +164,29 @@ class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
             finally:
                 if self._state is not _State.OPEN:  # broken or cancelled: nothing to end
                     self._state = _State.CLOSED
-            self._state, self._transport = _State.CLOSED, None
+            self._state = _State.CLOSED  # the socket stays reachable for `aclose` to cut
+            try:
+                await self._finish(transport)
+            finally:
+                self._transport = None
+
+    async def _finish(self, transport: WebSocketTransport) -> None:
+        """Close with a normal closure and wait for the engine's echo, as long as the data
+        ahead of the close takes to be read: the transport waits shielded (and, for a
+        writer, without a time limit), so a cancellation is turned into an abort here."""
+        closed = anyio.Event()
+
+        async def close() -> None:
             await transport.aclose(1000, "")
+            closed.set()
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(close)
+            try:
+                await closed.wait()
+            except anyio.get_cancelled_exc_class():
+                transport.abort("ending the stream was cancelled")
+                raise
 
     async def aclose(self) -> None:
         """End the stream as `send_eof()` does, or, if the writer is broken, just release
@@ -171,7 +196,7 @@ class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
             await anyio.lowlevel.checkpoint()
             return
         if self._state is _State.BROKEN or self._lock.locked():
-            await self._abandon("the writer was closed while it was sending")
+            await self._abandon("the writer was closed while it was in use")
             return
         await self.send_eof()
 
@@ -289,12 +314,14 @@ class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
         raise ChannelError(str(failure), channel_id=self.channel_id, code=failure.code)
 
     async def _abandon(self, why: str) -> None:
-        """Stop without ending the stream: drop the socket if there is one."""
+        """Stop without ending the stream: drop the socket if there is one (also one that
+        another task is sending on or ending the stream on: that task releases it)."""
         self._state = _State.CLOSED
-        transport, self._transport = self._transport, None
+        transport = self._transport
         if transport is None:
             await anyio.lowlevel.checkpoint()
             return
         transport.abort(why)
-        if not self._lock.locked():  # else the task sending releases it
+        if not self._lock.locked():
+            self._transport = None
             await transport.aclose()
