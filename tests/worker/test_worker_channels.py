@@ -167,9 +167,11 @@ async def test_each_end_is_taken_once() -> None:
             assert "already connected" in str(refused)
             assert late_writer.broken
             assert await first.receive() == b"hello"
-            with pytest.raises(ChannelError, match="already connected") as failed:
+            with pytest.raises(ChannelError) as failed:
                 await second.receive()
-            assert failed.value.code == 1008
+            # Refused once upgraded (1008, as the fake does), or, by an engine that forgets
+            # a channel once both its ends are taken (the embedded one), before it (404).
+            assert failed.value.code in (1008, 404)
             await first.aclose()
 
 
