@@ -119,6 +119,11 @@ def test_refs_anywhere_in_a_payload_become_ends_bound_to_the_plane() -> None:
     assert isinstance(inner, ChannelReader)
     assert resolved["kept"] == {"channel_id": "c", "access_key": "k", "direction": "up"}
     assert isinstance(resolve_refs(wire(REF), PLANE), ChannelReader)  # a ref as the payload
+    # ... with the caller's id the engine adds to a worker's object payloads
+    called = {**wire(REF), "_caller_worker_id": "w-1"}
+    assert isinstance(resolve_refs(called, PLANE), ChannelReader)
+    nested = {"body": {**wire(REF), "_caller_worker_id": "w-1"}}  # only at the top
+    assert resolve_refs(nested, PLANE) == nested
 
 
 def test_a_payload_without_refs_is_not_walked() -> None:
@@ -229,6 +234,10 @@ async def test_refs_in_a_handler_payload_arrive_as_ends() -> None:
             await caller.trigger_async({"function_id": "refs::untyped", "payload": payload})
             pipes = {"source": wire(reader_ref), "sink": wire(writer_ref)}
             await caller.trigger_async({"function_id": "refs::typed", "payload": pipes})
+            whole = ChannelReader(reader_ref, world.plane)  # an end as the whole payload
+            await caller.trigger_async({"function_id": "refs::untyped", "payload": whole})
+            seen["whole"] = seen["untyped"]
+            await caller.trigger_async({"function_id": "refs::untyped", "payload": payload})
             if world.fake is not None:
                 assert not world.fake.upgrades  # nothing connected
     got = seen["untyped"]
@@ -242,6 +251,8 @@ async def test_refs_in_a_handler_payload_arrive_as_ends() -> None:
     assert got["user_data"] == {**wire(reader_ref), "more": True}
     assert isinstance(seen["typed"].source, ChannelReader)
     assert isinstance(seen["typed"].sink, ChannelWriter)
+    assert isinstance(seen["whole"], ChannelReader)
+    assert seen["whole"].ref == reader_ref
 
 
 async def test_a_channel_made_here_carries_data_through_another_workers_handler() -> None:

@@ -25,7 +25,7 @@ from typing import Any, Final, Protocol
 
 from msgspec import Raw
 
-from .._protocol.codes import CHANNELS_CREATE
+from .._protocol.codes import CALLER_WORKER_ID_KEY, CHANNELS_CREATE
 from .._protocol.frames import StreamChannelRef, as_channel_ref
 from .channel_plane import ChannelError, ChannelPlane
 from .channel_reader import ChannelReader
@@ -79,7 +79,7 @@ def resolve_refs(value: Any, plane: ChannelPlane) -> Any:
     invocation). Iterative, so nesting as deep as the decoder allows cannot overflow the
     stack.
     """
-    ref = as_channel_ref(value)
+    ref = as_channel_ref(_without_caller(value))
     if ref is not None:
         return endpoint(ref, plane)
     pending: list[Any] = [value] if type(value) in (dict, list) else []
@@ -96,6 +96,15 @@ def resolve_refs(value: Any, plane: ChannelPlane) -> Any:
                 pending.append(child)
             elif kind is list:
                 pending.append(child)
+    return value
+
+
+def _without_caller(value: Any) -> Any:
+    """A payload that is a ref itself, less the `_caller_worker_id` the engine adds to every
+    object payload of a worker's call (spec §15.8): without this, an end passed as the
+    whole payload would arrive as a plain dict."""
+    if type(value) is dict and len(value) == 4 and CALLER_WORKER_ID_KEY in value:
+        return {key: item for key, item in value.items() if key != CALLER_WORKER_ID_KEY}
     return value
 
 
