@@ -55,6 +55,7 @@ def test_the_concept_pages_have_examples() -> None:
         "backpressure",
         "engine",
         "functions",
+        "channels",
     } <= pages
 
 

@@ -56,6 +56,11 @@ from ._services import Streams as Streams
 from ._services import UpdateResult as UpdateResult
 from ._services import ops as ops
 from ._version import __version__ as __version__
+from ._worker import Channel as Channel
+from ._worker import ChannelError as ChannelError
+from ._worker import ChannelMessagesFull as ChannelMessagesFull
+from ._worker import ChannelReader as ChannelReader
+from ._worker import ChannelWriter as ChannelWriter
 from ._worker import ConnectionState as ConnectionState
 from ._worker import Context as Context
 from ._worker import FunctionHandle as FunctionHandle
@@ -67,6 +72,7 @@ from ._worker import HttpAuthHmac as HttpAuthHmac
 from ._worker import IStream as IStream
 from ._worker import NoInvocationContext as NoInvocationContext
 from ._worker import ReconnectConfig as ReconnectConfig
+from ._worker import StreamChannelRef as StreamChannelRef
 from ._worker import StreamDeleteInput as StreamDeleteInput
 from ._worker import StreamDeleteResult as StreamDeleteResult
 from ._worker import StreamGetInput as StreamGetInput
@@ -105,6 +111,11 @@ __all__ = [
     "BlockingWorker",
     "Call",
     "Change",
+    "Channel",
+    "ChannelError",
+    "ChannelMessagesFull",
+    "ChannelReader",
+    "ChannelWriter",
     "Client",
     "ConnectError",
     "ConnectionClosed",
@@ -141,6 +152,7 @@ __all__ = [
     "StateEvent",
     "Status",
     "StreamDeleteInput",
+    "StreamChannelRef",
     "StreamDeleteResult",
     "StreamEvent",
     "StreamGetInput",

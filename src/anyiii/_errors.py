@@ -35,7 +35,15 @@ class AnyiiiError(Exception):
 
 
 class ConnectError(AnyiiiError):
-    """The WebSocket to the engine could not be opened (refused, bad URL, handshake failed)."""
+    """The WebSocket to the engine could not be opened (refused, bad URL, handshake failed).
+
+    `status` is the HTTP status the server refused the upgrade with (404, say), when that is
+    what happened; None otherwise.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ConnectionClosed(AnyiiiError):

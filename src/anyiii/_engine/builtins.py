@@ -21,12 +21,14 @@ import msgspec
 from msgspec import Raw
 
 from .._protocol.codes import (
+    CHANNELS_CREATE,
     DEFAULT_NAMESPACE,
     DESERIALIZATION_ERROR,
     INVALID_ARGUMENTS,
     INVALID_NAMESPACE,
     ITEM_NOT_FOUND,
     NOT_FOUND,
+    REGISTER_WORKER,
 )
 from .._protocol.frames import (
     ErrorBody,
@@ -188,7 +190,7 @@ def _register_worker(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
     if conn is None:
-        return ErrorBody(INVALID_ARGUMENTS, "engine::workers::register is for workers only")
+        return ErrorBody(INVALID_ARGUMENTS, f"{REGISTER_WORKER} is for workers only")
     info = decode_value(data) if present(data) is not None else {}
     if not isinstance(info, dict):
         return ErrorBody(DESERIALIZATION_ERROR, "expected an object describing the worker")
@@ -413,7 +415,7 @@ def _guarded(run: Runner) -> Runner:
 BUILTINS: Final[dict[str, Builtin]] = {
     function_id: Builtin(description, _guarded(run))
     for function_id, description, run in (
-        ("engine::workers::register", "Describe the calling worker", _register_worker),
+        (REGISTER_WORKER, "Describe the calling worker", _register_worker),
         ("engine::functions::list", "List registered functions", _functions_list),
         ("engine::functions::info", "Describe functions", _functions_info),
         ("engine::workers::list", "List connected workers", _workers_list),
@@ -424,7 +426,7 @@ BUILTINS: Final[dict[str, Builtin]] = {
         ("engine::registered-triggers::info", "Describe a trigger binding", _bindings_info),
         ("engine::register_trigger", "Bind a trigger that outlives its caller", _register_trigger),
         ("engine::unregister_trigger", "Remove a trigger binding", _unregister_trigger),
-        ("engine::channels::create", "Create a streaming channel pair", _create_channel),
+        (CHANNELS_CREATE, "Create a streaming channel pair", _create_channel),
     )
 }
 """Every built-in function by id."""

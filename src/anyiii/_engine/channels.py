@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._protocol.codes import CHANNEL_CHUNK_SIZE, CHANNELS_PATH
 from .._protocol.frames import StreamChannelRef
 from .._protocol.ids import random_uuid
 
@@ -48,8 +49,6 @@ __all__ = [
 
 logger = logging.getLogger("anyiii.engine.channels")
 
-CHANNELS_PATH: Final = "/ws/channels/"
-"""Where the data plane lives on the worker port: `/ws/channels/<channel_id>`."""
 CHANNEL_TTL: Final = 300.0
 """Seconds a channel may wait for both of its ends before it is swept (spec §12)."""
 SWEEP_INTERVAL: Final = 60.0
@@ -57,7 +56,7 @@ SWEEP_INTERVAL: Final = 60.0
 DEFAULT_BUFFER_SIZE: Final = 64
 MAX_BUFFER_SIZE: Final = 1024
 """`engine::channels::create`'s `buffer_size` (items) by default and at most."""
-MAX_ITEM_BYTES: Final = 64 * 1024
+MAX_ITEM_BYTES: Final = CHANNEL_CHUNK_SIZE
 """Binary data from a socket is cut into items of at most this size (the SDKs' chunk)."""
 
 

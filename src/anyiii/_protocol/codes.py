@@ -12,6 +12,9 @@ from typing import Final
 __all__ = [
     "BAD_REQUEST",
     "CALLER_WORKER_ID_KEY",
+    "CHANNELS_CREATE",
+    "CHANNELS_PATH",
+    "CHANNEL_CHUNK_SIZE",
     "CHANNEL_SEND_FAILED",
     "CONDITION_NOT_MET",
     "DEFAULT_NAMESPACE",
@@ -62,6 +65,17 @@ typed payloads ignore it."""
 
 REGISTER_WORKER: Final = "engine::workers::register"
 """The built-in every worker calls (void) right after connecting (spec §4.2)."""
+
+CHANNELS_CREATE: Final = "engine::channels::create"
+"""The built-in that makes a data channel: `{buffer_size?}` → `{writer, reader}` refs (§8, §12)."""
+
+CHANNELS_PATH: Final = "/ws/channels/"
+"""Where a channel's data plane lives on the worker port: `/ws/channels/<channel_id>`, with
+the query `key=<access_key>&dir=read|write` (spec §12)."""
+
+CHANNEL_CHUNK_SIZE: Final = 64 * 1024
+"""Data written to a channel goes out in binary frames of at most this many bytes, as the
+official SDKs cut it (spec §12)."""
 
 HTTP_TRIGGER: Final = "http"
 """The trigger type served by the engine's REST listener (spec §10.1)."""

@@ -39,6 +39,7 @@ __all__ = [
     "HTTP_METHODS",
     "NULL",
     "AnyFrame",
+    "ChannelEndpoint",
     "EnqueueAction",
     "Error",
     "ErrorBody",
@@ -69,6 +70,7 @@ __all__ = [
     "VoidAction",
     "WorkerRegistered",
     "absent_if_none",
+    "as_channel_ref",
     "decode_frame",
     "decode_valid_frame",
     "decode_value",
@@ -108,11 +110,51 @@ class ErrorBody(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class StreamChannelRef(msgspec.Struct, frozen=True):
-    """A reference to a data channel, found inside payloads (spec §3.15, §12)."""
+    """A reference to one end of a data channel, found inside payloads (spec §3.15, §12).
+
+    `direction` is `"read"` or `"write"`: the end its holder may open.
+    """
 
     channel_id: str
     access_key: str
     direction: str
+
+
+_CHANNEL_REF_KEYS: Final = frozenset(("channel_id", "access_key", "direction"))
+_CHANNEL_DIRECTIONS: Final = ("read", "write")
+
+
+def as_channel_ref(value: object) -> StreamChannelRef | None:
+    """The ref `value` spells, if it is a decoded JSON object with exactly the three string
+    fields of a `StreamChannelRef` and a valid direction (spec §3.15); None otherwise.
+
+    Exactly three: an object that merely has these keys among others is user data."""
+    if type(value) is not dict or len(value) != 3 or value.keys() != _CHANNEL_REF_KEYS:
+        return None
+    channel_id, access_key = value["channel_id"], value["access_key"]
+    direction = value["direction"]
+    if (
+        type(channel_id) is not str
+        or type(access_key) is not str
+        or direction not in _CHANNEL_DIRECTIONS
+    ):
+        return None
+    return StreamChannelRef(channel_id, access_key, direction)
+
+
+class ChannelEndpoint:
+    """Base of the objects that stand for one end of a data channel in user code (the
+    worker's channel reader and writer). Put in a payload or a result, one is sent as its
+    `StreamChannelRef`, so the receiving side can open that end (spec §3.15).
+
+    It lives here, without any I/O, so that the one value encoder knows it.
+    """
+
+    __slots__ = ()
+
+    def wire_ref(self) -> StreamChannelRef:
+        """The ref this end is sent as; raises TypeError if it can no longer be handed on."""
+        raise NotImplementedError
 
 
 class VoidAction(msgspec.Struct, frozen=True, tag_field="type", tag="void"):
@@ -356,10 +398,13 @@ class _Envelope(msgspec.Struct):
 
 
 def _user_value(value: object) -> object:
-    """How to encode user values msgspec does not know: pydantic models (which code written
-    for the official SDK returns), dumped by alias as that SDK does. An http response model
-    dumped that way says `statusCode`, which the real engine ignores (spec §15.3), so a
-    top-level `statusCode` is sent as `status_code` instead."""
+    """How to encode user values msgspec does not know: a channel end as its ref, and
+    pydantic models (which code written for the official SDK returns), dumped by alias as
+    that SDK does. An http response model dumped that way says `statusCode`, which the real
+    engine ignores (spec §15.3), so a top-level `statusCode` is sent as `status_code`
+    instead."""
+    if isinstance(value, ChannelEndpoint):
+        return value.wire_ref()
     dump = getattr(value, "model_dump", None)
     if not callable(dump):
         raise TypeError(f"cannot encode a {type(value).__name__} as JSON")

@@ -71,8 +71,8 @@ class TransportLimits:
     * `max_message_size`: largest message accepted from the peer, in bytes; a bigger one
       fails the connection with close code 1009 (default 64 MiB, the Rust engine's limit,
       spec §1.1).
-    * `close_timeout`: seconds `aclose` waits for the peer's half of the closing handshake
-      (default 5).
+    * `close_timeout`: seconds `aclose` waits for the peer's half of the closing handshake,
+      and for writes still under way, its close frame's included (default 5).
     * `write_timeout`: seconds one physical write may take before the link is declared
       broken (default 30).
     * `queue_high_water`: queued bytes above which `send` waits for the writer, i.e.

@@ -97,6 +97,7 @@ class TransportBase:
 
         self._close_started = False
         self._close_done: anyio.Event | None = None
+        self._close_deadline = math.inf  # set by `aclose`: no write outlasts the close timeout
         self._pings: dict[bytes, anyio.Event] = {}
 
     # -- hooks ----------------------------------------------------------------------------
@@ -288,7 +289,8 @@ class TransportBase:
             batch: list[bytes] | None = None
         else:
             batch = self._take_queue() + chunks if self._queue else chunks
-        deadline = anyio.current_time() + self._write_timeout
+        write_timeout, closing_by = self._write_timeout, self._close_deadline
+        deadline = min(anyio.current_time() + write_timeout, closing_by)
         try:
             with anyio.CancelScope(shield=True, deadline=deadline) as scope:
                 self._write_scope = scope
@@ -304,7 +306,7 @@ class TransportBase:
                     if not self._queue or self._broken:
                         break
                     batch = self._take_queue()
-                    scope.deadline = anyio.current_time() + self._write_timeout
+                    scope.deadline = min(anyio.current_time() + write_timeout, closing_by)
         finally:
             self._write_scope = None
             self._flushing = False
@@ -401,6 +403,9 @@ class TransportBase:
             return
         self._close_started = True
         done = self._close_done = anyio.Event()
+        # A shielded write of the handshake (a close frame behind a peer that stopped
+        # reading) would otherwise wait out `write_timeout`, not the close timeout.
+        self._close_deadline = anyio.current_time() + self._close_timeout
         try:
             # If the link fails while closing, dropping it (below) is all that is left to do.
             with anyio.move_on_after(self._close_timeout, shield=True), suppress(ConnectionClosed):

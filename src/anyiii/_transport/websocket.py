@@ -141,6 +141,12 @@ class WebSocketTransport(TransportBase):
         # handshake itself, so its parser holds no part of them).
         if early_data:
             self._take_frames(early_data)
+            # What websockets answers them with (a pong, the echo of a close) waits in the
+            # send queue: the first write takes it, and a closing handshake writes it
+            # before waiting for the peer (who may be waiting for that very echo).
+            for chunk in self._protocol.data_to_send():
+                self._queue.append(chunk)
+                self._queued += len(chunk)
 
     # -- framing --------------------------------------------------------------------------
 
@@ -198,6 +204,18 @@ class WebSocketTransport(TransportBase):
     def _fail_frames(self, code: int, reason: str) -> list[bytes]:
         self._protocol.fail(code, reason)
         return self._protocol.data_to_send()
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Give up on the link at once, without a closing handshake; never blocks.
+
+        For a link with a single user that must stop now (a channel writer whose send was
+        cancelled while TCP held its write back): the link is marked broken (close code
+        1006), so the shielded write in progress, if any, is stopped where it is and its
+        task drops the stream; the peer sees the connection fail, never a frame cut short
+        and taken as whole. Every later call raises `ConnectionClosed`; `aclose` still
+        releases the stream if no write did.
+        """
+        self._break(1006, reason)
 
     # -- the wire -------------------------------------------------------------------------
 
@@ -310,6 +328,8 @@ class WebSocketTransport(TransportBase):
             protocol.send_close(code, reason)
             self._record_close(code, reason)
             await self._submit(protocol.data_to_send())
+        else:
+            await self._drain()  # an echo still queued (a close that came with the handshake)
         # Read until the peer's close frame and its end of stream, as RFC 6455 §7 asks.
         while not self._finished_reading():
             await self._read_turn()

@@ -127,7 +127,7 @@ async def _read_response(stream: anyio.abc.ByteStream, protocol: ClientProtocol)
         if isinstance(failure, InvalidStatus):
             status = failure.response.status_code
             raise ConnectError(
-                f"server rejected the WebSocket upgrade with HTTP {status}"
+                f"server rejected the WebSocket upgrade with HTTP {status}", status=status
             ) from failure
         if failure is not None:
             raise ConnectError(f"WebSocket handshake failed: {failure}") from failure

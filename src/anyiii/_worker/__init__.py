@@ -4,13 +4,19 @@ Layout (see docs/architecture.md): `worker.py` the public `Worker` facade, `runt
 what lasts across connections, `session.py` one connection, `invocations.py` running
 inbound invocations, `calls.py` outgoing calls, `lifecycle.py` `connect()` with
 supervision and bounded shutdown; the rest are the pieces users see (context, discovery,
-streams, trigger types, connection state).
+streams, data channels, trigger types, connection state).
 """
 
 from __future__ import annotations
 
+from .._protocol.frames import StreamChannelRef as StreamChannelRef
 from .calls import TriggerAction as TriggerAction
 from .calls import TriggerRequest as TriggerRequest
+from .channel_plane import ChannelError as ChannelError
+from .channel_reader import ChannelMessagesFull as ChannelMessagesFull
+from .channel_reader import ChannelReader as ChannelReader
+from .channel_writer import ChannelWriter as ChannelWriter
+from .channels import Channel as Channel
 from .context import CallingWorker as CallingWorker
 from .context import Context as Context
 from .context import NoInvocationContext as NoInvocationContext
@@ -22,6 +28,10 @@ from .discovery import FunctionInfo as FunctionInfo
 from .discovery import FunctionsSubscription as FunctionsSubscription
 from .handlers import HandlerFunction as HandlerFunction
 from .handlers import is_async_callable as is_async_callable
+from .handles import FunctionHandle as FunctionHandle
+from .handles import Trigger as Trigger
+from .handles import TriggerTypeHandle as TriggerTypeHandle
+from .handles import WorkerStatistics as WorkerStatistics
 from .http_functions import HttpAuthApiKey as HttpAuthApiKey
 from .http_functions import HttpAuthBearer as HttpAuthBearer
 from .http_functions import HttpAuthHmac as HttpAuthHmac
@@ -42,16 +52,17 @@ from .streams import StreamSetInput as StreamSetInput
 from .streams import StreamSetResult as StreamSetResult
 from .trigger_types import TriggerConfig as TriggerConfig
 from .trigger_types import TriggerHandler as TriggerHandler
-from .worker import FunctionHandle as FunctionHandle
 from .worker import Servable as Servable
-from .worker import Trigger as Trigger
-from .worker import TriggerTypeHandle as TriggerTypeHandle
 from .worker import Worker as Worker
-from .worker import WorkerStatistics as WorkerStatistics
 
 __all__ = [
     "DEFAULT_URL",
     "CallingWorker",
+    "Channel",
+    "ChannelError",
+    "ChannelMessagesFull",
+    "ChannelReader",
+    "ChannelWriter",
     "ConnectionState",
     "Context",
     "FunctionHandle",
@@ -73,6 +84,7 @@ __all__ = [
     "StreamListInput",
     "StreamSetInput",
     "StreamSetResult",
+    "StreamChannelRef",
     "TraceContext",
     "TransportOpener",
     "Trigger",

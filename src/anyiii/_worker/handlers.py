@@ -77,11 +77,26 @@ class Handler:
     request_format: dict[str, Any] | None
     response_format: dict[str, Any] | None
 
-    async def run(self, data: Raw, metadata: Raw | None, limiter: anyio.CapacityLimiter) -> Any:
-        """Decode the payload as the function asks, call it, and return what it returned."""
+    async def run(
+        self,
+        data: Raw,
+        metadata: Raw | None,
+        limiter: anyio.CapacityLimiter,
+        refs: Callable[[Raw, Any], Any] | None = None,
+    ) -> Any:
+        """Decode the payload as the function asks, call it, and return what it returned.
+
+        `refs(raw, value)` makes the channel refs in the decoded payload live (the worker's
+        `channels.channel_resolver`); a handler that asked for `Raw` gets the bytes as
+        they came."""
         payload_type = self.payload_type
         # Untyped handlers (the common case) take the decoded JSON as it is.
-        payload = decode_value(data) if payload_type is Any else _decode_payload(data, payload_type)
+        if payload_type is Any:
+            payload = decode_value(data)
+            if refs is not None:
+                payload = refs(data, payload)
+        else:
+            payload = _decode_payload(data, payload_type, refs)
         args: tuple[Any, ...] = (payload,)
         kwargs: dict[str, Any] = {}
         if self.wants_metadata:
@@ -95,10 +110,12 @@ class Handler:
         )
 
 
-def _decode_payload(data: Raw, payload_type: Any) -> Any:
+def _decode_payload(data: Raw, payload_type: Any, refs: Callable[[Raw, Any], Any] | None) -> Any:
     if payload_type is Raw:
         return data  # the handler asked for the payload as it came, undecoded
     value = decode_value(data)
+    if refs is not None:  # before converting: a Struct field may be typed ChannelReader
+        value = refs(data, value)
     if payload_type in _PLAIN:
         return value
     if isinstance(value, dict) and CALLER_WORKER_ID_KEY in value:

@@ -83,7 +83,8 @@ class InvocationRunner:
     """Admits, runs and drains one worker's inbound invocations (see the module docstring).
 
     `handlers` is the worker's live handler table (function id → `Handler`); `worker` is
-    what `get_context().worker` shows handlers; `threads` bounds plain user code.
+    what `get_context().worker` shows handlers; `threads` bounds plain user code; `refs`
+    turns the channel refs in payloads into live channel ends.
     """
 
     def __init__(
@@ -93,8 +94,11 @@ class InvocationRunner:
         *,
         worker: CallingWorker | None = None,
         telemetry: Telemetry | None = None,
+        refs: Callable[[Raw, Any], Any] | None = None,
     ) -> None:
         self.worker = worker
+        self._refs = refs
+        """Makes channel refs in payloads live (`channels.channel_resolver`), if set."""
         self.threads = anyio.CapacityLimiter(limits.max_threads)
         self.running = 0
         """Admitted invocations not finished yet (running or waiting for a slot)."""
@@ -211,7 +215,7 @@ class InvocationRunner:
         if not self._slots.take_nowait():
             await self._slots.take()
         try:
-            return await handler.run(event.data, event.metadata, self.threads)
+            return await handler.run(event.data, event.metadata, self.threads, self._refs)
         finally:
             self._slots.give_back()
 

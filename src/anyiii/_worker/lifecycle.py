@@ -31,6 +31,7 @@ from .._errors import ConnectError, ConnectionClosed
 from .._protocol.registry import WorkerInfo
 from .._transport import Transport, TransportLimits, open_httpx_websocket, open_websocket
 from .._version import __version__
+from .channel_plane import ChannelPlane
 from .context import enter_worker_block, leave_worker_block
 from .invocations import WorkerLimits
 from .runtime import Runtime, ShutdownTimeouts
@@ -184,15 +185,23 @@ async def connect(
     shutdown = ShutdownTimeouts(
         drain=drain_timeout, cancel=cancel_timeout, close=close_timeout, release=release_timeout
     )
+    handshake = _headers(headers)
+    channels = ChannelPlane(
+        chosen_url,
+        headers=tuple(handshake),
+        open_timeout=open_timeout,
+        close_timeout=close_timeout,
+        max_message_size=max_message_size,
+    )
     runtime = Runtime(
         info=_worker_info(worker_name, chosen_namespace, description),
         namespace=chosen_namespace,
         limits=limits or WorkerLimits(),
         shutdown=shutdown,
         telemetry=telemetry_from_option(otel),
+        channels=channels,
     )
     worker = Worker(runtime)
-    handshake = _headers(headers)
     link_limits = TransportLimits(max_message_size=max_message_size, close_timeout=close_timeout)
     opener: TransportOpener
     if callable(transport):

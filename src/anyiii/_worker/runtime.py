@@ -25,6 +25,8 @@ from .._protocol.registry import Registry, WorkerInfo
 from .._protocol.worker import WorkerConnection
 from .._transport import Transport
 from .calls import PendingCalls
+from .channel_plane import ChannelPlane
+from .channels import channel_resolver
 from .handlers import Handler
 from .invocations import InvocationRunner, WorkerLimits
 from .session import Session
@@ -72,8 +74,11 @@ class Runtime:
         limits: WorkerLimits,
         shutdown: ShutdownTimeouts,
         telemetry: Telemetry | None = None,
+        channels: ChannelPlane | None = None,
     ) -> None:
         self.info = info
+        self.channels = channels
+        """Where this worker's channel ends connect (None: channels are not available)."""
         self.namespace = namespace
         self.limits = limits
         self.shutdown = shutdown
@@ -81,7 +86,12 @@ class Runtime:
         self.registry = Registry()
         self.handlers: dict[str, Handler] = {}
         self.trigger_handlers: dict[str, Any] = {}
-        self.runner = InvocationRunner(self.handlers, limits, telemetry=telemetry)
+        self.runner = InvocationRunner(
+            self.handlers,
+            limits,
+            telemetry=telemetry,
+            refs=channel_resolver(channels) if channels is not None else None,
+        )
         self.pending = PendingCalls()
         self.state = StateBroadcaster()
         self.current: Session | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -33,23 +32,18 @@ from .._protocol.frames import (
 )
 from .._protocol.worker import WorkerConnection
 from .calls import parse_request, timed_out
+from .channels import Channel, create_channel
 from .context import outgoing_trace
 from .discovery import FunctionInfo, FunctionsSubscription, parse_functions
 from .handlers import HandlerFunction, adapt_handler, call_user
+from .handles import FunctionHandle, Trigger, TriggerTypeHandle, WorkerStatistics
 from .http_functions import HttpAuth, http_function_frame
 from .runtime import Runtime
 from .state import ConnectionState, StateCallback, StateSubscription
 from .streams import StreamHandle, register_stream
 from .trigger_types import check_trigger_handler
 
-__all__ = [
-    "FunctionHandle",
-    "Servable",
-    "Trigger",
-    "TriggerTypeHandle",
-    "Worker",
-    "WorkerStatistics",
-]
+__all__ = ["Servable", "Worker"]
 
 F = TypeVar("F", bound=HandlerFunction)
 
@@ -60,66 +54,6 @@ class Servable(Protocol):
     def serve_on(self, worker: Worker) -> None:
         """Register every function of the set on `worker`."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStatistics:
-    """A snapshot of a worker's counters."""
-
-    connection_state: ConnectionState
-    connections: int
-    pending_calls: int
-    running_invocations: int
-    late_results: int
-    protocol_violations: int
-    rejected_busy: int
-
-
-class FunctionHandle:
-    """A registered function: `await handle.unregister()` removes it."""
-
-    def __init__(self, worker: Worker, function_id: str) -> None:
-        self._worker = worker
-        self.id = function_id
-
-    async def unregister(self) -> None:
-        """Stop serving this function (on this and every later connection)."""
-        self._worker.unregister_function(self.id)
-
-    def __repr__(self) -> str:
-        return f"FunctionHandle({self.id!r})"
-
-
-class Trigger:
-    """A registered trigger binding: `await trigger.unregister()` removes it."""
-
-    def __init__(self, worker: Worker, frame: RegisterTrigger) -> None:
-        self._worker = worker
-        self.id = frame.id
-        self.trigger_type = frame.trigger_type
-        self.function_id = frame.function_id
-
-    async def unregister(self) -> None:
-        """Remove the binding (on this and every later connection)."""
-        self._worker._unregister_trigger(self.id, self.trigger_type)
-
-    def __repr__(self) -> str:
-        return f"Trigger({self.trigger_type!r} → {self.function_id!r}, id={self.id!r})"
-
-
-class TriggerTypeHandle:
-    """A trigger type this worker provides: `await handle.unregister()` stops providing it."""
-
-    def __init__(self, worker: Worker, type_id: str) -> None:
-        self._worker = worker
-        self.id = type_id
-
-    async def unregister(self) -> None:
-        """Stop providing the type; its handler is told to drop every binding it holds."""
-        self._worker.unregister_trigger_type(self.id)
-
-    def __repr__(self) -> str:
-        return f"TriggerTypeHandle({self.id!r})"
 
 
 class Worker:
@@ -218,7 +152,7 @@ class Worker:
         self._runtime.handlers[function_id] = adapted
         self._registry.add(frame)
         self._send_registration(lambda core: core.register(frame))
-        return FunctionHandle(self, function_id)
+        return FunctionHandle(function_id, self.unregister_function)
 
     def function(
         self,
@@ -273,7 +207,7 @@ class Worker:
         self._runtime.handlers.pop(function_id, None)  # no longer served here
         self._registry.add(frame)
         self._send_registration(lambda core: core.register(frame))
-        return FunctionHandle(self, function_id)
+        return FunctionHandle(function_id, self.unregister_function)
 
     def unregister_function(self, function_id: str) -> None:
         """Stop serving `function_id`."""
@@ -315,7 +249,7 @@ class Worker:
         )
         self._registry.add(frame)
         self._send_registration(lambda core: core.register(frame))
-        return Trigger(self, frame)
+        return Trigger(frame, self._unregister_trigger)
 
     def _unregister_trigger(self, trigger_id: str, trigger_type: str) -> None:
         if self._registry.remove_trigger(trigger_id) is not None:
@@ -358,7 +292,7 @@ class Worker:
         self._runtime.trigger_handlers[trigger_type_id] = handler
         self._registry.add(frame)
         self._send_registration(lambda core: core.register(frame))
-        return TriggerTypeHandle(self, trigger_type_id)
+        return TriggerTypeHandle(trigger_type_id, self.unregister_trigger_type)
 
     def unregister_trigger_type(self, trigger_type_id: str) -> None:
         """Stop providing `trigger_type_id`; its handler is told to drop each binding.
@@ -429,6 +363,17 @@ class Worker:
         calls instead of its own store for that stream (spec §10.4).
         """
         return register_stream(self, name, impl)
+
+    async def create_channel(self, buffer_size: int | None = None) -> Channel:
+        """A new data channel (spec §12): `channel.writer` and `channel.reader`, both lazy.
+
+        Calls the engine's `engine::channels::create`; `buffer_size` is how many items the
+        engine holds between the ends (its default 64). Keep one end and put the other in
+        a call's payload, where it travels as its ref. See docs/channels.md.
+        """
+        if self._runtime.channels is None:
+            raise RuntimeError("this worker was not made by connect(): it has no channels")
+        return await create_channel(self, self._runtime.channels, buffer_size)
 
     # --- calls -------------------------------------------------------------------------------
 
