@@ -50,12 +50,11 @@ FACE: Final = (
     "anyiii.testing",
 )
 #: Leaf helpers any layer may use: the exception types, the version string, small anyio
-#: tools, the public HTTP request/response types.
+#: tools.
 SHARED: Final = (
     "anyiii._errors",
     "anyiii._version",
     "anyiii._concurrency",
-    "anyiii._http",
     "anyiii._loops",
 )
 #: The sans-IO protocol core: frames, the connection state machines, codes, ids.

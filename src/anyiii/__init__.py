@@ -42,8 +42,6 @@ from ._functions import race as race
 from ._functions import register_error_type as register_error_type
 from ._functions import register_output_type as register_output_type
 from ._functions import set_default_registry as set_default_registry
-from ._http import ApiRequest as ApiRequest
-from ._http import ApiResponse as ApiResponse
 from ._run import run as run
 from ._services import Change as Change
 from ._services import Feed as Feed
@@ -56,6 +54,8 @@ from ._services import Streams as Streams
 from ._services import UpdateResult as UpdateResult
 from ._services import ops as ops
 from ._version import __version__ as __version__
+from ._worker import ApiRequest as ApiRequest
+from ._worker import ApiResponse as ApiResponse
 from ._worker import Channel as Channel
 from ._worker import ChannelError as ChannelError
 from ._worker import ChannelMessagesFull as ChannelMessagesFull
@@ -63,6 +63,7 @@ from ._worker import ChannelReader as ChannelReader
 from ._worker import ChannelWriter as ChannelWriter
 from ._worker import ConnectionState as ConnectionState
 from ._worker import Context as Context
+from ._worker import EventStream as EventStream
 from ._worker import FunctionHandle as FunctionHandle
 from ._worker import FunctionInfo as FunctionInfo
 from ._worker import FunctionsSubscription as FunctionsSubscription
@@ -72,6 +73,7 @@ from ._worker import HttpAuthHmac as HttpAuthHmac
 from ._worker import IStream as IStream
 from ._worker import NoInvocationContext as NoInvocationContext
 from ._worker import ReconnectConfig as ReconnectConfig
+from ._worker import ResponseStream as ResponseStream
 from ._worker import StreamChannelRef as StreamChannelRef
 from ._worker import StreamDeleteInput as StreamDeleteInput
 from ._worker import StreamDeleteResult as StreamDeleteResult
@@ -124,6 +126,7 @@ __all__ = [
     "DispatchID",
     "Feed",
     "Function",
+    "EventStream",
     "FunctionHandle",
     "FunctionInfo",
     "FunctionsSubscription",
@@ -144,6 +147,7 @@ __all__ = [
     "Queues",
     "ReconnectConfig",
     "ReconnectionConfig",
+    "ResponseStream",
     "Registry",
     "RemoteProtocolError",
     "Reset",

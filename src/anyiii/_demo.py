@@ -29,8 +29,7 @@ import httpx
 from ._concurrency import single_errors
 from ._errors import InvocationError
 from ._functions import Registry, race
-from ._http import ApiRequest, ApiResponse
-from ._worker import Worker, connect
+from ._worker import ApiRequest, ApiResponse, Worker, connect
 
 __all__ = ["DemoFailure", "run_demo"]
 

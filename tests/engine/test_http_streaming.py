@@ -208,6 +208,7 @@ async def test_a_result_before_any_body_chunk_is_the_answer() -> None:
     assert response.json() == {"mapped": True}
 
 
+@pytest.mark.bulk
 async def test_a_large_upload_streams_through_with_flat_memory() -> None:
     """256 MiB through a handler that counts it: the engine never holds more than the
     channel's buffer (the process's peak RSS grows by far less than the upload)."""

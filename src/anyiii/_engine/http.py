@@ -41,7 +41,7 @@ from .._protocol.frames import (
     present,
     to_raw,
 )
-from .channels import ChannelHub
+from .channels import Channel, ChannelHub
 from .http_middleware import before_handler
 from .http_streaming import ChannelAnswer, ResponseHead, await_answer, feed_body, send_body
 from .providers import HttpRoute, HttpRoutes
@@ -289,8 +289,9 @@ class _HttpConnection:
                     raise h11.RemoteProtocolError("the request body ended early")
 
     async def _answer(self, request: h11.Request) -> _Reply | None:
-        """The reply to send; None when a refusal was sent here and the connection closes;
-        `_STREAMED` when a streamed response was sent here."""
+        """The reply to send; None when the connection closes (a refusal was sent here, or
+        a streamed response was cut short); `_STREAMED` when a streamed response was sent
+        here."""
         method = request.method.decode("ascii").upper()
         path = urlsplit(request.target.decode("latin-1")).path
         found = self._invoker.http_routes.match(method, path)
@@ -305,8 +306,8 @@ class _HttpConnection:
                 return None
             if whole is None:
                 limit = self._limits.max_body
-                reply = _error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
-                await self._send(reply, close=True)
+                refusal = _error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
+                await self._send(refusal, close=True)
                 await self._linger()
                 return None
             body = whole
@@ -340,11 +341,7 @@ class _HttpConnection:
 
                 tasks.start_soon(feed)
                 reply = await self._run_route(
-                    route,
-                    data,
-                    receiver,
-                    writer_connected=lambda: response_channel.sender is None,
-                    head=method == "HEAD",
+                    route, data, receiver, response_channel, head=method == "HEAD"
                 )
                 tasks.cancel_scope.cancel()  # a body nobody read: the connection closes
         finally:
@@ -368,12 +365,13 @@ class _HttpConnection:
         route: HttpRoute,
         data: Raw,
         receiver: MemoryObjectReceiveStream[bytes],
+        response_channel: Channel,
         *,
-        writer_connected: Callable[[], bool],
         head: bool,
-    ) -> _Reply:
+    ) -> _Reply | None:
         """Middleware, condition and handler; the reply, or `_STREAMED` once a streamed
-        response has been sent."""
+        response has been sent, or None when one was cut short (the connection closes).
+        `receiver` reads `response_channel`."""
         # Middleware and the route's condition may answer instead of the handler.
         early = await before_handler(self._invoker, route, data, self._limits.request_timeout)
         if early is not None:
@@ -390,11 +388,19 @@ class _HttpConnection:
 
         response_head = ResponseHead()
         with anyio.move_on_after(self._limits.request_timeout) as scope:
-            answer = await await_answer(invoke, receiver, response_head, writer_connected)
+            answer = await await_answer(
+                invoke, receiver, response_head, lambda: response_channel.sender is None
+            )
         if scope.cancelled_caught:
             return _Reply(504, [], b"")
         if isinstance(answer, ChannelAnswer):
             await self._send_streamed(response_head, receiver, answer.first_chunk, head=head)
+            if response_channel.failure is not None:
+                # The handler's writer went away without ending the stream: the body is cut
+                # short, and the client must see that (no final chunk), not a whole body.
+                logger.info("a streamed response was cut short: %s", response_channel.failure)
+                return None
+            await self._stream.send(self._h11.send(h11.EndOfMessage()) or b"")
             return _STREAMED
         result, error = answer
         if error is not None:
@@ -410,7 +416,8 @@ class _HttpConnection:
         head: bool,
     ) -> None:
         """A response from the `response` channel: the head now, then each body chunk as
-        it comes (chunked encoding), until the handler closes the channel."""
+        it comes (chunked encoding), until the handler closes the channel. The caller
+        ends the message (or, if the stream failed, the connection)."""
         status = response_head.status
         if status < 200:  # an informational status cannot end a request
             await self._send(_error_reply(500, INVALID_RESPONSE, f"status {status} is not final"))
@@ -429,10 +436,19 @@ class _HttpConnection:
                 await self._stream.send(self._h11.send(h11.Data(data=chunk)) or b"")
 
             await send_body(receiver, first_chunk, send_chunk)
-        await self._stream.send(self._h11.send(h11.EndOfMessage()) or b"")
 
 
 _GONE: Final = (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
+
+
+def _client_gone(error: Exception) -> bool:
+    """Whether `error` (or every error of a group) only says the client went away."""
+    if isinstance(error, _GONE):
+        return True
+    if isinstance(error, ExceptionGroup):
+        _, rest = error.split(_GONE)
+        return rest is None
+    return False
 
 
 def _header(request: h11.Request, name: bytes) -> str:
@@ -468,10 +484,9 @@ async def serve_http(
         async with stream:
             try:
                 await _HttpConnection(stream, invoker, chosen).serve()
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream):
-                pass  # the client went away mid-answer
-            except Exception:  # one bad request must never stop the listener
-                logger.exception("error while serving an HTTP request")
+            except Exception as error:  # one bad request must never stop the listener
+                if not _client_gone(error):  # else the client went away mid-answer
+                    logger.exception("error while serving an HTTP request")
 
     async with listener:  # anyio's serve() leaves the listening socket open on cancellation
         task_status.started()

@@ -26,6 +26,7 @@ import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from msgspec import Raw
 
+from .._protocol.codes import SET_HEADERS, SET_STATUS
 from .._protocol.frames import ErrorBody
 from .._transport import BinaryMessage
 from .channels import MAX_ITEM_BYTES
@@ -53,11 +54,11 @@ def apply_control(message: bytes, head: ResponseHead) -> None:
     if not isinstance(control, dict):
         return
     kind = control.get("type")
-    if kind == "set_status":
+    if kind == SET_STATUS:
         status = control.get("status_code")
         if type(status) is int and 100 <= status <= 599:
             head.status = status
-    elif kind == "set_headers":
+    elif kind == SET_HEADERS:
         headers = control.get("headers")
         if isinstance(headers, dict):
             for name, value in headers.items():

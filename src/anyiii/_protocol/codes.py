@@ -52,6 +52,8 @@ __all__ = [
     "WORKERS_AVAILABLE",
     "WORKER_BUSY",
     "WORKER_STOPPING",
+    "SET_HEADERS",
+    "SET_STATUS",
 ]
 
 # --- names ---------------------------------------------------------------------------------
@@ -76,6 +78,12 @@ the query `key=<access_key>&dir=read|write` (spec §12)."""
 CHANNEL_CHUNK_SIZE: Final = 64 * 1024
 """Data written to a channel goes out in binary frames of at most this many bytes, as the
 official SDKs cut it (spec §12)."""
+
+SET_STATUS: Final = "set_status"
+SET_HEADERS: Final = "set_headers"
+"""The `type` of the two control messages a handler sends on an `http` request's `response`
+channel before its body: `{"type": "set_status", "status_code": N}` and
+`{"type": "set_headers", "headers": {name: value}}` (spec §10.1)."""
 
 HTTP_TRIGGER: Final = "http"
 """The trigger type served by the engine's REST listener (spec §10.1)."""

@@ -32,9 +32,13 @@ from .handles import FunctionHandle as FunctionHandle
 from .handles import Trigger as Trigger
 from .handles import TriggerTypeHandle as TriggerTypeHandle
 from .handles import WorkerStatistics as WorkerStatistics
+from .http_api import ApiRequest as ApiRequest
+from .http_api import ApiResponse as ApiResponse
 from .http_functions import HttpAuthApiKey as HttpAuthApiKey
 from .http_functions import HttpAuthBearer as HttpAuthBearer
 from .http_functions import HttpAuthHmac as HttpAuthHmac
+from .http_stream import EventStream as EventStream
+from .http_stream import ResponseStream as ResponseStream
 from .invocations import WorkerLimits as WorkerLimits
 from .lifecycle import DEFAULT_URL as DEFAULT_URL
 from .lifecycle import ReconnectConfig as ReconnectConfig

@@ -28,7 +28,7 @@ import msgspec
 from msgspec import Raw
 
 from .._protocol.codes import CALLER_WORKER_ID_KEY
-from .._protocol.frames import decode_value
+from .._protocol.frames import ChannelEndpoint, StreamChannelRef, decode_value
 
 __all__ = ["Handler", "HandlerFunction", "adapt_handler", "call_user", "is_async_callable"]
 
@@ -130,9 +130,19 @@ def _schema(annotation: Any) -> dict[str, Any] | None:
     if annotation in _PLAIN or annotation is None or annotation is type(None):
         return None
     try:
-        return msgspec.json.schema(annotation)
+        return msgspec.json.schema(annotation, schema_hook=_channel_end_schema)
     except (TypeError, ValueError):
         return None
+
+
+def _channel_end_schema(kind: type) -> dict[str, Any]:
+    """A channel end in a typed payload (`ApiRequest.request_body`, a `ChannelReader`
+    field) travels as its ref, so that is its schema."""
+    if isinstance(kind, type) and issubclass(kind, ChannelEndpoint):
+        _, definitions = msgspec.json.schema_components([StreamChannelRef])
+        ref_schema: dict[str, Any] = definitions[StreamChannelRef.__name__]
+        return ref_schema
+    raise NotImplementedError(kind)
 
 
 def adapt_handler(function: HandlerFunction) -> Handler:

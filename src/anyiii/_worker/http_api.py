@@ -10,13 +10,23 @@ that key, but the real engine reads only `status_code`, so its statuses silently
 `ApiResponse(statusCode=201)`, and always puts `status_code` on the wire: the one key both
 the real and the embedded engine read. It does not send `statusCode` as well, because no
 engine reads it and a second copy could only disagree.
+
+Streaming (spec §10.1 with §12): every request the engine delivers carries two channel
+ends, `request_body` (the raw body, whatever its content type) and `response` (where a
+handler that returns None answers); `stream_response()` and `event_stream()` write the
+answer there (`http_stream.py`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Generic, TypeVar
 
 import msgspec
+
+from .channel_reader import ChannelReader
+from .channel_writer import ChannelWriter
+from .http_stream import EVENT_STREAM_HEADERS, EventStream, ResponseStream
 
 __all__ = ["ApiRequest", "ApiResponse"]
 
@@ -31,7 +41,12 @@ class ApiRequest(msgspec.Struct, Generic[BodyT], kw_only=True):
     JSON body (None when the request had no JSON body); `ApiRequest[MyBody]` converts it to
     a msgspec Struct or dataclass of yours. `method` is the HTTP method, `path` the route
     pattern as registered (`users/:id`), not the concrete URL. Other keys the engine sends
-    (channel references, `trigger`) are ignored.
+    (`trigger`) are ignored.
+
+    `request_body` reads the raw body as a stream (any content type, any size: the
+    engine streams bodies that are not JSON without a size limit); `response` is where
+    `stream_response()` and `event_stream()` answer. Both are None in a request that did
+    not come from an engine's `http` trigger.
     """
 
     path_params: dict[str, str] = msgspec.field(default_factory=dict)
@@ -40,6 +55,34 @@ class ApiRequest(msgspec.Struct, Generic[BodyT], kw_only=True):
     headers: dict[str, str | list[str]] = msgspec.field(default_factory=dict)
     method: str = "GET"
     path: str = ""
+    request_body: ChannelReader | None = None
+    response: ChannelWriter | None = None
+
+    def stream_response(
+        self, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> ResponseStream:
+        """Answer with a body written piece by piece: `async with
+        request.stream_response(200, {"content-type": "text/plain"}) as body: await
+        body.send(b"...")`, then return None. Raises ValueError for a status outside
+        100-599 and RuntimeError if the request has no response channel."""
+        return ResponseStream(self._response_channel(), status, headers or {})
+
+    def event_stream(
+        self, headers: Mapping[str, str] | None = None, status: int = 200
+    ) -> EventStream:
+        """Answer with server-sent events: `async with request.event_stream() as events:
+        await events.send({"n": 1}, event="tick")`, then return None. `headers` are added
+        to (or replace) `content-type: text/event-stream` and `cache-control: no-cache`."""
+        merged = {**EVENT_STREAM_HEADERS, **{k.lower(): v for k, v in (headers or {}).items()}}
+        return EventStream(ResponseStream(self._response_channel(), status, merged))
+
+    def _response_channel(self) -> ChannelWriter:
+        if self.response is None:
+            raise RuntimeError(
+                "this request has no response channel (it did not come from an engine's "
+                "http trigger), so it cannot be answered with a stream"
+            )
+        return self.response
 
 
 class ApiResponse(msgspec.Struct, Generic[BodyT], kw_only=True, omit_defaults=True):
