@@ -41,6 +41,7 @@ FACE: Final = (
     "anyiii.__main__",
     "anyiii.cli",
     "anyiii.blocking",
+    "anyiii._blocking_options",
     "anyiii.engine",
     "anyiii._run",
     "anyiii._demo",

@@ -24,13 +24,15 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from ._blocking_options import InitOptions as InitOptions
+from ._blocking_options import ReconnectionConfig as ReconnectionConfig
+from ._blocking_options import native_reconnect
 from ._errors import AnyiiiError
 from ._loops import backend_options
 from ._services import BlockingPubSub as BlockingPubSub
@@ -42,7 +44,7 @@ from ._worker import (
     ConnectionState,
     FunctionHandle,
     FunctionInfo,
-    ReconnectConfig,
+    HttpAuth,
     StreamHandle,
     Trigger,
     TriggerTypeHandle,
@@ -67,69 +69,7 @@ __all__ = [
 
 logger = logging.getLogger("anyiii.blocking")
 
-OPEN_TIMEOUT: Final = 30.0
-"""How long `register_worker` waits for the first connection (the official SDK's wait)."""
 JOIN_MARGIN: Final = 5.0
-
-
-@dataclass
-class ReconnectionConfig:
-    """Reconnection backoff with the official SDK's field names (milliseconds).
-
-    The same policy as `anyiii.ReconnectConfig`, which the native API takes.
-    """
-
-    initial_delay_ms: int = 1000
-    max_delay_ms: int = 30000
-    backoff_multiplier: float = 2.0
-    jitter_factor: float = 0.3
-    max_retries: int = -1
-
-    def to_native(self) -> ReconnectConfig:
-        """The equivalent `anyiii.ReconnectConfig`."""
-        return ReconnectConfig(
-            initial_delay=self.initial_delay_ms / 1000,
-            multiplier=self.backoff_multiplier,
-            max_delay=self.max_delay_ms / 1000,
-            jitter=self.jitter_factor,
-            max_retries=self.max_retries,
-        )
-
-
-@dataclass
-class InitOptions:
-    """Options of `register_worker`, with the official SDK's names and defaults.
-
-    `worker_name` (else `$III_WORKER_NAME`, else `host:pid`), `worker_description`,
-    `namespace` (else `$III_NAMESPACE`), `invocation_timeout_ms` (default wait of
-    `trigger`), `reconnection_config` (a `ReconnectionConfig`, its dict form, or an
-    `anyiii.ReconnectConfig`; `max_retries=0` means no reconnection), `headers` (sent on
-    the WebSocket handshake, plus `Authorization: Bearer $III_TOKEN` when set), `otel`
-    (OpenTelemetry options; see docs/blocking.md). `enable_metrics_reporting` and
-    `telemetry` are accepted for compatibility; anyiii reports no worker metrics.
-    `backend` ("asyncio" or "trio") picks the background event loop and `loop="uvloop"`
-    runs asyncio on uvloop (anyiii additions; uvloop is the `anyiii[uvloop]` extra);
-    `open_timeout`, `drain_timeout`, `cancel_timeout`, `close_timeout`, `release_timeout`
-    and `limits` are `anyiii.connect()`'s options of the same names.
-    """
-
-    worker_name: str | None = None
-    worker_description: str | None = None
-    namespace: str | None = None
-    enable_metrics_reporting: bool = True
-    invocation_timeout_ms: int = 30_000
-    reconnection_config: ReconnectionConfig | ReconnectConfig | Mapping[str, Any] | None = None
-    otel: Any = None
-    headers: dict[str, str] | None = None
-    telemetry: Any = None
-    backend: Literal["asyncio", "trio"] = "asyncio"
-    loop: Literal["default", "uvloop"] = "default"
-    open_timeout: float = OPEN_TIMEOUT
-    drain_timeout: float = 5.0
-    cancel_timeout: float = 1.0
-    close_timeout: float = 5.0
-    release_timeout: float = 5.0
-    limits: WorkerLimits | None = field(default=None)
 
 
 class WorkerShutDown(AnyiiiError, RuntimeError):
@@ -157,18 +97,6 @@ class Ref(Generic[HandleT]):
 
     def __repr__(self) -> str:
         return f"Ref({self.handle!r})"
-
-
-def _reconnect(value: Any) -> ReconnectConfig | bool:
-    if value is None:
-        return True
-    if isinstance(value, ReconnectConfig):
-        return value
-    if isinstance(value, Mapping):
-        value = ReconnectionConfig(**value)
-    if isinstance(value, ReconnectionConfig):
-        return False if value.max_retries == 0 else value.to_native()
-    raise TypeError(f"reconnection_config must be a ReconnectionConfig, not {value!r}")
 
 
 class BlockingWorker:
@@ -231,7 +159,7 @@ class BlockingWorker:
                     namespace=options.namespace,
                     description=options.worker_description,
                     headers=options.headers,
-                    reconnect=_reconnect(options.reconnection_config),
+                    reconnect=native_reconnect(options.reconnection_config),
                     limits=limits,
                     open_timeout=options.open_timeout,
                     drain_timeout=options.drain_timeout,
@@ -298,14 +226,19 @@ class BlockingWorker:
     def register_function(
         self,
         function_id: str,
-        handler: Callable[..., Any],
+        handler: Callable[..., Any] | Mapping[str, Any] | object,
         *,
         description: str | None = None,
         metadata: Any = None,
         request_format: Any = None,
         response_format: Any = None,
     ) -> Ref[FunctionHandle]:
-        """Serve `function_id` with `handler` (async, or plain: run in a thread)."""
+        """Serve `function_id` with `handler` (async, or plain: run in a thread). As in the
+        official SDK, `handler` may instead be an HTTP invocation config (the official
+        `HttpInvocationConfig`, or a mapping with `url`, `method`, `timeout_ms`,
+        `headers`, `auth`): then the engine calls that URL (`register_http_function`)."""
+        if not callable(handler):
+            return self._register_invocation(function_id, handler, description, metadata)
         _, worker = self._check()
         handle = self._call(
             worker.register_function,
@@ -315,6 +248,54 @@ class BlockingWorker:
             metadata=metadata,
             request_format=request_format,
             response_format=response_format,
+        )
+        return Ref(self, handle)
+
+    def _register_invocation(
+        self, function_id: str, config: Any, description: str | None, metadata: Any
+    ) -> Ref[FunctionHandle]:
+        dump = getattr(config, "model_dump", None)  # the official SDK's pydantic model
+        fields = dump() if callable(dump) else config
+        if not isinstance(fields, Mapping) or "url" not in fields:
+            raise TypeError(
+                f"a handler must be callable or an HTTP invocation config with a url: {config!r}"
+            )
+        return self.register_http_function(
+            function_id,
+            fields["url"],
+            method=fields.get("method") or "POST",
+            headers=fields.get("headers"),
+            timeout_ms=fields.get("timeout_ms"),
+            auth=fields.get("auth"),
+            description=description,
+            metadata=metadata,
+        )
+
+    def register_http_function(
+        self,
+        function_id: str,
+        url: str,
+        *,
+        method: str = "POST",
+        headers: Mapping[str, str] | None = None,
+        timeout_ms: int | None = None,
+        auth: HttpAuth | Mapping[str, Any] | None = None,
+        description: str | None = None,
+        metadata: Any = None,
+    ) -> Ref[FunctionHandle]:
+        """Register `function_id` as served by `url` (the engine calls it over HTTP): the
+        native `Worker.register_http_function` (docs/http-functions.md)."""
+        _, worker = self._check()
+        handle = self._call(
+            worker.register_http_function,
+            function_id,
+            url,
+            method=method,
+            headers=headers,
+            timeout_ms=timeout_ms,
+            auth=auth,
+            description=description,
+            metadata=metadata,
         )
         return Ref(self, handle)
 

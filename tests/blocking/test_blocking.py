@@ -17,9 +17,12 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+from http_target import target_server
+from iii_helpers.http import HttpAuthBearer as OfficialBearer
+from iii_helpers.http import HttpInvocationConfig as OfficialInvocation
 
 import anyiii
-from anyiii.engine import EmbeddedEngine, EngineSettings
+from anyiii.engine import EmbeddedEngine, EngineSettings, HttpFunctionSettings
 
 T = TypeVar("T")
 
@@ -415,3 +418,38 @@ async def test_a_script_ends_cleanly_on_ctrl_c_or_without_shutdown(
             assert code in (130, -signal.SIGINT), code
         else:
             assert code == 0
+
+
+async def test_an_http_invoked_function_registered_through_the_facade(
+    facade_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ECHO_TOKEN", "s3cret")  # read by the engine, in this process
+    local = EngineSettings(
+        http_functions=HttpFunctionSettings(require_https=False, block_private_ips=False),
+        shutdown_timeout=1.0,
+    )
+    async with target_server() as server, anyiii.engine.run(settings=local) as running:
+
+        def scenario() -> None:
+            with anyiii.register_worker(running.url, options(facade_backend)) as client:
+                handle = client.register_http_function(
+                    "ext::echo", server.url, auth=anyiii.HttpAuthBearer(token_key="ECHO_TOKEN")
+                )
+                assert client.trigger({"function_id": "ext::echo", "payload": 7}) == {"echo": 7}
+                handle.unregister()
+                with pytest.raises(anyiii.InvocationError) as gone:
+                    client.trigger({"function_id": "ext::echo", "payload": 8})
+                assert gone.value.code == "function_not_found"
+                # The official SDK's spelling: its config model in place of a handler.
+                official = OfficialInvocation(
+                    url=server.url, method="PUT", auth=OfficialBearer(token_key="ECHO_TOKEN")
+                )
+                client.register_function("ext::official", official)
+                assert client.trigger({"function_id": "ext::official", "payload": 9}) == {"echo": 9}
+                with pytest.raises(TypeError, match="callable or an HTTP invocation"):
+                    client.register_function("ext::nothing", {"method": "GET"})
+
+        await in_thread(scenario)
+    first, second = server.requests
+    assert first.header("authorization") == second.header("authorization") == "Bearer s3cret"
+    assert (first.method, second.method) == ("POST", "PUT")

@@ -34,6 +34,7 @@ from .handles import TriggerTypeHandle as TriggerTypeHandle
 from .handles import WorkerStatistics as WorkerStatistics
 from .http_api import ApiRequest as ApiRequest
 from .http_api import ApiResponse as ApiResponse
+from .http_functions import HttpAuth as HttpAuth
 from .http_functions import HttpAuthApiKey as HttpAuthApiKey
 from .http_functions import HttpAuthBearer as HttpAuthBearer
 from .http_functions import HttpAuthHmac as HttpAuthHmac
