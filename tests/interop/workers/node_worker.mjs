@@ -5,13 +5,18 @@
 // Same line protocol as py_worker.py: it registers `<prefix>::echo`, `<prefix>::fail`
 // (throws Error("boom")), `<prefix>::slow` (never answers within the test),
 // `<prefix>::http` (answers 201 with a JSON body, bound to an `http` trigger on
-// `--http-path`) and `<prefix>::gate` (an http middleware, as in py_worker.py), waits until the engine lists all of it, then prints
-// `{"event": "ready", ...}`. stdin takes `{"op": "call" | "void", "tag", "function_id",
+// `--http-path`), `<prefix>::gate` (an http middleware, as in py_worker.py), `<prefix>::stream`,
+// `<prefix>::drain` and `<prefix>::fill` (channels, as in py_worker.py), waits until the
+// engine lists all of it, then prints `{"event": "ready", ...}`. stdin takes `{"op": "call" | "void", "tag", "function_id",
 // "payload"}` lines and answers with `result` / `error` / `sent` events, and `{"op": "bind",
 // "tag", "trigger_type", "function_id", "config", "metadata"?}` lines (one `registerTrigger`,
 // answered with a `bound` event once sent); handlers print `invoked` events.
-// `{"op": "enqueue", ..., "queue"}` calls with TriggerAction.Enqueue. End of stdin shuts the
-// worker down.
+// `{"op": "enqueue", ..., "queue"}` calls with TriggerAction.Enqueue. `{"op": "register_http",
+// "tag", "function_id", "invocation"}` registers an HTTP-invoked function (`registerFunction`
+// with an invocation object instead of a handler) and answers `result` with its id once the
+// engine lists it. `{"op": "send_channel" | "receive_channel", ...}` make a channel with the
+// SDK's `createChannel` and hand one end's ref to a function, as in py_worker.py. End of
+// stdin shuts the worker down.
 //
 // The SDK itself prints `[iii] ...` debug lines on stdout; the tests skip lines that are not
 // JSON events.
@@ -20,6 +25,7 @@
 // ANYIII_INTEROP_NODE_DIR to use another install. It is loaded through `require`, so this runs
 // the SDK's CommonJS build, compiled from the same sources as its ES module build.
 
+import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import readline from 'node:readline'
@@ -30,6 +36,7 @@ const here = path.dirname(fileURLToPath(import.meta.url))
 const nodeDir = process.env.ANYIII_INTEROP_NODE_DIR ?? path.join(here, '..', 'node')
 const require = createRequire(path.join(nodeDir, 'package.json'))
 const { registerWorker, TriggerAction, InvocationError } = require('iii-sdk')
+const { createChannel } = require('iii-sdk/helpers')
 
 function emit(event, fields = {}) {
   process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`)
@@ -50,6 +57,62 @@ if (positionals.length !== 1) {
 const url = positionals[0]
 const prefix = values.prefix
 const httpPath = values['http-path'] ?? `${prefix}/hello`
+
+// What a channel carried, in order: runs of data (counted and hashed) and messages, as
+// py_worker.py's Tally reports it.
+class Tally {
+  constructor() {
+    this.items = []
+    this.size = 0
+    this.digest = createHash('sha256')
+  }
+  data(chunk) {
+    this.size += chunk.length
+    this.digest.update(chunk)
+    const last = this.items[this.items.length - 1]
+    if (last && last[0] === 'data') last[1] += chunk.length
+    else this.items.push(['data', chunk.length])
+  }
+  message(text) {
+    this.items.push(['message', text])
+  }
+  report() {
+    const messages = this.items.filter(([kind]) => kind === 'message').map(([, text]) => text)
+    return { size: this.size, sha256: this.digest.digest('hex'), messages, items: this.items }
+  }
+}
+
+// Everything on the SDK's ChannelReader: data from its Readable `stream` (flowing), messages
+// through `onMessage`, both in the order the socket delivers them.
+function readChannel(reader) {
+  const tally = new Tally()
+  reader.onMessage((text) => tally.message(text))
+  return new Promise((resolve, reject) => {
+    reader.stream.on('data', (chunk) => tally.data(chunk))
+    reader.stream.on('end', () => resolve(tally.report()))
+    reader.stream.on('error', reject)
+  })
+}
+
+// A channel script (see py_worker.py) on the SDK's ChannelWriter: each data step is one
+// `stream.write` (awaited), each message one `sendMessage`, a `hang` step prints `stalled`
+// and never returns; then `stream.end()`.
+async function writeChannel(writer, script) {
+  for (const step of script) {
+    if ('message' in step) {
+      writer.sendMessage(step.message)
+      continue
+    }
+    if (step.hang) {
+      emit('stalled')
+      await new Promise(() => {}) // forever: the test kills the worker
+    }
+    const pattern = Buffer.from(step.data, 'hex')
+    const data = Buffer.alloc(pattern.length * (step.times ?? 1), pattern)
+    await new Promise((resolve, reject) => writer.stream.write(data, (error) => (error ? reject(error) : resolve())))
+  }
+  await new Promise((resolve, reject) => writer.stream.end((error) => (error ? reject(error) : resolve())))
+}
 
 const iii = registerWorker(url, { workerName: values.name ?? `${prefix}-official` })
 
@@ -90,6 +153,17 @@ const handlers = {
     await new Promise((resolve) => request.response.stream.write(Buffer.concat([Buffer.from('got '), body]), resolve))
     await new Promise((resolve) => request.response.stream.end(Buffer.from(', done'), resolve))
     return null
+  },
+  drain: async (data) => {
+    const body = data.body
+    emit('invoked', { function_id: `${prefix}::drain`, payload: { body: body?.constructor?.name ?? null } })
+    return { end: body.constructor.name, ...(await readChannel(body)) }
+  },
+  fill: async (data) => {
+    const out = data.out
+    emit('invoked', { function_id: `${prefix}::fill`, payload: { out: out?.constructor?.name ?? null } })
+    await writeChannel(out, data.script)
+    return { end: out.constructor.name }
   },
   // An http middleware: answers 403 itself when the request has an `x-deny` header.
   gate: async (data) => {
@@ -145,9 +219,50 @@ function bind(command) {
   emit('bound', { tag })
 }
 
+// The engine lists a function once it applied the registration.
+async function waitUntilFunctionListed(functionId) {
+  const deadline = Date.now() + 20_000
+  for (;;) {
+    const functions = await iii.trigger({ function_id: 'engine::functions::list', payload: {} })
+    if ((functions?.functions ?? []).some((f) => f.function_id === functionId)) return functionId
+    if (Date.now() > deadline) throw new Error(`the engine never listed ${functionId}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+async function registerHttp(command) {
+  iii.registerFunction(command.function_id, command.invocation)
+  return await waitUntilFunctionListed(command.function_id)
+}
+
+// A channel made with this SDK: one end kept here, the other's ref (`readerRef` /
+// `writerRef`, plain objects) in the payload of a call to `function_id`, both at once.
+async function channelCommand(command) {
+  const channel = await createChannel(iii, command.buffer_size ?? undefined)
+  if (command.op === 'send_channel') {
+    const call = iii.trigger({ function_id: command.function_id, payload: { body: channel.readerRef } })
+    const [value] = await Promise.all([call, writeChannel(channel.writer, command.script)])
+    return value
+  }
+  const call = iii.trigger({ function_id: command.function_id, payload: { out: channel.writerRef } })
+  const [value, received] = await Promise.all([call, readChannel(channel.reader)])
+  return { value, received }
+}
+
+const COMMANDS = { register_http: registerHttp, send_channel: channelCommand, receive_channel: channelCommand }
+
 async function runCommand(command) {
   const { tag, op, function_id, payload } = command
   if (op === 'bind') return bind(command)
+  if (op in COMMANDS) {
+    try {
+      emit('result', { tag, value: (await COMMANDS[op](command)) ?? null })
+    } catch (error) {
+      const code = error instanceof InvocationError ? error.code : (error?.name ?? 'Error')
+      emit('error', { tag, code, message: String(error?.message ?? error) })
+    }
+    return
+  }
   const request = { function_id, payload }
   if (op === 'void') request.action = TriggerAction.Void()
   if (op === 'enqueue') request.action = TriggerAction.Enqueue({ queue: command.queue })

@@ -7,9 +7,16 @@ It registers `<prefix>::echo` (returns its payload), `<prefix>::fail` (raises
 201 with a JSON body) and `<prefix>::gate` (an http middleware: answers 403 itself when the
 request has an `x-deny` header, else lets it continue), `<prefix>::stream` (the SDK's
 streaming http helper: reads the body from `request_body`, answers 201 on the `response`
-channel with "got <body>, done"), binds `<prefix>::http` to an `http`
-trigger on `--http-path`, waits until the engine lists all of it, then prints the ready
-event.
+channel with "got <body>, done"), `<prefix>::drain` (reads the channel reader it gets as
+`body` with the SDK's `ChannelReader` and answers what it carried, see `Tally`) and
+`<prefix>::fill` (writes the `script` it gets on the `ChannelWriter` it gets as `out`, then
+closes it), binds `<prefix>::http` to an `http` trigger on `--http-path`, waits until the
+engine lists all of it, then prints the ready event.
+
+A channel *script* is a list of steps, `{"data": HEX, "times": N}` (the bytes of HEX
+repeated N times, written in one write), `{"message": TEXT}` (one text message) or
+`{"hang": true}` (print `{"event": "stalled"}` and wait forever, the stream
+left open, for a test that kills the worker mid-stream).
 
 Protocol with the test, one JSON object per line:
 
@@ -28,6 +35,12 @@ Protocol with the test, one JSON object per line:
   `{"op": "register_http", "tag", "function_id", "invocation"}`: register an HTTP-invoked
   function with the SDK's `HttpInvocationConfig(**invocation)`; reports `result` with
   the function id once the engine lists it.
+  `{"op": "send_channel", "tag", "function_id", "script", "buffer_size"?}`: make a channel
+  with the SDK's `create_channel_async`, call the function with `{"body": <reader ref>}`
+  while writing `script` on the SDK's writer; reports `result` with the function's answer.
+  `{"op": "receive_channel", "tag", "function_id", "buffer_size"?}`: make a channel, call
+  the function with `{"out": <writer ref>}` while reading the SDK's reader; reports
+  `result` with `{"value": <the function's answer>, "received": <Tally.report()>}`.
   End of stdin shuts the worker down.
 
 Anything else on stdout (none expected from this SDK) is not JSON and is ignored by the
@@ -38,11 +51,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from iii import InitOptions, InvocationError, TriggerAction, register_worker
@@ -67,6 +82,70 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--http-path", default=None, help="api_path (default: <prefix>/hello)")
     parser.add_argument("--name", default=None, help="worker name (default: <prefix>-official)")
     return parser.parse_args()
+
+
+class Tally:
+    """What a channel carried, in order: data (runs of bytes, counted and hashed, since each
+    side cuts them into chunks its own way) and messages."""
+
+    def __init__(self) -> None:
+        self.items: list[list[Any]] = []
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def data(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        self.digest.update(chunk)
+        if self.items and self.items[-1][0] == "data":
+            self.items[-1][1] += len(chunk)
+        else:
+            self.items.append(["data", len(chunk)])
+
+    def message(self, text: str) -> None:
+        self.items.append(["message", text])
+
+    def report(self) -> dict[str, Any]:
+        messages = [value for kind, value in self.items if kind == "message"]
+        return {
+            "size": self.size,
+            "sha256": self.digest.hexdigest(),
+            "messages": messages,
+            "items": self.items,
+        }
+
+
+def script_steps(script: list[dict[str, Any]]) -> Iterator[tuple[str, Any]]:
+    """A channel script as ("data", bytes), ("message", str) and ("hang", None) steps."""
+    for step in script:
+        if "message" in step:
+            yield "message", step["message"]
+        elif step.get("hang"):
+            yield "hang", None
+        else:
+            yield "data", bytes.fromhex(step["data"]) * step.get("times", 1)
+
+
+async def read_channel(reader: Any) -> dict[str, Any]:
+    """Everything on the SDK's `ChannelReader`: data by iterating it, messages through
+    `on_message` (called from inside the iteration, so the order is kept)."""
+    tally = Tally()
+    reader.on_message(tally.message)
+    async for chunk in reader:
+        tally.data(chunk)
+    return tally.report()
+
+
+async def write_channel(writer: Any, script: list[dict[str, Any]]) -> None:
+    """`script` on the SDK's `ChannelWriter`, then its close."""
+    for kind, value in script_steps(script):
+        if kind == "message":
+            await writer.send_message_async(value)
+        elif kind == "hang":
+            emit("stalled")
+            await asyncio.Event().wait()
+        else:
+            await writer.write(value)
+    await writer.close_async()
 
 
 def register(client: Any, prefix: str, http_path: str) -> list[str]:
@@ -124,6 +203,17 @@ def register(client: Any, prefix: str, http_path: str) -> list[str]:
         await response.writer.write(b", done")
         await response.writer.close_async()
 
+    async def drain(data: Any) -> Any:
+        body = data["body"]
+        emit("invoked", function_id=f"{prefix}::drain", payload={"body": type(body).__name__})
+        return {"end": type(body).__name__, **await read_channel(body)}
+
+    async def fill(data: Any) -> Any:
+        out = data["out"]
+        emit("invoked", function_id=f"{prefix}::fill", payload={"out": type(out).__name__})
+        await write_channel(out, data["script"])
+        return {"end": type(out).__name__}
+
     handlers = {
         "echo": echo,
         "fail": fail,
@@ -131,6 +221,8 @@ def register(client: Any, prefix: str, http_path: str) -> list[str]:
         "http": http,
         "gate": gate,
         "stream": http_helper(stream_callback),
+        "drain": drain,
+        "fill": fill,
     }
     for name, handler in handlers.items():
         client.register_function(f"{prefix}::{name}", handler)
@@ -251,8 +343,44 @@ def register_http(client: Any, function_id: str, invocation: dict[str, Any]) -> 
         time.sleep(0.05)
 
 
+def channel_command(client: Any, command: dict[str, Any]) -> Any:
+    """`send_channel` / `receive_channel`: a channel made by this SDK, one end kept here and
+    the other's ref (`Channel.reader_ref` / `.writer_ref`, as they are) in the call's
+    payload, the two run side by side on a loop of this thread's own (the SDK's
+    `trigger_async` works from any loop)."""
+    from iii.helpers import create_channel_async
+
+    async def run() -> Any:
+        channel = await create_channel_async(client, command.get("buffer_size"))
+        request = {"function_id": command["function_id"]}
+        if command["op"] == "send_channel":
+            request["payload"] = {"body": channel.reader_ref}
+            value, _ = await asyncio.gather(
+                client.trigger_async(request), write_channel(channel.writer, command["script"])
+            )
+            return value
+        request["payload"] = {"out": channel.writer_ref}
+        value, received = await asyncio.gather(
+            client.trigger_async(request), read_channel(channel.reader)
+        )
+        return {"value": value, "received": received}
+
+    return asyncio.run(run())
+
+
 def run_command(client: Any, command: dict[str, Any]) -> None:
     tag = command.get("tag")
+    if command["op"] in ("send_channel", "receive_channel"):
+        try:
+            value = channel_command(client, command)
+        except InvocationError as exc:
+            emit("error", tag=tag, code=exc.code, message=exc.message)
+            return
+        except Exception as exc:
+            emit("error", tag=tag, code=type(exc).__name__, message=str(exc))
+            return
+        emit("result", tag=tag, value=value)
+        return
     if command["op"] == "register_http":
         value = register_http(client, command["function_id"], command["invocation"])
         emit("result", tag=tag, value=value)
