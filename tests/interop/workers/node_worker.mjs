@@ -6,6 +6,7 @@
 // (throws Error("boom")), `<prefix>::slow` (never answers within the test),
 // `<prefix>::http` (answers 201 with a JSON body, bound to an `http` trigger on
 // `--http-path`), `<prefix>::gate` (an http middleware, as in py_worker.py), `<prefix>::stream`,
+// `<prefix>::sse` (server-sent events; the third once `{"op": "release", "tag"}` came),
 // `<prefix>::drain` and `<prefix>::fill` (channels, as in py_worker.py), waits until the
 // engine lists all of it, then prints `{"event": "ready", ...}`. stdin takes `{"op": "call" | "void", "tag", "function_id",
 // "payload"}` lines and answers with `result` / `error` / `sent` events, and `{"op": "bind",
@@ -37,6 +38,12 @@ const nodeDir = process.env.ANYIII_INTEROP_NODE_DIR ?? path.join(here, '..', 'no
 const require = createRequire(path.join(nodeDir, 'package.json'))
 const { registerWorker, TriggerAction, InvocationError } = require('iii-sdk')
 const { createChannel } = require('iii-sdk/helpers')
+
+// Resolved by the `release` command: what `<prefix>::sse` waits for before its third event.
+let release
+const released = new Promise((resolve) => {
+  release = resolve
+})
 
 function emit(event, fields = {}) {
   process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`)
@@ -154,6 +161,19 @@ const handlers = {
     await new Promise((resolve) => request.response.stream.end(Buffer.from(', done'), resolve))
     return null
   },
+  // Server-sent events on `response`: the third event only once `release` came.
+  sse: async (request) => {
+    emit('invoked', { function_id: `${prefix}::sse`, payload: {} })
+    request.response.sendMessage(JSON.stringify({ type: 'set_status', status_code: 200 }))
+    request.response.sendMessage(
+      JSON.stringify({ type: 'set_headers', headers: { 'content-type': 'text/event-stream', 'x-worker': 'node' } }),
+    )
+    await new Promise((resolve) => request.response.stream.write(Buffer.from('event: tick\ndata: 1\n\n'), resolve))
+    await new Promise((resolve) => request.response.stream.write(Buffer.from('event: tick\ndata: 2\n\n'), resolve))
+    await released
+    await new Promise((resolve) => request.response.stream.end(Buffer.from('event: tick\ndata: 3\n\n'), resolve))
+    return null
+  },
   drain: async (data) => {
     const body = data.body
     emit('invoked', { function_id: `${prefix}::drain`, payload: { body: body?.constructor?.name ?? null } })
@@ -254,6 +274,11 @@ const COMMANDS = { register_http: registerHttp, send_channel: channelCommand, re
 async function runCommand(command) {
   const { tag, op, function_id, payload } = command
   if (op === 'bind') return bind(command)
+  if (op === 'release') {
+    release()
+    emit('released', { tag })
+    return
+  }
   if (op in COMMANDS) {
     try {
       emit('result', { tag, value: (await COMMANDS[op](command)) ?? null })

@@ -7,7 +7,9 @@ It registers `<prefix>::echo` (returns its payload), `<prefix>::fail` (raises
 201 with a JSON body) and `<prefix>::gate` (an http middleware: answers 403 itself when the
 request has an `x-deny` header, else lets it continue), `<prefix>::stream` (the SDK's
 streaming http helper: reads the body from `request_body`, answers 201 on the `response`
-channel with "got <body>, done"), `<prefix>::drain` (reads the channel reader it gets as
+channel with "got <body>, done"), `<prefix>::sse` (the same helper answering with
+server-sent events: two `tick` events, then a third once the `release` command came),
+`<prefix>::drain` (reads the channel reader it gets as
 `body` with the SDK's `ChannelReader` and answers what it carried, see `Tally`) and
 `<prefix>::fill` (writes the `script` it gets on the `ChannelWriter` it gets as `out`, then
 closes it), binds `<prefix>::http` to an `http` trigger on `--http-path`, waits until the
@@ -32,6 +34,8 @@ Protocol with the test, one JSON object per line:
   `{"op": "create_stream", "tag", "name"}`: take over the storage of stream `name` with
   the SDK's `create_stream` and a dict; reports `result` with the stream's items by
   group once the engine lists its functions (items are also printed as `stored` events).
+  `{"op": "release", "tag"}`: let `<prefix>::sse` send its third event; answers
+  `{"event": "released", "tag"}`.
   `{"op": "register_http", "tag", "function_id", "invocation"}`: register an HTTP-invoked
   function with the SDK's `HttpInvocationConfig(**invocation)`; reports `result` with
   the function id once the engine lists it.
@@ -64,6 +68,10 @@ from iii import InitOptions, InvocationError, TriggerAction, register_worker
 from iii_helpers.http import http as http_helper
 
 _print_lock = threading.Lock()
+
+
+RELEASE = threading.Event()
+"""Set by the `release` command: what `<prefix>::sse` waits for before its third event."""
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -203,6 +211,18 @@ def register(client: Any, prefix: str, http_path: str) -> list[str]:
         await response.writer.write(b", done")
         await response.writer.close_async()
 
+    async def sse_callback(request: Any, response: Any) -> None:
+        # Server-sent events with the official helper: the third event only once the
+        # test has sent `release` (so it can tell the first two arrived on their own).
+        emit("invoked", function_id=f"{prefix}::sse", payload={})
+        await response.status(200)
+        await response.headers({"content-type": "text/event-stream", "x-worker": "python"})
+        await response.writer.write(b"event: tick\ndata: 1\n\n")
+        await response.writer.write(b"event: tick\ndata: 2\n\n")
+        await asyncio.get_running_loop().run_in_executor(None, RELEASE.wait)
+        await response.writer.write(b"event: tick\ndata: 3\n\n")
+        await response.writer.close_async()
+
     async def drain(data: Any) -> Any:
         body = data["body"]
         emit("invoked", function_id=f"{prefix}::drain", payload={"body": type(body).__name__})
@@ -221,6 +241,7 @@ def register(client: Any, prefix: str, http_path: str) -> list[str]:
         "http": http,
         "gate": gate,
         "stream": http_helper(stream_callback),
+        "sse": http_helper(sse_callback),
         "drain": drain,
         "fill": fill,
     }
@@ -380,6 +401,10 @@ def run_command(client: Any, command: dict[str, Any]) -> None:
             emit("error", tag=tag, code=type(exc).__name__, message=str(exc))
             return
         emit("result", tag=tag, value=value)
+        return
+    if command["op"] == "release":
+        RELEASE.set()
+        emit("released", tag=tag)
         return
     if command["op"] == "register_http":
         value = register_http(client, command["function_id"], command["invocation"])
