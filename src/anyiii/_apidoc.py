@@ -89,14 +89,36 @@ def _struct_fields(cls: type[msgspec.Struct]) -> Iterator[str]:
 
 
 def _members(cls: type) -> Iterator[tuple[str, object]]:
-    """Public methods and properties the class itself defines (in source order)."""
-    for name, value in vars(cls).items():
-        if name.startswith("_") and not (
-            name in ("__call__", "__aenter__", "__enter__") and getattr(value, "__doc__", None)
-        ):
-            continue
-        if isinstance(value, property | staticmethod | classmethod) or inspect.isfunction(value):
-            yield name, value
+    """Public methods and properties the class defines (in source order), then those it
+    inherits from private anyiii bases, which have no entry of their own."""
+    seen: set[str] = set()
+    for owner in (cls, *filter(_private_base, cls.__mro__[1:])):
+        for name, value in vars(owner).items():
+            if name in seen or (
+                name.startswith("_")
+                and not (
+                    name in ("__call__", "__aenter__", "__enter__")
+                    and getattr(value, "__doc__", None)
+                )
+            ):
+                continue
+            seen.add(name)
+            if isinstance(value, property | staticmethod | classmethod) or inspect.isfunction(
+                value
+            ):
+                yield name, value
+
+
+def _private_base(base: type) -> bool:
+    """An anyiii class that users never see by name (so its members are documented on
+    the public classes that inherit them)."""
+    module = base.__module__
+    public = importlib.import_module("anyiii")
+    return (
+        module.startswith("anyiii.")
+        and module.split(".")[1].startswith("_")
+        and getattr(public, base.__name__, None) is not base
+    )
 
 
 def _render_class(qualified: str, cls: type) -> list[str]:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import anyio
 import anyio.abc
 import pytest
-from transport_peers import http_responder, port_of
+from transport_peers import accept_handshake, http_responder, port_of
 from websockets.frames import Opcode
-from websockets.http11 import Request
-from websockets.server import ServerProtocol
 
 from anyiii._errors import ConnectError, ConnectionClosed
 from anyiii._transport import BinaryMessage, TransportLimits, connect_websocket
@@ -28,14 +26,7 @@ async def test_a_close_that_comes_with_the_handshake_is_answered_at_once() -> No
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            protocol = ServerProtocol()
-            request = None
-            while request is None:
-                protocol.receive_data(await stream.receive())
-                for event in protocol.events_received():
-                    if isinstance(event, Request):
-                        request = event
-            protocol.send_response(protocol.accept(request))
+            protocol = await accept_handshake(stream)
             protocol.send_binary(b"data")
             protocol.send_close(1000, "done")
             await stream.send(b"".join(protocol.data_to_send()))  # all of it in one write

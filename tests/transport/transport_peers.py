@@ -42,6 +42,20 @@ def port_of(listener: anyio.abc.Listener[Any]) -> int:
     return port
 
 
+async def accept_handshake(stream: anyio.abc.ByteStream) -> ServerProtocol:
+    """Read a WebSocket upgrade request from `stream` and queue its acceptance (the caller
+    sends `protocol.data_to_send()`); the server side of a hand-made peer."""
+    protocol = ServerProtocol()
+    request = None
+    while request is None:
+        protocol.receive_data(await stream.receive())
+        for event in protocol.events_received():
+            if isinstance(event, Request):
+                request = event
+    protocol.send_response(protocol.accept(request))
+    return protocol
+
+
 @asynccontextmanager
 async def websocket_server(
     handler: Callable[[Transport], Awaitable[None]], **options: Any
@@ -148,14 +162,7 @@ async def raw_server(
 
     async def serve(stream: anyio.abc.ByteStream) -> None:
         streams.append(stream)
-        protocol = ServerProtocol()
-        request = None
-        while request is None:
-            protocol.receive_data(await stream.receive())
-            for event in protocol.events_received():
-                if isinstance(event, Request):
-                    request = event
-        protocol.send_response(protocol.accept(request))
+        protocol = await accept_handshake(stream)
         connection = RawConnection(stream, protocol)
         await connection.flush()
         await accepted_send.send(connection)

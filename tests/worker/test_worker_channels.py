@@ -18,10 +18,9 @@ import anyio.abc
 import anyio.lowlevel
 import pytest
 from channel_world import channel_world
+from transport_peers import accept_handshake
 from websockets.client import ClientProtocol
-from websockets.http11 import Request
 from websockets.protocol import State
-from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from anyiii import ChannelError, ChannelMessagesFull, StreamChannelRef
@@ -374,14 +373,7 @@ async def rust_style_plane(items: list[bytes]) -> AsyncIterator[str]:
 
     async def serve(stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            protocol = ServerProtocol()
-            request = None
-            while request is None:
-                protocol.receive_data(await stream.receive())
-                for event in protocol.events_received():
-                    if isinstance(event, Request):
-                        request = event
-            protocol.send_response(protocol.accept(request))
+            protocol = await accept_handshake(stream)
             for item in items:
                 protocol.send_binary(item)
             protocol.send_close()  # no code: the reader sees 1005

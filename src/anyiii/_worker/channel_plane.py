@@ -21,11 +21,11 @@ import anyio
 
 from .._errors import AnyiiiError, ConnectError
 from .._protocol.codes import CHANNELS_PATH
-from .._protocol.frames import StreamChannelRef
+from .._protocol.frames import ChannelEndpoint, StreamChannelRef
 from .._transport import TransportLimits, connect_websocket
 from .._transport.websocket import WebSocketTransport
 
-__all__ = ["ChannelError", "ChannelPlane", "channel_url"]
+__all__ = ["ChannelEnd", "ChannelError", "ChannelPlane", "channel_url"]
 
 _NOT_FOUND = 404
 
@@ -111,3 +111,48 @@ class ChannelPlane:
                 message = f"could not open the {ref.direction} end of channel {ref.channel_id}"
                 message += f": {exc}"
             raise ChannelError(message, channel_id=ref.channel_id, code=exc.status) from exc
+
+
+class ChannelEnd(ChannelEndpoint):
+    """What the reader and the writer share: the ref an end was made from and the plane it
+    connects through. `connected` is each end's own."""
+
+    _direction = ""
+    """The ref direction this kind of end needs ("read" or "write")."""
+
+    def __init__(self, ref: StreamChannelRef, plane: ChannelPlane) -> None:
+        if ref.direction != self._direction:
+            raise ValueError(
+                f"a {type(self).__name__} needs a {self._direction} ref, not {ref.direction!r}"
+            )
+        self._ref = ref
+        self._plane = plane
+
+    @property
+    def ref(self) -> StreamChannelRef:
+        """The channel ref this end was made from."""
+        return self._ref
+
+    @property
+    def channel_id(self) -> str:
+        """The id of the channel."""
+        return self._ref.channel_id
+
+    @property
+    def url(self) -> str:
+        """The data-plane URL it connects to (it holds the access key: do not log it)."""
+        return self._plane.url_for(self._ref)
+
+    @property
+    def connected(self) -> bool:
+        """True once it opened (or began to open) its socket."""
+        raise NotImplementedError
+
+    def wire_ref(self) -> StreamChannelRef:
+        if self.connected:
+            role = "reader" if self._direction == "read" else "writer"
+            raise TypeError(
+                f"the {role} of channel {self.channel_id} was already used here, so its "
+                "end is taken: it cannot be handed to another worker"
+            )
+        return self._ref

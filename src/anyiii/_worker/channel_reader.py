@@ -34,10 +34,10 @@ import anyio.abc
 import anyio.lowlevel
 
 from .._errors import AnyiiiError, ConnectionClosed
-from .._protocol.frames import ChannelEndpoint, StreamChannelRef
+from .._protocol.frames import StreamChannelRef
 from .._transport import BinaryMessage
 from .._transport.websocket import WebSocketTransport
-from .channel_plane import ChannelError, ChannelPlane
+from .channel_plane import ChannelEnd, ChannelError, ChannelPlane
 
 __all__ = ["ChannelMessagesFull", "ChannelReader"]
 
@@ -59,7 +59,7 @@ class _State(Enum):
     CLOSED = "closed"
 
 
-class ChannelReader(ChannelEndpoint, anyio.abc.ByteReceiveStream):
+class ChannelReader(ChannelEnd, anyio.abc.ByteReceiveStream):
     """The reading end of a data channel: an anyio byte stream of its data, plus its
     messages (docs/channels.md).
 
@@ -76,13 +76,12 @@ class ChannelReader(ChannelEndpoint, anyio.abc.ByteReceiveStream):
     engine the reader is gone (the writer's next send then fails).
     """
 
+    _direction = "read"
+
     def __init__(
         self, ref: StreamChannelRef, plane: ChannelPlane, *, max_messages: int = 256
     ) -> None:
-        if ref.direction != "read":
-            raise ValueError(f"a ChannelReader needs a read ref, not {ref.direction!r}")
-        self._ref = ref
-        self._plane = plane
+        super().__init__(ref, plane)
         self.max_messages = max_messages
         """How many messages data reads keep for `take_messages()` (see the module)."""
         self._state = _State.NEW
@@ -96,32 +95,9 @@ class ChannelReader(ChannelEndpoint, anyio.abc.ByteReceiveStream):
     # --- what it is ---------------------------------------------------------------------------
 
     @property
-    def ref(self) -> StreamChannelRef:
-        """The channel ref this reader was made from."""
-        return self._ref
-
-    @property
-    def channel_id(self) -> str:
-        """The id of the channel."""
-        return self._ref.channel_id
-
-    @property
-    def url(self) -> str:
-        """The data-plane URL it connects to (it holds the access key: do not log it)."""
-        return self._plane.url_for(self._ref)
-
-    @property
     def connected(self) -> bool:
         """True once it opened its socket (whether or not the stream has ended since)."""
         return self._state is not _State.NEW or self._transport is not None
-
-    def wire_ref(self) -> StreamChannelRef:
-        if self.connected:
-            raise TypeError(
-                f"the reader of channel {self.channel_id} was already used here, so its "
-                "end is taken: it cannot be handed to another worker"
-            )
-        return self._ref
 
     def __repr__(self) -> str:
         return f"ChannelReader({self.channel_id!r}, {self._state.value})"

@@ -31,10 +31,10 @@ import anyio.lowlevel
 
 from .._errors import ConnectionClosed
 from .._protocol.codes import CHANNEL_CHUNK_SIZE
-from .._protocol.frames import ChannelEndpoint, StreamChannelRef, encode_value
+from .._protocol.frames import StreamChannelRef, encode_value
 from .._transport import BinaryMessage
 from .._transport.websocket import WebSocketTransport
-from .channel_plane import ChannelError, ChannelPlane
+from .channel_plane import ChannelEnd, ChannelError, ChannelPlane
 
 __all__ = ["ChannelWriter"]
 
@@ -46,7 +46,7 @@ class _State(Enum):
     CLOSED = "closed"
 
 
-class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
+class ChannelWriter(ChannelEnd, anyio.abc.ByteSendStream):
     """The writing end of a data channel: an anyio byte stream, plus messages
     (docs/channels.md).
 
@@ -61,32 +61,16 @@ class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
     runs at a time; concurrent ones wait their turn, so the chunks of two sends never mix.
     """
 
+    _direction = "write"
+
     def __init__(self, ref: StreamChannelRef, plane: ChannelPlane) -> None:
-        if ref.direction != "write":
-            raise ValueError(f"a ChannelWriter needs a write ref, not {ref.direction!r}")
-        self._ref = ref
-        self._plane = plane
+        super().__init__(ref, plane)
         self._state = _State.NEW
         self._transport: WebSocketTransport | None = None
         self._failure: ChannelError | None = None
         self._lock = anyio.Lock()
 
     # --- what it is ---------------------------------------------------------------------------
-
-    @property
-    def ref(self) -> StreamChannelRef:
-        """The channel ref this writer was made from."""
-        return self._ref
-
-    @property
-    def channel_id(self) -> str:
-        """The id of the channel."""
-        return self._ref.channel_id
-
-    @property
-    def url(self) -> str:
-        """The data-plane URL it connects to (it holds the access key: do not log it)."""
-        return self._plane.url_for(self._ref)
 
     @property
     def connected(self) -> bool:
@@ -97,14 +81,6 @@ class ChannelWriter(ChannelEndpoint, anyio.abc.ByteSendStream):
     def broken(self) -> bool:
         """True once a failure or a cancelled send made it unusable."""
         return self._state is _State.BROKEN
-
-    def wire_ref(self) -> StreamChannelRef:
-        if self.connected:
-            raise TypeError(
-                f"the writer of channel {self.channel_id} was already used here, so its "
-                "end is taken: it cannot be handed to another worker"
-            )
-        return self._ref
 
     def __repr__(self) -> str:
         return f"ChannelWriter({self.channel_id!r}, {self._state.value})"

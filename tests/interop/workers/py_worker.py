@@ -61,7 +61,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from iii import InitOptions, InvocationError, TriggerAction, register_worker
@@ -389,18 +389,26 @@ def channel_command(client: Any, command: dict[str, Any]) -> Any:
     return asyncio.run(run())
 
 
+def report(tag: Any, outcome: Callable[[], Any], done: str = "result") -> None:
+    """Run `outcome` and print its value as a `done` event, or its failure as `error`."""
+    try:
+        value = outcome()
+    except InvocationError as exc:
+        emit("error", tag=tag, code=exc.code, message=exc.message)
+        return
+    except Exception as exc:
+        emit("error", tag=tag, code=type(exc).__name__, message=str(exc))
+        return
+    if done == "sent":
+        emit("sent", tag=tag)
+    else:
+        emit("result", tag=tag, value=value)
+
+
 def run_command(client: Any, command: dict[str, Any]) -> None:
     tag = command.get("tag")
     if command["op"] in ("send_channel", "receive_channel"):
-        try:
-            value = channel_command(client, command)
-        except InvocationError as exc:
-            emit("error", tag=tag, code=exc.code, message=exc.message)
-            return
-        except Exception as exc:
-            emit("error", tag=tag, code=type(exc).__name__, message=str(exc))
-            return
-        emit("result", tag=tag, value=value)
+        report(tag, lambda: channel_command(client, command))
         return
     if command["op"] == "release":
         RELEASE.set()
@@ -424,18 +432,7 @@ def run_command(client: Any, command: dict[str, Any]) -> None:
         request["action"] = TriggerAction.Void()
     elif command["op"] == "enqueue":
         request["action"] = TriggerAction.Enqueue(queue=command["queue"])
-    try:
-        value = client.trigger(request)
-    except InvocationError as exc:
-        emit("error", tag=tag, code=exc.code, message=exc.message)
-        return
-    except Exception as exc:
-        emit("error", tag=tag, code=type(exc).__name__, message=str(exc))
-        return
-    if command["op"] == "void":
-        emit("sent", tag=tag)
-    else:
-        emit("result", tag=tag, value=value)
+    report(tag, lambda: client.trigger(request), "sent" if command["op"] == "void" else "result")
 
 
 def main() -> None:
