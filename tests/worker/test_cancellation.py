@@ -158,3 +158,37 @@ async def test_handler_cancelled_by_the_caller_scope_leaves_nothing_running(poin
                     tasks.cancel_scope.cancel()
             assert caller.statistics().pending_calls == 0
         assert callee.statistics().running_invocations == 0  # cancelled at the block's exit
+
+
+@pytest.mark.parametrize("kind", ["call", "void", "void_batch"])
+async def test_a_call_inside_an_already_cancelled_scope_is_never_sent(kind: str) -> None:
+    # The call is cancelled before it starts: nothing may reach the engine, so the callee
+    # must not run (a write queued without an await would otherwise still go out).
+    ran: list[str] = []
+
+    async def callee(payload: str) -> str:
+        ran.append(payload)
+        return payload
+
+    request: dict[str, object] = {"function_id": "cancel::callee", "payload": "cancelled"}
+    if kind == "void":
+        request["action"] = anyiii.TriggerAction.Void()
+    with anyio.fail_after(10):
+        async with (
+            anyiii.engine.run(http_port=None) as engine,
+            anyiii.connect(engine.url) as worker,
+        ):
+            worker.register_function("cancel::callee", callee)
+            assert await worker.trigger_async({"function_id": "cancel::callee", "payload": "a"})
+            for _ in range(20):
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    if kind == "void_batch":
+                        await worker.trigger_void_batch([request, request])
+                    else:
+                        await worker.trigger_async(request)
+                assert scope.cancelled_caught
+            # Frames of one connection are handled in order: had any been sent, the callee
+            # would have seen it before this call.
+            assert await worker.trigger_async({"function_id": "cancel::callee", "payload": "b"})
+    assert ran == ["a", "b"]

@@ -385,8 +385,12 @@ class Worker:
         callee raised (`invocation_failed`), nobody serves it (`function_not_found`), the
         connection dropped (`invocation_stopped`, at once), or `timeout_ms` passed
         (`TIMEOUT`). Any cancel scope around the call works too: the pending slot is
-        removed at once and a late result is dropped.
+        removed at once and a late result is dropped. A call made inside a scope that is
+        already cancelled is never sent.
         """
+        # The frame may be queued without an await, so a cancelled scope must stop the
+        # call here, before anything can reach the engine.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         call = parse_request(request)
         runtime = self._runtime
         timeout_ms = call.timeout_ms or runtime.limits.invocation_timeout_ms
@@ -408,7 +412,9 @@ class Worker:
     async def trigger_void_batch(self, requests: Sequence[Any]) -> None:
         """Send fire-and-forget calls together: all are queued before the first is written,
         so they leave in one write. Each request has `trigger_async`'s shape; its action is
-        taken to be void. Raises ConnectionClosed if the connection cannot take them."""
+        taken to be void. Raises ConnectionClosed if the connection cannot take them. Inside
+        a cancelled scope, none is sent."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
         calls = [parse_request(request) for request in requests]
         session = await self._runtime.session_for_new_work()
         session.queue_void_calls(calls, self._outgoing_trace())
