@@ -97,6 +97,16 @@ class Supervised(Protocol):
         """The worker is done, with `failure` if it failed."""
 
 
+PING_INTERVAL: Final = 3.0
+PING_TIMEOUT: Final = 4.0
+"""The keepalive a worker runs by default: a ping every `PING_INTERVAL` seconds, answered
+within `PING_TIMEOUT`. An engine that hangs (stopped, not dead: its socket stays open) is
+noticed within about 7 s; the connection is then closed (1011), its pending calls fail
+with `invocation_stopped` and, with `reconnect`, a new one is opened. A pong waits behind
+whatever the engine is sending, so on a slow link that carries very large messages, raise
+`ping_timeout` (a 64 MiB message at 10 Mbit/s takes about a minute)."""
+
+
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value is not None and value.strip() else None
@@ -143,8 +153,8 @@ async def connect(
     cancel_timeout: float = 1.0,
     close_timeout: float = 5.0,
     release_timeout: float = 5.0,
-    ping_interval: float | None = 20.0,
-    ping_timeout: float | None = 20.0,
+    ping_interval: float | None = PING_INTERVAL,
+    ping_timeout: float | None = PING_TIMEOUT,
     max_message_size: int = 64 * 2**20,
     otel: Any = None,
     registry: Servable | None = None,
@@ -159,6 +169,9 @@ async def connect(
     `open_timeout` seconds (`ConnectError` otherwise). With `reconnect` (the default) a lost
     connection is replaced with backoff and every registration is replayed;
     `reconnect=False` raises `ConnectionClosed` out of the block instead.
+
+    `ping_interval` / `ping_timeout` (3 s / 4 s; None turns either off) are the keepalive
+    that notices a hung engine within about 7 s (see `PING_INTERVAL`).
 
     `otel` turns on OpenTelemetry spans and trace propagation (the official SDK's option
     shape: `True` or `{"enabled": True, "service_name": ...}`; a no-op without
