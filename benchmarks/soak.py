@@ -1,0 +1,690 @@
+"""Soak and scale: does anything grow that should not, and does the engine hold many workers
+and calls at once?
+
+    python benchmarks/soak.py [--backend asyncio|trio] [--engine process|inprocess]
+                              [--calls 200000] [--workers 1000] [--in-flight 10000]
+                              [--churn 2000] [--chart PATH] [--json PATH] [--quick]
+
+Workers connect over real sockets on 127.0.0.1 to an embedded engine: `anyiii engine` in a
+subprocess (`--engine process`, the default, so that the engine's memory and descriptors
+are its own), or `anyiii.engine.run()` inside this process (`--engine inprocess`). All
+workers live in this process, on `--backend` (the engine subprocess runs on it too). Four
+phases, in this order:
+
+1. **soak**: `--calls` calls to an echo function from `--callers` callers (each keeping
+   `--concurrency` calls in flight); this process's and the engine's RSS and open file
+   descriptors are sampled every `--sample-every` calls. Flat lines mean no leak.
+2. **scale**: `--workers` workers connect at once, each registering one function; the time
+   until all are connected, until the engine lists them all, then one call to each, then
+   RSS and fds with all of them connected (per worker: growth over the count) and after
+   they all closed.
+3. **in flight**: `--in-flight` calls at once to a function that waits on an event (its
+   worker's `max_concurrency` lets all of them run); once the callee runs all of them the
+   event is set and the time until every call is answered is measured.
+4. **churn**: `--churn` cycles of a worker connecting, registering a function, calling it
+   through the engine and disconnecting (`--churn-parallel` at a time), while a caller keeps
+   `--concurrency` echo calls running; RSS and fds before (the churn load already running)
+   and after (every churned worker gone from the engine's list, garbage collected), and
+   sampled every `--churn-sample-every` cycles.
+
+RSS and fds come from psutil when it is installed, else from `/proc/<pid>/status` (VmRSS)
+and `/proc/<pid>/fd`. Every call's answer is compared with what was sent; a call that
+fails, is not answered or comes back different is counted and printed, and makes the exit
+status 1, as does a phase that fails. The soft limit on open files is raised to the hard
+limit when the phases need more; if the hard limit is too low, `--workers` is reduced and
+the report says so.
+
+`--chart PATH` draws a PNG (matplotlib, the `bench` extra): RSS and fds over the soak and
+the churn, latency per phase, RSS per connected worker; `--also RUN.json ...` adds runs
+saved earlier with `--json` to the chart (to show both backends in one). `--quick` runs
+tiny sizes (the smoke test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+import anyiii
+from _processes import engine_process
+from _soak_report import PROBE_SOURCE, Probe, draw_chart, latency_stats, load_runs, notes, table
+
+ECHO = "soak::echo"
+LONG_MS = 600_000
+"""Callers' invocation timeout: a stalled call shows as a failed phase (`--phase-timeout`),
+not as a timeout of its own."""
+
+
+class PhaseFailed(Exception):
+    """A phase could not finish (workers did not connect, calls did not come back)."""
+
+
+async def echo(data: Any) -> Any:
+    return data
+
+
+# Payloads are strings: the engine adds `_caller_worker_id` to an object payload (as the
+# real engine does), so an object would not come back exactly as sent.
+
+
+def count_error(errors: dict[str, int], error: BaseException) -> None:
+    """A failed call or connection counts under its error code, else its type."""
+    code = str(getattr(error, "code", None) or type(error).__name__)
+    errors[code] = errors.get(code, 0) + 1
+
+
+def failure_text(failure: BaseException) -> str:
+    """What stopped a phase, with the exceptions of a task group spelled out."""
+    if isinstance(failure, BaseExceptionGroup):
+        return "; ".join(failure_text(inner) for inner in failure.exceptions)
+    if isinstance(failure, TimeoutError):
+        return "did not finish within --phase-timeout"
+    return str(failure) or type(failure).__name__
+
+
+def collected_objects() -> int:
+    gc.collect()
+    return len(gc.get_objects())
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], what: str, limit: float, every: float = 0.05
+) -> float:
+    """Poll `condition` (a state kept elsewhere: the engine's lists, a worker's counters)
+    until it holds; the seconds it took. PhaseFailed after `limit` seconds."""
+    started = time.perf_counter()
+    with anyio.move_on_after(limit):
+        while True:
+            if await condition():
+                return time.perf_counter() - started
+            await anyio.sleep(every)
+    raise PhaseFailed(f"{what}: not after {limit:.0f} s")
+
+
+async def listed(worker: anyiii.Worker, prefix: str) -> list[dict[str, Any]]:
+    """The workers the engine lists whose name starts with `prefix`."""
+    answer = await worker.trigger_async(
+        {"function_id": "engine::workers::list", "payload": {"search": prefix}}
+    )
+    return [w for w in answer["workers"] if str(w.get("name", "")).startswith(prefix)]
+
+
+class Soak:
+    """The workers every phase shares (one callee, the callers) and the phases."""
+
+    def __init__(self, args: argparse.Namespace, url: str, probe: Probe) -> None:
+        self.args = args
+        self.url = url
+        self.probe = probe
+        self.callers: list[anyiii.Worker] = []
+        self.results: dict[str, Any] = {"rows": [], "failures": []}
+
+    def row(self, name: str, timed: str, **fields: Any) -> dict[str, Any]:
+        row = {"name": name, "timed": timed, "errors": {}, **fields}
+        self.results["rows"].append(row)
+        return row
+
+    async def echo_calls(
+        self,
+        worker: anyiii.Worker,
+        take: Callable[[], int | None],
+        latencies: list[float],
+        errors: dict[str, int],
+        answered: Callable[[], None],
+    ) -> None:
+        """Echo calls one after another while `take()` gives a number to send."""
+        while (number := take()) is not None:
+            payload = f"soak call {number}"
+            started = time.perf_counter()
+            try:
+                result = await worker.trigger_async({"function_id": ECHO, "payload": payload})
+            except anyiii.InvocationError as error:
+                count_error(errors, error)
+                continue
+            if result != payload:
+                errors["mismatched"] = errors.get("mismatched", 0) + 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            answered()
+
+    # -- 1. soak --------------------------------------------------------------------------
+
+    async def soak(self) -> None:
+        args = self.args
+        warm = {"left": min(2_000, max(args.calls // 20, 10))}
+
+        def take_warm() -> int | None:
+            warm["left"] -= 1
+            return warm["left"] if warm["left"] >= 0 else None
+
+        ignored: list[float] = []
+        warm_errors: dict[str, int] = {}
+        async with anyio.create_task_group() as tasks:
+            for caller in self.callers:
+                for _ in range(args.concurrency):
+                    tasks.start_soon(
+                        self.echo_calls, caller, take_warm, ignored, warm_errors, lambda: None
+                    )
+        objects_before = collected_objects()
+        latencies: list[float] = []
+        row = self.row("soak", "call", count=args.calls, answered=0)
+        errors: dict[str, int] = row["errors"]
+        state = {"issued": 0, "done": 0, "next": args.sample_every}
+        samples = [self.probe.sample(0, 0.0)]
+        row["before"] = self.probe.take()
+        started = time.perf_counter()
+
+        def take() -> int | None:
+            if state["issued"] >= args.calls:
+                return None
+            state["issued"] += 1
+            return state["issued"]
+
+        def answered() -> None:
+            state["done"] += 1
+            if state["done"] >= state["next"]:
+                state["next"] += args.sample_every
+                samples.append(self.probe.sample(state["done"], time.perf_counter() - started))
+
+        async with anyio.create_task_group() as tasks:
+            for caller in self.callers:
+                for _ in range(args.concurrency):
+                    tasks.start_soon(self.echo_calls, caller, take, latencies, errors, answered)
+        row["seconds"] = time.perf_counter() - started
+        row["answered"] = state["done"]
+        row["latency_ms"] = latency_stats(latencies)
+        row["after"] = self.probe.take()
+        if samples[-1]["at"] != state["done"]:
+            samples.append(self.probe.sample(state["done"], row["seconds"]))
+        row["peak"] = {
+            role: {
+                "rss_kib": max(s[f"{role}_rss_kib"] for s in samples),
+                "fds": max(s[f"{role}_fds"] for s in samples),
+            }
+            for role in self.probe.pids
+        }
+        self.results["soak"] = {
+            "warmup_calls": min(2_000, max(args.calls // 20, 10)),
+            "warmup_errors": warm_errors,
+            "samples": samples,
+            "gc_objects": [objects_before, collected_objects()],
+        }
+
+    # -- 2. scale -------------------------------------------------------------------------
+
+    async def scale(self) -> None:
+        count = self.args.workers
+        row = self.row("scale: connect", "connect + register", count=count, answered=0)
+        calls = self.row("scale: one call each", "call", count=count, answered=0)
+        out: dict[str, Any] = {"per_worker_kib": {}}
+        self.results["scale"] = out
+        gc.collect()
+        row["before"] = calls["before"] = out["before"] = self.probe.take()
+        stop = anyio.Event()
+        settled = anyio.Event()
+        connect_times: list[float] = []
+        workers: list[anyiii.Worker] = []
+        state = {"ended": 0}
+
+        def one_ended() -> None:
+            state["ended"] += 1
+            if state["ended"] == count:
+                settled.set()
+
+        async def one(i: int) -> None:
+            begun = time.perf_counter()
+            up = False
+            try:
+                async with anyiii.connect(
+                    self.url, worker_name=f"soak-scale-{i}", reconnect=False
+                ) as worker:
+                    worker.register_function(f"soak::scale::{i}", echo)
+                    connect_times.append(time.perf_counter() - begun)
+                    workers.append(worker)
+                    up = True
+                    one_ended()
+                    await stop.wait()
+            except Exception as error:  # a worker that failed to connect, or dropped
+                count_error(row["errors"], error)
+                if not up:
+                    one_ended()
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tasks:
+            for i in range(count):
+                tasks.start_soon(one, i)
+            try:
+                with anyio.fail_after(self.args.phase_timeout):
+                    await settled.wait()
+                row["seconds"] = out["connect_seconds"] = time.perf_counter() - started
+                row["answered"] = out["connected"] = len(workers)
+                row["latency_ms"] = latency_stats(connect_times)
+                caller = self.callers[0]
+
+                async def all_listed() -> bool:
+                    found = await listed(caller, "soak-scale-")
+                    return len(found) == len(workers) and all(
+                        w["function_count"] == 1 for w in found
+                    )
+
+                await wait_until(all_listed, "the engine listing every worker", 60, 0.1)
+                out["listed_seconds"] = time.perf_counter() - started
+                await self.call_each(calls, len(workers))
+                gc.collect()
+                row["peak"] = calls["peak"] = out["peak"] = self.probe.take()
+            finally:
+                closing = time.perf_counter()
+                stop.set()
+        out["close_seconds"] = time.perf_counter() - closing
+
+        async def none_listed() -> bool:
+            return not await listed(self.callers[0], "soak-scale-")
+
+        await wait_until(none_listed, "the engine dropping the closed workers", 60, 0.1)
+        gc.collect()
+        row["after"] = calls["after"] = out["after"] = self.probe.take()
+        for role in self.probe.pids:
+            grown = out["peak"][role]["rss_kib"] - out["before"][role]["rss_kib"]
+            out["per_worker_kib"][role] = grown / max(len(workers), 1)
+
+    async def call_each(self, row: dict[str, Any], count: int) -> None:
+        """One call to each scale worker's function, all at once, from one caller."""
+        latencies: list[float] = []
+        caller = self.callers[0]
+
+        async def call(i: int) -> None:
+            payload = f"scale worker {i}"
+            begun = time.perf_counter()
+            try:
+                result = await caller.trigger_async(
+                    {"function_id": f"soak::scale::{i}", "payload": payload}
+                )
+            except anyiii.InvocationError as error:
+                count_error(row["errors"], error)
+                return
+            if result != payload:
+                count_error(row["errors"], ValueError("mismatched"))
+                return
+            latencies.append(time.perf_counter() - begun)
+            row["answered"] += 1
+
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tasks:
+            for i in range(count):
+                tasks.start_soon(call, i)
+        row["seconds"] = time.perf_counter() - started
+        row["latency_ms"] = latency_stats(latencies)
+
+    # -- 3. in flight ---------------------------------------------------------------------
+
+    async def in_flight(self) -> None:
+        count = self.args.in_flight
+        row = self.row("in flight", "answer after release", count=count, answered=0)
+        out: dict[str, Any] = {}
+        self.results["in_flight"] = out
+        release = anyio.Event()
+
+        async def hold(data: Any) -> Any:
+            await release.wait()
+            return data
+
+        limits = anyiii.WorkerLimits(max_concurrency=count)
+        async with anyiii.connect(
+            self.url, worker_name="soak-holder", limits=limits, reconnect=False
+        ) as holder:
+            holder.register_function("soak::hold", hold)
+
+            async def registered() -> bool:
+                found = await listed(self.callers[0], "soak-holder")
+                return len(found) == 1 and found[0]["function_count"] == 1
+
+            await wait_until(registered, "the engine listing the holding function", 30)
+            gc.collect()
+            row["before"] = self.probe.take()
+            answered_at: list[float] = []
+            caller = self.callers[0]
+
+            async def call(i: int) -> None:
+                payload = f"held call {i}"
+                try:
+                    result = await caller.trigger_async(
+                        {"function_id": "soak::hold", "payload": payload}
+                    )
+                except anyiii.InvocationError as error:
+                    count_error(row["errors"], error)
+                    return
+                if result != payload:
+                    count_error(row["errors"], ValueError("mismatched"))
+                    return
+                answered_at.append(time.perf_counter())
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tasks:
+                for i in range(count):
+                    tasks.start_soon(call, i)
+
+                async def all_running() -> bool:
+                    return holder.statistics().running_invocations >= count or bool(row["errors"])
+
+                try:
+                    await wait_until(all_running, "every held call running", 300, 0.01)
+                finally:
+                    out["held"] = holder.statistics().running_invocations
+                    out["hold_seconds"] = time.perf_counter() - started
+                    row["peak"] = self.probe.take()
+                    released = time.perf_counter()
+                    release.set()
+            row["seconds"] = out["answer_seconds"] = time.perf_counter() - released
+            row["answered"] = len(answered_at)
+            row["latency_ms"] = latency_stats([t - released for t in answered_at])
+        gc.collect()
+        row["after"] = self.probe.take()
+
+    # -- 4. churn -------------------------------------------------------------------------
+
+    async def churn(self) -> None:
+        args = self.args
+        cycles = args.churn
+        row = self.row("churn", "connect, register, call, close", count=cycles, answered=0)
+        load = self.row("churn: calls meanwhile", "call", count=0, answered=0)
+        out: dict[str, Any] = {"cycles": cycles}
+        self.results["churn"] = out
+        state = {"next": 0, "done": 0, "sample": args.churn_sample_every, "load": 0}
+        load_latencies: list[float] = []
+        cycle_times: list[float] = []
+        samples: list[dict[str, Any]] = []
+        churning = {"on": True}
+
+        def take_load() -> int | None:
+            if not churning["on"]:
+                return None
+            state["load"] += 1
+            return state["load"]
+
+        def load_answered() -> None:
+            load["answered"] += 1
+
+        async def cycle(k: int) -> None:
+            begun = time.perf_counter()
+            async with anyiii.connect(
+                self.url, worker_name=f"soak-churn-{k}", reconnect=False
+            ) as worker:
+                worker.register_function(f"soak::churn::{k}", echo)
+                payload = f"churn cycle {k}"
+                result = await worker.trigger_async(
+                    {"function_id": f"soak::churn::{k}", "payload": payload}
+                )
+                if result != payload:
+                    raise ValueError("mismatched")
+            cycle_times.append(time.perf_counter() - begun)
+
+        async def churner() -> None:
+            while state["next"] < cycles:
+                k = state["next"]
+                state["next"] += 1
+                try:
+                    await cycle(k)
+                except Exception as error:  # connection refused, dropped, call failed
+                    count_error(row["errors"], error)
+                else:
+                    row["answered"] += 1
+                state["done"] += 1
+                if state["done"] >= state["sample"]:
+                    state["sample"] += args.churn_sample_every
+                    samples.append(self.probe.sample(state["done"], time.perf_counter() - started))
+
+        async with anyio.create_task_group() as background:
+            load_caller = self.callers[-1]
+            for _ in range(args.concurrency):
+                background.start_soon(
+                    self.echo_calls,
+                    load_caller,
+                    take_load,
+                    load_latencies,
+                    load["errors"],
+                    load_answered,
+                )
+            await anyio.sleep(0.2)  # the load is running when the baseline is taken
+            gc.collect()
+            out["gc_objects"] = [len(gc.get_objects())]
+            row["before"] = load["before"] = out["before"] = self.probe.take()
+            started = time.perf_counter()
+            samples.append(self.probe.sample(0, 0.0))
+            async with anyio.create_task_group() as tasks:
+                for _ in range(min(args.churn_parallel, cycles)):
+                    tasks.start_soon(churner)
+            row["seconds"] = load["seconds"] = time.perf_counter() - started
+            churning["on"] = False
+        load["count"] = state["load"]
+        row["latency_ms"] = latency_stats(cycle_times)
+        load["latency_ms"] = latency_stats(load_latencies)
+
+        async def none_listed() -> bool:
+            return not await listed(self.callers[0], "soak-churn-")
+
+        await wait_until(none_listed, "the engine dropping the churned workers", 60, 0.1)
+        await anyio.sleep(0.5)  # closed sockets are released on both sides
+        out["gc_objects"].append(collected_objects())
+        row["after"] = load["after"] = out["after"] = self.probe.take()
+        samples.append(self.probe.sample(cycles, row["seconds"]))
+        out["samples"] = samples
+        peak = {
+            role: {
+                "rss_kib": max(s[f"{role}_rss_kib"] for s in samples),
+                "fds": max(s[f"{role}_fds"] for s in samples),
+            }
+            for role in self.probe.pids
+        }
+        row["peak"] = load["peak"] = peak
+
+    # -- the run --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        args = self.args
+        callee_limits = anyiii.WorkerLimits(max_concurrency=max(256, args.concurrency * 4))
+        caller_limits = anyiii.WorkerLimits(invocation_timeout_ms=LONG_MS)
+        async with AsyncExitStack() as stack:
+            callee = await stack.enter_async_context(
+                anyiii.connect(self.url, worker_name="soak-callee", limits=callee_limits)
+            )
+            callee.register_function(ECHO, echo)
+            for i in range(args.callers):
+                self.callers.append(
+                    await stack.enter_async_context(
+                        anyiii.connect(
+                            self.url, worker_name=f"soak-caller-{i}", limits=caller_limits
+                        )
+                    )
+                )
+
+            async def routable() -> bool:
+                try:
+                    await self.callers[0].trigger_async({"function_id": ECHO, "payload": 1})
+                except anyiii.InvocationError:
+                    return False
+                return True
+
+            await wait_until(routable, "the echo function answering", 30)
+            for name, phase in (
+                ("soak", self.soak),
+                ("scale", self.scale),
+                ("in flight", self.in_flight),
+                ("churn", self.churn),
+            ):
+                began = time.perf_counter()
+                try:
+                    with anyio.fail_after(args.phase_timeout):
+                        await phase()
+                except Exception as failure:  # reported with the table, then the next phase
+                    self.results["failures"].append(f"{name}: {failure_text(failure)}")
+                print(
+                    f"{name}: done in {time.perf_counter() - began:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+async def run_phases(args: argparse.Namespace, url: str | None, engine_pid: int | None) -> Any:
+    """All four phases against the engine at `url`, or against one started here."""
+    async with AsyncExitStack() as stack:
+        if url is None:
+            engine = await stack.enter_async_context(anyiii.engine.run(http_port=None))
+            url = engine.url
+        soak = Soak(args, url, Probe(engine_pid))
+        await soak.run()
+        return soak.results
+
+
+# -- set-up and report ----------------------------------------------------------------------
+
+
+def fd_budget(args: argparse.Namespace) -> list[str]:
+    """Make room for the phases' sockets: raise the soft limit, else reduce `--workers`."""
+    said: list[str] = []
+    per_worker = 2 if args.engine == "inprocess" else 1  # both ends live here in-process
+    spare = 200 + per_worker * (args.callers + 2 + args.churn_parallel)
+    needed = spare + per_worker * args.workers
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        top = hard if hard != resource.RLIM_INFINITY else needed
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(needed, soft), top), hard))
+        said.append(f"open-file soft limit raised from {soft} to {min(max(needed, soft), top)}")
+        soft = min(max(needed, soft), top)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        workers = max((soft - spare) // per_worker, 1)
+        said.append(
+            f"--workers reduced from {args.workers} to {workers}: the open-file hard limit "
+            f"is {hard}"
+        )
+        args.workers = workers
+    return said
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def unanswered(results: dict[str, Any]) -> list[str]:
+    """Rows where a call (or cycle) was not answered exactly."""
+    return [
+        f"{row['name']}: {row['answered']:,} of {row['count']:,} answered, errors {row['errors']}"
+        for row in results["rows"]
+        if row["answered"] != row["count"] or row["errors"]
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument("--engine", choices=("process", "inprocess"), default="process")
+    parser.add_argument("--calls", type=int, default=200_000, help="soak calls")
+    parser.add_argument("--callers", type=int, default=4, help="soak caller workers")
+    parser.add_argument("--concurrency", type=int, default=8, help="calls in flight per caller")
+    parser.add_argument("--sample-every", type=int, help="soak calls per sample (calls/200)")
+    parser.add_argument("--workers", type=int, default=1_000, help="workers connected at once")
+    parser.add_argument("--in-flight", type=int, default=10_000, help="calls held at once")
+    parser.add_argument("--churn", type=int, default=2_000, help="connect/close cycles")
+    parser.add_argument("--churn-parallel", type=int, default=8, help="churn cycles at once")
+    parser.add_argument("--churn-sample-every", type=int, help="cycles per sample (churn/100)")
+    parser.add_argument("--phase-timeout", type=float, default=900.0, metavar="SECONDS")
+    parser.add_argument("--chart", metavar="PATH", help="write a PNG chart (needs matplotlib)")
+    parser.add_argument("--also", nargs="*", default=[], metavar="JSON", help="runs to chart too")
+    parser.add_argument("--json", metavar="PATH", help="write the raw results")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    args = parser.parse_args()
+    if args.quick:
+        args.calls, args.workers, args.in_flight, args.churn = 200, 10, 100, 20
+        args.callers, args.concurrency, args.churn_parallel = 2, 4, 4
+    args.sample_every = args.sample_every or max(args.calls // 200, 1)
+    args.churn_sample_every = args.churn_sample_every or max(args.churn // 100, 1)
+    said = fd_budget(args)
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commit": commit(),
+        "backend": args.backend,
+        "engine": args.engine,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "probe": PROBE_SOURCE,
+        "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "params": {
+            key: getattr(args, key)
+            for key in (
+                "calls",
+                "callers",
+                "concurrency",
+                "sample_every",
+                "workers",
+                "in_flight",
+                "churn",
+                "churn_parallel",
+                "churn_sample_every",
+            )
+        },
+    }
+    if args.engine == "process":
+        with engine_process(args.backend) as (url, pid):
+            results.update(anyio.run(run_phases, args, url, pid, backend=args.backend))
+    else:
+        results.update(anyio.run(run_phases, args, None, None, backend=args.backend))
+    results["said"] = said
+    results["unanswered"] = unanswered(results)
+    report(args, results)
+    if results["failures"] or results["unanswered"]:
+        sys.exit(1)
+
+
+def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    print(
+        f"soak and scale, backend {args.backend}, engine {args.engine}, {results['date']}, "
+        f"commit {results['commit']}, Python {results['python']}, {results['cpus']} CPUs, "
+        f"usage from {results['probe']}, open-file limit {results['fd_limit']}"
+    )
+    for line in results["said"]:
+        print(f"note: {line}")
+    print()
+    for line in table(results):
+        print(line)
+    print()
+    for line in notes(results):
+        print(f"* {line}")
+    for line in results["failures"]:
+        print(f"FAILED {line}")
+    for line in results["unanswered"]:
+        print(f"NOT ANSWERED {line}")
+    if not results["failures"] and not results["unanswered"]:
+        print("every call was answered")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        print(f"json: {args.json}")
+    if args.chart:
+        draw_chart(Path(args.chart), [*load_runs(args.also), results])
+        print(f"chart: {args.chart}")
+
+
+if __name__ == "__main__":
+    main()
