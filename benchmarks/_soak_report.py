@@ -167,28 +167,45 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"soak, Python objects in this process (after gc): {objects[0]:,} → "
                 f"{objects[1]:,} ({objects[1] - objects[0]:+,})"
             )
-    scale = results.get("scale")
-    if scale and scale.get("connected"):
+    for scale in results.get("scale") or []:
+        if not scale.get("connected"):
+            continue
+        name = f"scale, round {scale['round']}"
         for role in roles:
             per = scale["per_worker_kib"].get(role)
-            if per is not None:
-                out.append(
-                    f"scale, {labels[role]}: {per:.1f} KiB of RSS per connected worker "
-                    f"({scale['connected']:,} workers; fds "
-                    f"{scale['before'][role]['fds']} → {scale['peak'][role]['fds']} → "
-                    f"{scale['after'][role]['fds']} after they closed)"
-                )
+            if per is None:
+                continue
+            before, peak, after = (scale[m][role] for m in ("before", "peak", "after"))
+            out.append(
+                f"{name}, {labels[role]}: RSS {_mib(before['rss_kib'])} → "
+                f"{_mib(peak['rss_kib'])} MiB with {scale['connected']:,} workers ({per:.1f} "
+                f"KiB each) → {_mib(after['rss_kib'])} MiB after they closed; fds "
+                f"{before['fds']} → {peak['fds']} → {after['fds']}"
+            )
+        objects = scale.get("gc_objects") or []
+        if len(objects) == 3:
+            out.append(
+                f"{name}, Python objects in this process (after gc): {objects[0]:,} → "
+                f"{objects[1]:,} → {objects[2]:,}"
+            )
         out.append(
-            f"scale: {scale['connected']:,} workers connected and registered in "
+            f"{name}: {scale['connected']:,} workers connected and registered in "
             f"{scale['connect_seconds']:.2f} s, listed by the engine after "
             f"{scale['listed_seconds']:.2f} s, closed in {scale['close_seconds']:.2f} s"
         )
-    flight = results.get("in_flight")
-    if flight and flight.get("held"):
+    for flight in results.get("in_flight") or []:
+        if not flight.get("held"):
+            continue
+        objects = flight.get("gc_objects") or []
         out.append(
-            f"in flight: {flight['held']:,} calls running in the callee "
-            f"{flight['hold_seconds']:.2f} s after the first was made; all answered "
+            f"in flight, round {flight['round']}: {flight['held']:,} calls running in the "
+            f"callee {flight['hold_seconds']:.2f} s after the first was made; all answered "
             f"{flight['answer_seconds']:.2f} s after the release"
+            + (
+                f"; Python objects in this process (after gc) {objects[0]:,} → {objects[1]:,}"
+                if len(objects) == 2
+                else ""
+            )
         )
     churn = results.get("churn")
     if churn and churn.get("before"):
@@ -265,13 +282,13 @@ def draw_chart(path: Path, runs: Sequence[dict[str, Any]]) -> None:
     axes[0][2].set(title="Latency per phase (bar: median)", ylabel="ms", yscale="log")
     bars: list[tuple[str, float]] = []
     for run in runs:
-        per = (run.get("scale") or {}).get("per_worker_kib") or {}
-        for role, kib in per.items():
-            if role == "this":
-                who = "engine + workers" if run["engine"] == "inprocess" else "workers"
-            else:
-                who = "engine"
-            bars.append((f"{run_label(run)}\n{who}", kib))
+        for scale in run.get("scale") or []:
+            for role, kib in (scale.get("per_worker_kib") or {}).items():
+                if role == "this":
+                    who = "engine + workers" if run["engine"] == "inprocess" else "workers"
+                else:
+                    who = "engine"
+                bars.append((f"{run_label(run)}, round {scale['round']}: {who}", kib))
     axes[1][2].barh([b[0] for b in bars], [b[1] for b in bars], color="C2")
     axes[1][2].set(title="RSS per connected worker (scale)", xlabel="KiB")
     axes[1][2].tick_params(axis="y", labelsize=7)

@@ -51,9 +51,11 @@ import resource
 import subprocess
 import sys
 import time
+from array import array
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,25 @@ ECHO = "soak::echo"
 LONG_MS = 600_000
 """Callers' invocation timeout: a stalled call shows as a failed phase (`--phase-timeout`),
 not as a timeout of its own."""
+
+
+class Latencies:
+    """Seconds per call, in an array allocated up front for `capacity` of them, so that
+    keeping them does not grow this process's memory during the phase it measures."""
+
+    def __init__(self, capacity: int) -> None:
+        self._values = array("d", bytes(8 * capacity))
+        self._count = 0
+
+    def append(self, seconds: float) -> None:
+        if self._count < len(self._values):
+            self._values[self._count] = seconds
+        else:
+            self._values.append(seconds)
+        self._count += 1
+
+    def values(self) -> array[float]:
+        return self._values[: self._count]
 
 
 class PhaseFailed(Exception):
@@ -142,7 +163,7 @@ class Soak:
         self,
         worker: anyiii.Worker,
         take: Callable[[], int | None],
-        latencies: list[float],
+        latencies: Latencies,
         errors: dict[str, int],
         answered: Callable[[], None],
     ) -> None:
@@ -171,7 +192,7 @@ class Soak:
             warm["left"] -= 1
             return warm["left"] if warm["left"] >= 0 else None
 
-        ignored: list[float] = []
+        ignored = Latencies(0)
         warm_errors: dict[str, int] = {}
         async with anyio.create_task_group() as tasks:
             for caller in self.callers:
@@ -179,8 +200,8 @@ class Soak:
                     tasks.start_soon(
                         self.echo_calls, caller, take_warm, ignored, warm_errors, lambda: None
                     )
+        latencies = Latencies(args.calls)
         objects_before = collected_objects()
-        latencies: list[float] = []
         row = self.row("soak", "call", count=args.calls, answered=0)
         errors: dict[str, int] = row["errors"]
         state = {"issued": 0, "done": 0, "next": args.sample_every}
@@ -206,7 +227,7 @@ class Soak:
                     tasks.start_soon(self.echo_calls, caller, take, latencies, errors, answered)
         row["seconds"] = time.perf_counter() - started
         row["answered"] = state["done"]
-        row["latency_ms"] = latency_stats(latencies)
+        row["latency_ms"] = latency_stats(latencies.values())
         row["after"] = self.probe.take()
         if samples[-1]["at"] != state["done"]:
             samples.append(self.probe.sample(state["done"], row["seconds"]))
@@ -226,13 +247,14 @@ class Soak:
 
     # -- 2. scale -------------------------------------------------------------------------
 
-    async def scale(self) -> None:
+    async def scale(self, round_: int) -> None:
         count = self.args.workers
-        row = self.row("scale: connect", "connect + register", count=count, answered=0)
-        calls = self.row("scale: one call each", "call", count=count, answered=0)
-        out: dict[str, Any] = {"per_worker_kib": {}}
-        self.results["scale"] = out
-        gc.collect()
+        name = f"scale (round {round_})"
+        row = self.row(f"{name}: connect", "connect + register", count=count, answered=0)
+        calls = self.row(f"{name}: one call each", "call", count=count, answered=0)
+        out: dict[str, Any] = {"round": round_, "per_worker_kib": {}}
+        self.results.setdefault("scale", []).append(out)
+        out["gc_objects"] = [collected_objects()]
         row["before"] = calls["before"] = out["before"] = self.probe.take()
         stop = anyio.Event()
         settled = anyio.Event()
@@ -284,7 +306,7 @@ class Soak:
                 await wait_until(all_listed, "the engine listing every worker", 60, 0.1)
                 out["listed_seconds"] = time.perf_counter() - started
                 await self.call_each(calls, len(workers))
-                gc.collect()
+                out["gc_objects"].append(collected_objects())
                 row["peak"] = calls["peak"] = out["peak"] = self.probe.take()
             finally:
                 closing = time.perf_counter()
@@ -295,7 +317,7 @@ class Soak:
             return not await listed(self.callers[0], "soak-scale-")
 
         await wait_until(none_listed, "the engine dropping the closed workers", 60, 0.1)
-        gc.collect()
+        out["gc_objects"].append(collected_objects())
         row["after"] = calls["after"] = out["after"] = self.probe.take()
         for role in self.probe.pids:
             grown = out["peak"][role]["rss_kib"] - out["before"][role]["rss_kib"]
@@ -331,11 +353,12 @@ class Soak:
 
     # -- 3. in flight ---------------------------------------------------------------------
 
-    async def in_flight(self) -> None:
+    async def in_flight(self, round_: int) -> None:
         count = self.args.in_flight
-        row = self.row("in flight", "answer after release", count=count, answered=0)
-        out: dict[str, Any] = {}
-        self.results["in_flight"] = out
+        name = f"in flight (round {round_})"
+        row = self.row(name, "answer after release", count=count, answered=0)
+        out: dict[str, Any] = {"round": round_}
+        self.results.setdefault("in_flight", []).append(out)
         release = anyio.Event()
 
         async def hold(data: Any) -> Any:
@@ -353,7 +376,7 @@ class Soak:
                 return len(found) == 1 and found[0]["function_count"] == 1
 
             await wait_until(registered, "the engine listing the holding function", 30)
-            gc.collect()
+            out["gc_objects"] = [collected_objects()]
             row["before"] = self.probe.take()
             answered_at: list[float] = []
             caller = self.callers[0]
@@ -391,7 +414,12 @@ class Soak:
             row["seconds"] = out["answer_seconds"] = time.perf_counter() - released
             row["answered"] = len(answered_at)
             row["latency_ms"] = latency_stats([t - released for t in answered_at])
-        gc.collect()
+
+        async def holder_gone() -> bool:
+            return not await listed(self.callers[0], "soak-holder")
+
+        await wait_until(holder_gone, "the engine dropping the holder", 60, 0.1)
+        out["gc_objects"].append(collected_objects())
         row["after"] = self.probe.take()
 
     # -- 4. churn -------------------------------------------------------------------------
@@ -404,8 +432,8 @@ class Soak:
         out: dict[str, Any] = {"cycles": cycles}
         self.results["churn"] = out
         state = {"next": 0, "done": 0, "sample": args.churn_sample_every, "load": 0}
-        load_latencies: list[float] = []
-        cycle_times: list[float] = []
+        load_latencies = Latencies(100_000)
+        cycle_times = Latencies(cycles)
         samples: list[dict[str, Any]] = []
         churning = {"on": True}
 
@@ -470,8 +498,8 @@ class Soak:
             row["seconds"] = load["seconds"] = time.perf_counter() - started
             churning["on"] = False
         load["count"] = state["load"]
-        row["latency_ms"] = latency_stats(cycle_times)
-        load["latency_ms"] = latency_stats(load_latencies)
+        row["latency_ms"] = latency_stats(cycle_times.values())
+        load["latency_ms"] = latency_stats(load_latencies.values())
 
         async def none_listed() -> bool:
             return not await listed(self.callers[0], "soak-churn-")
@@ -519,12 +547,13 @@ class Soak:
                 return True
 
             await wait_until(routable, "the echo function answering", 30)
-            for name, phase in (
-                ("soak", self.soak),
-                ("scale", self.scale),
-                ("in flight", self.in_flight),
-                ("churn", self.churn),
-            ):
+            phases: list[tuple[str, Callable[[], Awaitable[None]]]] = [("soak", self.soak)]
+            for round_ in range(1, args.rounds + 1):
+                phases.append((f"scale, round {round_}", partial(self.scale, round_)))
+            for round_ in range(1, args.rounds + 1):
+                phases.append((f"in flight, round {round_}", partial(self.in_flight, round_)))
+            phases.append(("churn", self.churn))
+            for name, phase in phases:
                 began = time.perf_counter()
                 try:
                     with anyio.fail_after(args.phase_timeout):
@@ -606,6 +635,9 @@ def main() -> None:
     parser.add_argument("--sample-every", type=int, help="soak calls per sample (calls/200)")
     parser.add_argument("--workers", type=int, default=1_000, help="workers connected at once")
     parser.add_argument("--in-flight", type=int, default=10_000, help="calls held at once")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of scale and of in flight (reuse or leak?)"
+    )
     parser.add_argument("--churn", type=int, default=2_000, help="connect/close cycles")
     parser.add_argument("--churn-parallel", type=int, default=8, help="churn cycles at once")
     parser.add_argument("--churn-sample-every", type=int, help="cycles per sample (churn/100)")
@@ -639,6 +671,7 @@ def main() -> None:
                 "sample_every",
                 "workers",
                 "in_flight",
+                "rounds",
                 "churn",
                 "churn_parallel",
                 "churn_sample_every",
