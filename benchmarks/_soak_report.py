@@ -43,10 +43,13 @@ class Probe:
     def take(self) -> dict[str, dict[str, int]]:
         return {role: process_usage(pid) for role, pid in self.pids.items()}
 
-    def sample(self, at: int, seconds: float) -> dict[str, Any]:
-        """One flat record for the charts: `at` counts calls (soak) or cycles (churn)."""
+    def sample(
+        self, at: int, seconds: float, taken: dict[str, dict[str, int]] | None = None
+    ) -> dict[str, Any]:
+        """One flat record for the charts (of `taken`, else of now): `at` counts calls
+        (soak) or cycles (churn)."""
         record: dict[str, Any] = {"at": at, "seconds": round(seconds, 4)}
-        for role, usage in self.take().items():
+        for role, usage in (taken or self.take()).items():
             record[f"{role}_rss_kib"] = usage["rss_kib"]
             record[f"{role}_fds"] = usage["fds"]
         return record
@@ -84,7 +87,7 @@ def slope_per(samples: Sequence[dict[str, Any]], key: str, per: float) -> float:
     spread = sum((x - mean_x) ** 2 for x, _ in points)
     if spread == 0:
         return math.nan
-    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread * per
+    return float(sum((x - mean_x) * (y - mean_y) for x, y in points) / spread * per)
 
 
 # -- the table ------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ import subprocess
 import sys
 import time
 from array import array
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from functools import partial
@@ -120,6 +120,17 @@ def failure_text(failure: BaseException) -> str:
 def collected_objects() -> int:
     gc.collect()
     return len(gc.get_objects())
+
+
+def highest(samples: list[dict[str, Any]], roles: Iterable[str]) -> dict[str, dict[str, int]]:
+    """Each role's highest RSS and fds over `samples`."""
+    return {
+        role: {
+            "rss_kib": max(s[f"{role}_rss_kib"] for s in samples),
+            "fds": max(s[f"{role}_fds"] for s in samples),
+        }
+        for role in roles
+    }
 
 
 async def wait_until(
@@ -204,7 +215,7 @@ class Soak:
         objects_before = collected_objects()
         row = self.row("soak", "call", count=args.calls, answered=0)
         errors: dict[str, int] = row["errors"]
-        state = {"issued": 0, "done": 0, "next": args.sample_every}
+        state: dict[str, int] = {"issued": 0, "done": 0, "next": args.sample_every}
         samples = [self.probe.sample(0, 0.0)]
         row["before"] = self.probe.take()
         started = time.perf_counter()
@@ -227,17 +238,14 @@ class Soak:
                     tasks.start_soon(self.echo_calls, caller, take, latencies, errors, answered)
         row["seconds"] = time.perf_counter() - started
         row["answered"] = state["done"]
+        row["after"] = self.probe.take()  # before the statistics: they make a sorted list
+        last = self.probe.sample(state["done"], row["seconds"], row["after"])
+        if samples[-1]["at"] == state["done"]:
+            samples[-1] = last
+        else:
+            samples.append(last)
+        row["peak"] = highest(samples, self.probe.pids)
         row["latency_ms"] = latency_stats(latencies.values())
-        row["after"] = self.probe.take()
-        if samples[-1]["at"] != state["done"]:
-            samples.append(self.probe.sample(state["done"], row["seconds"]))
-        row["peak"] = {
-            role: {
-                "rss_kib": max(s[f"{role}_rss_kib"] for s in samples),
-                "fds": max(s[f"{role}_fds"] for s in samples),
-            }
-            for role in self.probe.pids
-        }
         self.results["soak"] = {
             "warmup_calls": min(2_000, max(args.calls // 20, 10)),
             "warmup_errors": warm_errors,
@@ -312,6 +320,7 @@ class Soak:
                 closing = time.perf_counter()
                 stop.set()
         out["close_seconds"] = time.perf_counter() - closing
+        workers.clear()  # the closed workers are not kept alive by this benchmark
 
         async def none_listed() -> bool:
             return not await listed(self.callers[0], "soak-scale-")
@@ -414,6 +423,7 @@ class Soak:
             row["seconds"] = out["answer_seconds"] = time.perf_counter() - released
             row["answered"] = len(answered_at)
             row["latency_ms"] = latency_stats([t - released for t in answered_at])
+            answered_at.clear()
 
         async def holder_gone() -> bool:
             return not await listed(self.callers[0], "soak-holder")
@@ -431,7 +441,7 @@ class Soak:
         load = self.row("churn: calls meanwhile", "call", count=0, answered=0)
         out: dict[str, Any] = {"cycles": cycles}
         self.results["churn"] = out
-        state = {"next": 0, "done": 0, "sample": args.churn_sample_every, "load": 0}
+        state: dict[str, int] = {"next": 0, "done": 0, "sample": args.churn_sample_every, "load": 0}
         load_latencies = Latencies(100_000)
         cycle_times = Latencies(cycles)
         samples: list[dict[str, Any]] = []
@@ -508,16 +518,9 @@ class Soak:
         await anyio.sleep(0.5)  # closed sockets are released on both sides
         out["gc_objects"].append(collected_objects())
         row["after"] = load["after"] = out["after"] = self.probe.take()
-        samples.append(self.probe.sample(cycles, row["seconds"]))
+        samples.append(self.probe.sample(cycles, row["seconds"], row["after"]))
         out["samples"] = samples
-        peak = {
-            role: {
-                "rss_kib": max(s[f"{role}_rss_kib"] for s in samples),
-                "fds": max(s[f"{role}_fds"] for s in samples),
-            }
-            for role in self.probe.pids
-        }
-        row["peak"] = load["peak"] = peak
+        row["peak"] = load["peak"] = highest(samples, self.probe.pids)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -662,6 +665,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "probe": PROBE_SOURCE,
         "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+        "load_average_before": os.getloadavg(),
         "params": {
             key: getattr(args, key)
             for key in (
@@ -683,6 +687,7 @@ def main() -> None:
             results.update(anyio.run(run_phases, args, url, pid, backend=args.backend))
     else:
         results.update(anyio.run(run_phases, args, None, None, backend=args.backend))
+    results["load_average_after"] = os.getloadavg()
     results["said"] = said
     results["unanswered"] = unanswered(results)
     report(args, results)
@@ -694,7 +699,9 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     print(
         f"soak and scale, backend {args.backend}, engine {args.engine}, {results['date']}, "
         f"commit {results['commit']}, Python {results['python']}, {results['cpus']} CPUs, "
-        f"usage from {results['probe']}, open-file limit {results['fd_limit']}"
+        f"usage from {results['probe']}, open-file limit {results['fd_limit']}, load average "
+        f"{results['load_average_before'][0]:.2f} before, "
+        f"{results['load_average_after'][0]:.2f} after"
     )
     for line in results["said"]:
         print(f"note: {line}")
