@@ -227,6 +227,16 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"churn, Python objects in this process (after gc): {objects[0]:,} → "
                 f"{objects[1]:,} ({objects[1] - objects[0]:+,})"
             )
+    end = results.get("end")
+    if end and end.get("trimmed_rss_kib") is not None:
+        first = (results.get("soak") or {}).get("samples") or [{}]
+        start = first[0].get("this_rss_kib")
+        out.append(
+            f"end of the run, {labels['this']}: RSS {_mib(end['usage']['this']['rss_kib'])} MiB, "
+            f"{_mib(end['trimmed_rss_kib'])} MiB once malloc_trim(0) returned the allocator's "
+            f"free memory"
+            + (f" (the soak began at {_mib(start)} MiB)" if start is not None else "")
+        )
     return out
 
 

@@ -43,6 +43,8 @@ tiny sizes (the smoke test).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import json
 import os
@@ -330,7 +332,7 @@ class Soak:
         row["after"] = calls["after"] = out["after"] = self.probe.take()
         for role in self.probe.pids:
             grown = out["peak"][role]["rss_kib"] - out["before"][role]["rss_kib"]
-            out["per_worker_kib"][role] = grown / max(len(workers), 1)
+            out["per_worker_kib"][role] = grown / max(out.get("connected", 0), 1)
 
     async def call_each(self, row: dict[str, Any], count: int) -> None:
         """One call to each scale worker's function, all at once, from one caller."""
@@ -568,6 +570,21 @@ class Soak:
                     file=sys.stderr,
                     flush=True,
                 )
+            self.results["end"] = self.end_of_run()
+
+    def end_of_run(self) -> dict[str, Any]:
+        """Usage at the end, and this process's RSS once the C allocator has given its free
+        memory back (glibc's `malloc_trim`): what the RSS kept after the phases is made of,
+        live data or free memory held for reuse."""
+        gc.collect()
+        end: dict[str, Any] = {"usage": self.probe.take(), "trimmed_rss_kib": None}
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.malloc_trim(0)
+        except (OSError, AttributeError):  # not glibc: no such call
+            return end
+        end["trimmed_rss_kib"] = self.probe.take()["this"]["rss_kib"]
+        return end
 
 
 async def run_phases(args: argparse.Namespace, url: str | None, engine_pid: int | None) -> Any:
