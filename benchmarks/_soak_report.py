@@ -142,6 +142,19 @@ def table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def census(points: Sequence[Sequence[int]]) -> str:
+    """`[objects, blocks]` readings as `gc-tracked objects a → b (+d), allocated blocks ...`:
+    the first and the last differ by what the phase left behind."""
+    if not points:
+        return "n/a"
+    parts = []
+    for index, what in enumerate(("gc-tracked objects", "allocated blocks")):
+        values = [point[index] for point in points]
+        path = " → ".join(f"{v:,}" for v in values)
+        parts.append(f"{what} {path} ({values[-1] - values[0]:+,})")
+    return ", ".join(parts)
+
+
 def notes(results: dict[str, Any]) -> list[str]:
     """Flatness figures: growth over the soak and the churn, memory per connected worker."""
     out: list[str] = []
@@ -164,12 +177,8 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"max {_mib(max(rss))}; second half {slope:+.0f} KiB per 100k calls); "
                 f"fds {fds[0]} → {fds[-1]} (min {min(fds)}, max {max(fds)})"
             )
-        objects = soak.get("gc_objects")
-        if objects:
-            out.append(
-                f"soak, Python objects in this process (after gc): {objects[0]:,} → "
-                f"{objects[1]:,} ({objects[1] - objects[0]:+,})"
-            )
+        if soak.get("gc_objects"):
+            out.append(f"soak, this process after gc: {census(soak['gc_objects'])}")
     for scale in results.get("scale") or []:
         if not scale.get("connected"):
             continue
@@ -185,12 +194,8 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"KiB each) → {_mib(after['rss_kib'])} MiB after they closed; fds "
                 f"{before['fds']} → {peak['fds']} → {after['fds']}"
             )
-        objects = scale.get("gc_objects") or []
-        if len(objects) == 3:
-            out.append(
-                f"{name}, Python objects in this process (after gc): {objects[0]:,} → "
-                f"{objects[1]:,} → {objects[2]:,}"
-            )
+        if scale.get("gc_objects"):
+            out.append(f"{name}, this process after gc: {census(scale['gc_objects'])}")
         out.append(
             f"{name}: {scale['connected']:,} workers connected and registered in "
             f"{scale['connect_seconds']:.2f} s, listed by the engine after "
@@ -199,16 +204,11 @@ def notes(results: dict[str, Any]) -> list[str]:
     for flight in results.get("in_flight") or []:
         if not flight.get("held"):
             continue
-        objects = flight.get("gc_objects") or []
         out.append(
             f"in flight, round {flight['round']}: {flight['held']:,} calls running in the "
             f"callee {flight['hold_seconds']:.2f} s after the first was made; all answered "
-            f"{flight['answer_seconds']:.2f} s after the release"
-            + (
-                f"; Python objects in this process (after gc) {objects[0]:,} → {objects[1]:,}"
-                if len(objects) == 2
-                else ""
-            )
+            f"{flight['answer_seconds']:.2f} s after the release; this process after gc: "
+            f"{census(flight.get('gc_objects') or [])}"
         )
     churn = results.get("churn")
     if churn and churn.get("before"):
@@ -221,12 +221,8 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"{before['fds']} → {after['fds']} ({after['fds'] - before['fds']:+d}) over "
                 f"{churn['cycles']:,} cycles"
             )
-        objects = churn.get("gc_objects")
-        if objects:
-            out.append(
-                f"churn, Python objects in this process (after gc): {objects[0]:,} → "
-                f"{objects[1]:,} ({objects[1] - objects[0]:+,})"
-            )
+        if churn.get("gc_objects"):
+            out.append(f"churn, this process after gc: {census(churn['gc_objects'])}")
     end = results.get("end")
     if end and end.get("trimmed_rss_kib") is not None:
         first = (results.get("soak") or {}).get("samples") or [{}]

@@ -119,9 +119,11 @@ def failure_text(failure: BaseException) -> str:
     return str(failure) or type(failure).__name__
 
 
-def collected_objects() -> int:
+def collected_objects() -> list[int]:
+    """After a collection: the objects the garbage collector tracks (containers) and the
+    blocks Python's allocator holds (every object, strings and bytes too)."""
     gc.collect()
-    return len(gc.get_objects())
+    return [len(gc.get_objects()), sys.getallocatedblocks()]
 
 
 def highest(samples: list[dict[str, Any]], roles: Iterable[str]) -> dict[str, dict[str, int]]:
@@ -499,8 +501,7 @@ class Soak:
                     load_answered,
                 )
             await anyio.sleep(0.2)  # the load is running when the baseline is taken
-            gc.collect()
-            out["gc_objects"] = [len(gc.get_objects())]
+            out["gc_objects"] = [collected_objects()]
             row["before"] = load["before"] = out["before"] = self.probe.take()
             started = time.perf_counter()
             samples.append(self.probe.sample(0, 0.0))
