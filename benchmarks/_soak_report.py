@@ -289,16 +289,17 @@ def draw_chart(path: Path, runs: Sequence[dict[str, Any]]) -> None:
     axes[0][2].set_xticks(range(len(names)))
     axes[0][2].set_xticklabels(names, rotation=20, ha="right", fontsize=8)
     axes[0][2].set(title="Latency per phase (bar: median)", ylabel="ms", yscale="log")
-    bars: list[tuple[str, float]] = []
-    for run in runs:
+    bars: list[tuple[str, float, str]] = []
+    for number, run in enumerate(runs):
         for scale in run.get("scale") or []:
             for role, kib in (scale.get("per_worker_kib") or {}).items():
                 if role == "this":
                     who = "engine + workers" if run["engine"] == "inprocess" else "workers"
                 else:
                     who = "engine"
-                bars.append((f"{run_label(run)}, round {scale['round']}: {who}", kib))
-    axes[1][2].barh([b[0] for b in bars], [b[1] for b in bars], color="C2")
+                label = f"{run_label(run)}, round {scale['round']}: {who}"
+                bars.append((label, kib, f"C{number}"))
+    axes[1][2].barh([b[0] for b in bars], [b[1] for b in bars], color=[b[2] for b in bars])
     axes[1][2].set(title="RSS per connected worker (scale)", xlabel="KiB")
     axes[1][2].tick_params(axis="y", labelsize=7)
     for row in axes:

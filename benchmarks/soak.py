@@ -36,8 +36,9 @@ the report says so.
 
 `--chart PATH` draws a PNG (matplotlib, the `bench` extra): RSS and fds over the soak and
 the churn, latency per phase, RSS per connected worker; `--also RUN.json ...` adds runs
-saved earlier with `--json` to the chart (to show both backends in one). `--quick` runs
-tiny sizes (the smoke test).
+saved earlier with `--json` to the chart (to show both backends in one), and `--replot`
+draws the chart of those alone, running nothing. `--quick` runs tiny sizes (the smoke
+test).
 """
 
 from __future__ import annotations
@@ -666,8 +667,17 @@ def main() -> None:
     parser.add_argument("--chart", metavar="PATH", help="write a PNG chart (needs matplotlib)")
     parser.add_argument("--also", nargs="*", default=[], metavar="JSON", help="runs to chart too")
     parser.add_argument("--json", metavar="PATH", help="write the raw results")
+    parser.add_argument(
+        "--replot", action="store_true", help="run nothing: draw --chart from the --also runs"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     args = parser.parse_args()
+    if args.replot:
+        if not args.chart or not args.also:
+            parser.error("--replot needs --chart and --also")
+        draw_chart(Path(args.chart), load_runs(args.also))
+        print(f"chart: {args.chart}")
+        return
     if args.quick:
         args.calls, args.workers, args.in_flight, args.churn = 200, 10, 100, 20
         args.callers, args.concurrency, args.churn_parallel = 2, 4, 4
