@@ -120,7 +120,7 @@ def table(results: dict[str, Any]) -> list[str]:
     for role in roles:
         name = "this process" if role == "this" else "engine"
         head += f" {name} RSS MiB | {name} fds |"
-    lines = [head, "|" + "---|" * 3 + "---:|" * 6 + "---|---|" * len(roles)]
+    lines = [head, "|" + "---|" * 2 + "---:|" * 7 + "---|---|" * len(roles)]
     for row in results["rows"]:
         latency = row["latency_ms"]
         failed = sum(row["errors"].values())
