@@ -199,3 +199,44 @@ def test_scaling_benchmark_quick_run() -> None:
         assert f"| {sdk} | 100 |" in output
         assert f"| per pending call | {sdk} caller |" in output
     assert "chart:" not in output
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    ("backend", "engine"), [("asyncio", "process"), ("trio", "process"), ("trio", "inprocess")]
+)
+def test_soak_benchmark_quick_run(backend: str, engine: str) -> None:
+    """Soak, scale, in flight and churn at tiny sizes (200 calls, 10 workers, 100 in flight,
+    20 churn cycles): every phase reported, every call answered, the fds back where they
+    were after the scale workers and the churn closed; no chart (matplotlib is a benchmark
+    extra, not a test dependency)."""
+    output = _quick_run("soak.py", 80, "--backend", backend, "--engine", engine)
+    rows = {
+        cells[0]: cells
+        for cells in (
+            [cell.strip() for cell in line.strip("|").split("|")]
+            for line in output.splitlines()
+            if line.startswith("| ") and "---" not in line
+        )
+    }
+    for phase, count in (
+        ("soak", 200),
+        ("scale (round 1): connect", 10),
+        ("scale (round 1): one call each", 10),
+        ("scale (round 2): connect", 10),
+        ("in flight (round 1)", 100),
+        ("in flight (round 2)", 100),
+        ("churn", 20),
+    ):
+        cells = rows[phase]
+        assert cells[2:5] == [str(count), str(count), "0"], cells  # count, answered, failed
+    load = rows["churn: calls meanwhile"]
+    assert int(load[2].replace(",", "")) > 0
+    assert load[2] == load[3], load
+    assert load[4] == "0", load
+    assert "every call was answered" in output
+    assert "NOT ANSWERED" not in output
+    assert "FAILED" not in output
+    fds = rows["churn"][10]  # this process: before → peak → after
+    assert fds.split(" → ")[0] == fds.split(" → ")[-1], fds
+    assert "chart:" not in output
