@@ -4,8 +4,10 @@ The I/O layer tells one `Router` what happened (`open`, `receive`, `close`, `tic
 and carries out the `Action`s it returns, in order: the router decides, then acts only by
 writing its `tables` (`tables.py`) and returning actions. Trigger bindings and providers
 follow the rules of `triggers.py`, the discovery trigger types those of `discovery.py`, and
-the `engine::*` functions are `builtins.py`'s. Because nothing here awaits, the whole
-engine's logic is tested synchronously, including by a Hypothesis state machine.
+the `engine::*` functions are `builtins.py`'s; timers and the engine's own calls are
+`engine_calls.py`'s, registrations `registration_handling.py`'s. Because nothing here
+awaits, the whole engine's logic is tested synchronously, including by a Hypothesis state
+machine.
 
 The rules are those of the contract (`iii-protocol.md` §4.1, §4.6, §5, §6, §11, §16):
 `workerregistered` first; registrations buffered until the connection's namespace is fixed
@@ -53,14 +55,14 @@ from .actions import STOPPED, Action, Close, Send, answer
 from .builtins import BUILTINS, AwaitAck
 from .configured import DEFAULT_SERVICES
 from .discovery import Discovery, Fire
+from .engine_calls import EngineCalls
 from .enqueue import ENQUEUE_PROVIDER, enqueue_answer, enqueue_request
 from .hosting import EngineContext, ServiceFactory, ServiceHost
 from .http_routing import HttpFunctions
-from .http_targets import HttpFunctionSettings, HttpResponse
+from .http_targets import HttpFunctionSettings
 from .payloads import with_caller
 from .providers import HttpRoutes, TriggerProvider
 from .registration_handling import RegistrationHandling
-from .shapes import function_summaries
 from .tables import INTERNAL, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -90,7 +92,7 @@ class ChannelBook(Protocol):
     def drop_owner(self, owner: int) -> None: ...
 
 
-class Router(RegistrationHandling):
+class Router(RegistrationHandling, EngineCalls):
     """The embedded engine's routing rules over its `tables` (see the module docstring).
 
     `clock` returns seconds (monotonic); `namespace_grace` is how long a connection's
@@ -270,94 +272,6 @@ class Router(RegistrationHandling):
                 conn.core.start_closing()
             out.append(Close(conn.id, 1001, "engine shutting down"))
         return out
-
-    # --- timers ----------------------------------------------------------------------------
-
-    def next_deadline(self) -> float | None:
-        """When `tick()` next has work to do (clock seconds), or None."""
-        deadlines = [
-            c.grace_deadline for c in self.tables.connections.values() if c.namespace is None
-        ]
-        for deadline in (
-            self._triggers.next_deadline(),
-            self._discovery.next_deadline(),
-            self.services.next_deadline(),
-        ):
-            if deadline is not None:
-                deadlines.append(deadline)
-        return min(deadlines, default=None)
-
-    def tick(self) -> list[Action]:
-        """Run whatever timers are due: namespace grace, provider answers, discovery."""
-        now = self._clock()
-        out: list[Action] = []
-        for conn in self.tables.live_connections():
-            if conn.namespace is None and conn.grace_deadline <= now:
-                self._fix_namespace(conn, DEFAULT_NAMESPACE, out)
-        self._triggers.expire(now, out)
-        if self._discovery.due(now):
-            fires = self._discovery.announce_functions(
-                frozenset(self.tables.functions),
-                lambda: function_summaries(self.tables, everything=True),
-            )
-            self._fire(fires, out)
-        self.services.tick(now, out)
-        return out
-
-    # --- engine-originated calls -----------------------------------------------------------
-
-    def call(
-        self,
-        function_id: str,
-        data: Raw,
-        *,
-        metadata: Raw | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
-        traceparent: str | None = None,
-        baggage: str | None = None,
-    ) -> tuple[str, list[Action]]:
-        """Invoke a function on the engine's own behalf; a `Completed` action ends it."""
-        invocation_id = self._new_id()
-        out: list[Action] = []
-        frame = InvokeFunction(
-            function_id=function_id,
-            invocation_id=invocation_id,
-            data=data,
-            traceparent=traceparent,
-            baggage=baggage,
-            namespace=namespace,
-        )
-        self._route_call(None, frame, INTERNAL, metadata, out)
-        return invocation_id, out
-
-    def completed(
-        self, invocation_id: str, result: Raw | None, error: ErrorBody | None
-    ) -> list[Action]:
-        """One of the engine's own calls that no waiter of the I/O layer awaited has ended:
-        the service that made it continues."""
-        out = self.services.completed(invocation_id, result, error) or []
-        self._watch_service_deadline()
-        return out
-
-    def _watch_service_deadline(self) -> None:
-        """A service's timer may have moved earlier (a cron binding registered, a job's call
-        ended): tell the I/O layer to re-arm, as `next_deadline()` may now be sooner."""
-        deadline = self.services.next_deadline()
-        if deadline is not None and deadline != self._service_deadline:
-            self.timers_changed = True
-        self._service_deadline = deadline
-
-    def http_answered(self, invocation_id: str, outcome: HttpResponse | ErrorBody) -> list[Action]:
-        """The request of an `HttpCall` ended: its answer, or why there is none."""
-        out: list[Action] = []
-        self._http.answered(invocation_id, outcome, out)
-        return out
-
-    def abandon(self, invocation_id: str) -> None:
-        """The engine stopped waiting for one of its own calls (e.g. an HTTP timeout)."""
-        invocation = self.tables.invocations.get(invocation_id)
-        if invocation is not None and invocation.caller == INTERNAL:
-            invocation.caller = None
 
     # --- events from a connection ------------------------------------------------------------
 
