@@ -1,10 +1,10 @@
 """The router's timers and the calls the engine makes on its own behalf.
 
 The I/O layer asks the router when it next has work (`next_deadline`), runs it (`tick`:
-namespace grace, provider answers, discovery, services), starts the engine's own calls
-(`call`) and reports how they and the HTTP calls of HTTP-invoked functions ended. It is a
-part of `Router` (a base class of it), kept apart so the router's module stays about
-connections and routing.
+namespace grace, provider answers, reattach grace, discovery, services), starts the
+engine's own calls (`call`) and reports how they and the HTTP calls of HTTP-invoked
+functions ended. It is a part of `Router` (a base class of it), kept apart so the router's
+module stays about connections and routing.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from .discovery import Discovery, Fire
 from .hosting import ServiceHost
 from .http_routing import HttpFunctions
 from .http_targets import HttpResponse
+from .listings import bounded_array
+from .ownership import Ownership
+from .registration_limits import RegistrationLimits
 from .shapes import function_summaries
 from .tables import INTERNAL, Connection, Tables
 from .triggers import Triggers
@@ -38,6 +41,8 @@ class EngineCalls:
     _new_id: Callable[[], str]
     _triggers: Triggers
     _discovery: Discovery
+    _ownership: Ownership
+    _limits: RegistrationLimits
     _http: HttpFunctions
     _service_deadline: float | None
 
@@ -56,6 +61,8 @@ class EngineCalls:
 
         def _fire(self, fires: list[Fire], out: list[Action]) -> None: ...
 
+        def _end_reservations(self, now: float, out: list[Action]) -> None: ...
+
     # --- timers ----------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -65,6 +72,7 @@ class EngineCalls:
         ]
         for deadline in (
             self._triggers.next_deadline(),
+            self._ownership.next_deadline(),
             self._discovery.next_deadline(),
             self.services.next_deadline(),
         ):
@@ -73,17 +81,22 @@ class EngineCalls:
         return min(deadlines, default=None)
 
     def tick(self) -> list[Action]:
-        """Run whatever timers are due: namespace grace, provider answers, discovery."""
+        """Run whatever timers are due: namespace grace, provider answers, reservations,
+        discovery, services."""
         now = self._clock()
         out: list[Action] = []
         for conn in self.tables.live_connections():
             if conn.namespace is None and conn.grace_deadline <= now:
                 self._fix_namespace(conn, DEFAULT_NAMESPACE, out)
         self._triggers.expire(now, out)
+        self._end_reservations(now, out)
         if self._discovery.due(now):
             fires = self._discovery.announce_functions(
                 frozenset(self.tables.functions),
-                lambda: function_summaries(self.tables, everything=True),
+                lambda: bounded_array(
+                    function_summaries(self.tables, everything=True),
+                    self._limits.max_listing_bytes,
+                )[0],
             )
             self._fire(fires, out)
         self.services.tick(now, out)

@@ -60,9 +60,11 @@ from .enqueue import ENQUEUE_PROVIDER, enqueue_answer, enqueue_request
 from .hosting import EngineContext, ServiceFactory, ServiceHost
 from .http_routing import HttpFunctions
 from .http_targets import HttpFunctionSettings
+from .ownership import Ownership
 from .payloads import with_caller
 from .providers import HttpRoutes, TriggerProvider
 from .registration_handling import RegistrationHandling
+from .registration_limits import RegistrationLimits
 from .tables import INTERNAL, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -100,7 +102,9 @@ class Router(RegistrationHandling, EngineCalls):
     how long `engine::functions-available` waits for the function table to settle before it
     fires; `ack_timeout` bounds how long `engine::register_trigger` waits for a worker
     provider's answer (spec: 10 s). `http_functions` is the policy of HTTP-invoked
-    functions, whose auth secrets are read from `environ` (default: `os.environ`).
+    functions, whose auth secrets are read from `environ` (default: `os.environ`);
+    `registrations` bounds what one worker registers and how long a departed worker's ids
+    stay reserved for it (`registration_limits.py`, `ownership.py`).
 
     It is the `EngineHost` the built-ins run against: they read `tables` and ask for the
     three changes they may make (`register_worker`, `add_durable_binding`,
@@ -120,6 +124,7 @@ class Router(RegistrationHandling, EngineCalls):
         channels: ChannelBook | None = None,
         http_functions: HttpFunctionSettings | None = None,
         environ: Mapping[str, str] | None = None,
+        registrations: RegistrationLimits | None = None,
     ) -> None:
         self._channels = channels
         self._clock = clock
@@ -129,6 +134,8 @@ class Router(RegistrationHandling, EngineCalls):
         self._next_conn = 1
         self.tables = Tables()
         self._triggers = Triggers(self.tables, clock=clock, ack_timeout=ack_timeout)
+        self._limits = registrations or RegistrationLimits()
+        self._ownership = Ownership(self.tables, clock=clock, grace=self._limits.reattach_grace)
         self._http = HttpFunctions(
             self.tables,
             http_functions or HttpFunctionSettings(),
@@ -215,18 +222,14 @@ class Router(RegistrationHandling, EngineCalls):
         lost = conn.core.receive(None)[0]
         assert isinstance(lost, ev.ConnectionLost)
         for invocation_id, _ in lost.invocations:
-            invocation = tables.invocations.pop(invocation_id, None)
+            invocation = tables.pop_invocation(invocation_id)
             if invocation is not None:
                 answer(tables, invocation.caller, invocation_id, None, STOPPED, out)
         for invocation_id, _ in lost.calls:
             invocation = tables.invocations.get(invocation_id)
             if invocation is not None and invocation.caller == conn_id:
                 invocation.caller = None  # the callee runs on; its result will be dropped
-        for key in conn.functions:
-            function = tables.functions.get(key)
-            if function is not None and function.owner == conn_id:
-                del tables.functions[key]
-                self._functions_changed()
+        self._drop_functions(conn, out)
         self._triggers.drop_connection(conn, out)
         if self._channels is not None:
             self._channels.drop_owner(conn_id)
@@ -261,9 +264,8 @@ class Router(RegistrationHandling, EngineCalls):
     def shutdown(self) -> list[Action]:
         """The engine is stopping: answer everyone still waiting, then close every socket."""
         out: list[Action] = []
-        invocations = self.tables.invocations
-        for invocation_id, invocation in list(invocations.items()):
-            del invocations[invocation_id]
+        for invocation_id, invocation in list(self.tables.invocations.items()):
+            self.tables.pop_invocation(invocation_id)
             answer(self.tables, invocation.caller, invocation_id, None, STOPPED, out)
         self._triggers.stop(out)
         self.services.forget_calls()
@@ -282,7 +284,7 @@ class Router(RegistrationHandling, EngineCalls):
             self._route_call(conn, call, conn.id if waits else None, present(call.metadata), out)
         elif isinstance(event, ev.ResultReceived):
             result = event.result
-            invocation = self.tables.invocations.pop(result.invocation_id, None)
+            invocation = self.tables.pop_invocation(result.invocation_id)
             if invocation is not None:
                 answer(
                     self.tables,
@@ -355,7 +357,7 @@ class Router(RegistrationHandling, EngineCalls):
             traceparent=call.traceparent,
             baggage=call.baggage,
         )
-        tables.invocations[dispatch_id] = Invocation(call.function_id, caller, callee.id)
+        tables.add_invocation(dispatch_id, Invocation(call.function_id, caller, callee.id))
         out.append(Send(callee.id, frame))
 
     def _enqueue(
