@@ -79,7 +79,9 @@ class Ownership:
         if frame.namespace is not None and frame.namespace != own:
             return f"a worker in namespace {own!r} may not provide types in {frame.namespace!r}"
         engine_type = self._tables.trigger_types.get((DEFAULT_NAMESPACE, frame.id))
-        if frame.id.startswith("engine::") or (engine_type is not None and engine_type.builtin):
+        if frame.id.startswith("engine::") or (
+            engine_type is not None and engine_type.builtin is not None
+        ):
             return f"{frame.id!r} is a trigger type of the engine's own"
         return None
 
