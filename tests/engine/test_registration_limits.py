@@ -22,6 +22,8 @@ from anyiii._engine.tables import Invocation
 from anyiii._protocol import events as ev
 from anyiii._protocol.codes import (
     FUNCTION_NAMESPACE_CONFLICT,
+    INVALID_ARGUMENTS,
+    REGISTER_WORKER,
     TRIGGER_REGISTRATION_FAILED,
 )
 from anyiii._protocol.frames import (
@@ -71,9 +73,10 @@ def test_a_description_over_the_limit_is_refused_and_the_worker_stays_connected(
 
 @pytest.mark.parametrize("field", ["metadata", "request_format", "response_format"])
 def test_metadata_and_schemas_over_the_limit_are_refused(field: str) -> None:
-    engine = Engine(registrations=RegistrationLimits(max_metadata_bytes=100, max_schema_bytes=100))
+    limits = RegistrationLimits(max_metadata_bytes=2000, max_schema_bytes=2000)
+    engine = Engine(registrations=limits)
     worker = engine.connect()
-    big = to_raw({"k": "v" * 100})
+    big = to_raw({"k": "v" * 2000})
     _register(engine, worker, RegisterFunction(id="svc::a", **{field: big}))
     assert _refused(worker) == ["svc::a"]
     _register(engine, worker, RegisterFunction(id="svc::b", **{field: to_raw({"k": 1})}))
@@ -105,10 +108,10 @@ def test_a_trigger_type_over_the_limits_is_not_provided() -> None:
 
 
 def test_a_binding_whose_config_is_over_the_limit_is_refused() -> None:
-    engine = Engine(registrations=RegistrationLimits(max_metadata_bytes=100))
+    engine = Engine(registrations=RegistrationLimits(max_metadata_bytes=2000))
     worker = engine.connect("svc::a")
     binding = RegisterTrigger(
-        id="b-1", trigger_type="http", function_id="svc::a", config=to_raw({"api_path": "x" * 200})
+        id="b-1", trigger_type="http", function_id="svc::a", config=to_raw({"api_path": "x" * 2000})
     )
     engine.send(worker, worker.core.register(binding))
     assert worker.one(ev.TriggerRegistrationFailed).trigger_id == "b-1"
@@ -145,6 +148,18 @@ def test_functions_list_is_cut_at_the_listing_budget_and_says_so() -> None:
     info = _call(engine, worker, "engine::workers::info", {"name": "worker"})
     assert info["truncated"] is True
     assert info["worker"]["name"] == "worker"
+
+
+def test_a_worker_description_over_the_limit_is_refused_and_not_listed() -> None:
+    engine = Engine(registrations=RegistrationLimits(max_metadata_bytes=1000))
+    worker = engine.open()
+    payload = to_raw({"name": "chatty", "pid": 1, "description": "d" * 2000})
+    invocation_id, frame = worker.core.call(REGISTER_WORKER, payload)
+    engine.send(worker, frame)
+    failed = worker.one(ev.CallFailed)
+    assert (failed.invocation_id, failed.error.code) == (invocation_id, INVALID_ARGUMENTS)
+    workers = _call(engine, worker, "engine::workers::list", {})["workers"]
+    assert [w["name"] for w in workers] == ["anyiii-engine"]
 
 
 class _CountingInvocations(dict[str, Invocation]):

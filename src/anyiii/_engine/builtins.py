@@ -42,6 +42,7 @@ from .._protocol.frames import (
 from .._protocol.ids import random_uuid
 from .actions import Action
 from .listings import bounded_answer, bounded_lists
+from .registration_limits import RegistrationLimits
 from .shapes import (
     binding_summary,
     engine_worker,
@@ -79,8 +80,8 @@ class EngineHost(Protocol):
         ...
 
     @property
-    def listing_budget(self) -> int:
-        """How many bytes one listing's answer may take (entries past it are left out)."""
+    def limits(self) -> RegistrationLimits:
+        """What one worker may register, and how many bytes a listing's answer may take."""
         ...
 
     def add_durable_binding(
@@ -201,6 +202,11 @@ def _register_worker(
 ) -> Outcome:
     if conn is None:
         return ErrorBody(INVALID_ARGUMENTS, f"{REGISTER_WORKER} is for workers only")
+    # What a worker says about itself is listed by `engine::workers::list`: bounded like
+    # a function's metadata, checked before it is decoded.
+    limit = host.limits.max_metadata_bytes
+    if len(data) > limit:
+        return ErrorBody(INVALID_ARGUMENTS, f"the worker's description is over {limit} bytes")
     info = decode_value(data) if present(data) is not None else {}
     if not isinstance(info, dict):
         return ErrorBody(DESERIALIZATION_ERROR, "expected an object describing the worker")
@@ -226,7 +232,7 @@ def _functions_list(
         listed = [s for s in listed if str(s["function_id"]).startswith(query.prefix)]
     if names:
         listed = [s for s in listed if s["worker_name"] in names]
-    return bounded_answer("functions", listed, host.listing_budget)
+    return bounded_answer("functions", listed, host.limits.max_listing_bytes)
 
 
 def _functions_info(
@@ -270,7 +276,7 @@ def _workers_list(
         and (query.runtime is None or w["runtime"] == query.runtime)
         and (query.status is None or w["status"] == query.status)
     ]
-    return bounded_answer("workers", workers, host.listing_budget)
+    return bounded_answer("workers", workers, host.limits.max_listing_bytes)
 
 
 def _workers_info(
@@ -296,7 +302,7 @@ def _workers_info(
                 binding_summary(tables, b) for b in tables.bindings_of_owner(found.id)
             ),
         },
-        host.listing_budget,
+        host.limits.max_listing_bytes,
     )
 
 
@@ -313,7 +319,7 @@ def _triggers_list(
         and (query.prefix is None or t.id.startswith(query.prefix))
         and (query.worker is None or owner_name(tables, t.owner) == query.worker)
     ]
-    return bounded_answer("triggers", listed, host.listing_budget)
+    return bounded_answer("triggers", listed, host.limits.max_listing_bytes)
 
 
 def _triggers_info(
@@ -341,7 +347,7 @@ def _bindings_list(
         and (query.worker is None or owner_name(tables, b.owner) == query.worker)
         and (matches(b.frame.id, query.search) or matches(b.frame.function_id, query.search))
     ]
-    return bounded_answer("registered_triggers", listed, host.listing_budget)
+    return bounded_answer("registered_triggers", listed, host.limits.max_listing_bytes)
 
 
 def _bindings_info(

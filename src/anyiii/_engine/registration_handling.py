@@ -106,9 +106,9 @@ class RegistrationHandling:
         self._fire_workers_available("worker_metadata_updated", conn, out)
 
     @property
-    def listing_budget(self) -> int:
-        """How many bytes one listing's answer may take (`RegistrationLimits`)."""
-        return self._limits.max_listing_bytes
+    def limits(self) -> RegistrationLimits:
+        """What one worker may register, and how big a listing's answer may be."""
+        return self._limits
 
     def add_durable_binding(
         self, frame: RegisterTrigger, caller: Connection | None, out: list[Action]

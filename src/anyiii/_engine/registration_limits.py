@@ -35,7 +35,8 @@ class RegistrationLimits:
     `max_registrations` counts a connection's functions, trigger bindings, trigger types
     and refused registrations still waiting for their id (`ownership.py`) together.
     `max_description_bytes` bounds a function's or trigger type's description;
-    `max_metadata_bytes` a function's or binding's `metadata` and a binding's `config`;
+    `max_metadata_bytes` a function's or binding's `metadata`, a binding's `config`, and
+    the `engine::workers::register` payload (what `engine::workers::list` shows of a worker);
     `max_schema_bytes` each of `request_format` / `response_format` (and a trigger type's
     two formats). `max_durable_bindings` bounds the bindings one worker (by name and
     namespace, else by worker id) made through `engine::register_trigger`: they outlive
