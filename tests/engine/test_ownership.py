@@ -188,3 +188,17 @@ def test_the_reserved_ids_free_up_for_waiting_replicas_when_the_grace_ends() -> 
     assert late.take(ev.RegistrationRefused) == []
     engine.send(late, late.core.register(RegisterFunction(id="svc::a")))
     assert _owner(engine, "svc::a") == late.conn
+
+
+def test_a_reattaching_owner_gets_its_ids_back_ahead_of_a_waiting_replica() -> None:
+    engine = Engine()
+    owner = engine.connect("svc::a")
+    replica = engine.connect("svc::a", name="replica")
+    replica.one(ev.RegistrationRefused)
+    back = engine.connect("svc::a", previous=owner)  # retires the old connection first
+    assert [c.conn for c in engine.closes] == [owner.conn]
+    assert back.take(ev.RegistrationRefused) == []
+    assert _owner(engine, "svc::a") == back.conn
+    engine.disconnect(back)
+    engine.tick(5.0)  # the replica still waited: it gets the id once the grace ends
+    assert _owner(engine, "svc::a") == replica.conn
