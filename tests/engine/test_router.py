@@ -457,12 +457,16 @@ def test_second_live_owner_is_rejected_and_the_first_keeps_the_function(engine: 
 
 
 def test_function_is_taken_over_after_its_owner_disconnects(engine: Engine) -> None:
+    # The refused replica waits; the id is the departed owner's for the reattach grace
+    # (`ownership.py`), then the replica gets it without asking again.
     first = engine.connect("svc::a")
     second = engine.connect("svc::a")
     second.one(ev.RegistrationRefused)
     engine.disconnect(first)
     assert ("default", "svc::a") not in engine.router.tables.functions
-    engine.send(second, second.core.register(RegisterFunction(id="svc::a")))
+    engine.tick(4.9)
+    assert ("default", "svc::a") not in engine.router.tables.functions
+    engine.tick(5.0)
     assert not second.take(ev.RegistrationRefused)
     assert engine.router.tables.functions[("default", "svc::a")].owner == second.conn
 

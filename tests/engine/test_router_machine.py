@@ -8,7 +8,9 @@ the router wants the socket gone (so the machine calls `router.close()` and
 itself (`router.call()`). The clock is fake and only moves when a rule says so.
 
 The model is a handful of dicts and sets on the machine: who owns which function (the
-router refuses a second live owner with `FUNCTION_NAMESPACE_CONFLICT` and keeps the first),
+router refuses a second live owner with `FUNCTION_NAMESPACE_CONFLICT` and keeps the first;
+the refused one waits and gets the id when it frees up; a departed owner's ids stay
+reserved for it, or for a connection that reattaches as it, for `GRACE` seconds),
 which registrations wait for the connection's namespace, which sync calls each worker
 waits on, and which invocations each worker is executing. Before a rule acts it writes down
 what must come out (answers, completions, dispatches, rejections); everything that comes
@@ -96,6 +98,8 @@ class Worker:
     """Invocations dispatched to it that it has not answered (stopped ones included)."""
     lost_calls: set[str] = field(default_factory=set)
     """The calls its core must report in `ConnectionLost`."""
+    heir_of: Worker | None = None
+    """The departed worker it proved to be by `reattach` (the right token)."""
 
     def __repr__(self) -> str:
         return f"w{self.label}"
@@ -166,6 +170,10 @@ class RouterMachine(RuleBasedStateMachine):
         self.by_conn: dict[int, Worker] = {}
         self.closed: set[int] = set()
         self.owners: dict[tuple[str, str], Worker] = {}
+        self.reserved: dict[tuple[str, str], tuple[Worker, float]] = {}
+        """Ids of departed owners, kept for them until the deadline."""
+        self.waiting: dict[tuple[str, str], list[Worker]] = {}
+        """Workers refused an id someone held, earliest first: they get it when it frees."""
         self.flights: dict[str, Flight] = {}
         self.ended: list[tuple[str, str]] = []  # (invocation id, function id) answered
         self.completed: dict[str, Completed] = {}
@@ -326,15 +334,35 @@ class RouterMachine(RuleBasedStateMachine):
             return
         key = (worker.namespace, function_id)
         owner = self.owners.get(key)
+        line = self.waiting.setdefault(key, [])
+        reservation = self.reserved.get(key)
+        holder = owner if owner is not worker else None
+        if holder is None and reservation is not None and reservation[0] is not worker.heir_of:
+            holder = reservation[0]
         if register:
-            if owner is None:
-                self.owners[key] = worker
-            elif owner is not worker:
+            if holder is not None:
                 self.expected_rejections.append(
-                    (worker, function_id, worker.namespace, owner.worker_id)
+                    (worker, function_id, worker.namespace, holder.worker_id)
                 )
-        elif owner is worker:
+                if worker not in line:
+                    line.append(worker)
+            else:
+                self.owners[key] = worker
+                self.reserved.pop(key, None)
+                if worker in line:
+                    line.remove(worker)
+            return
+        if worker in line:
+            line.remove(worker)
+        if owner is worker:
             del self.owners[key]
+            self._model_hand_over(key)
+
+    def _model_hand_over(self, key: tuple[str, str]) -> None:
+        """`key` is free: the earliest worker still waiting for it gets it, silently."""
+        line = self.waiting.get(key, [])
+        if key not in self.owners and line:
+            self.owners[key] = line.pop(0)
 
     def _model_fix_namespace(self, worker: Worker, namespace: str) -> None:
         if worker.namespace is not None:
@@ -348,6 +376,10 @@ class RouterMachine(RuleBasedStateMachine):
         due = [w for w in self._live() if w.namespace is None and w.grace_deadline <= self.now]
         for worker in sorted(due, key=lambda w: w.conn):
             self._model_fix_namespace(worker, "default")
+        for key, (_, deadline) in list(self.reserved.items()):
+            if deadline <= self.now:
+                del self.reserved[key]
+                self._model_hand_over(key)
         self._perform(self.router.tick())
 
     # --- model: disconnects ------------------------------------------------------------------
@@ -366,9 +398,13 @@ class RouterMachine(RuleBasedStateMachine):
                 flight.caller = None  # its result will be dropped
         worker.pending.clear()
         worker.held.clear()
+        for line in self.waiting.values():
+            if worker in line:
+                line.remove(worker)
         for key, owner in list(self.owners.items()):
             if owner is worker:
                 del self.owners[key]
+                self.reserved[key] = (worker, self.now + GRACE)
 
     def _disconnect(self, worker: Worker) -> None:
         """The socket is gone: tell the router, then the worker's own core."""
@@ -424,6 +460,8 @@ class RouterMachine(RuleBasedStateMachine):
                 "previous_reattach_token": target.token if right_token else WRONG_TOKEN,
             }
             retires = right_token and target.live
+            if retires or (right_token and any(w is target for w, _ in self.reserved.values())):
+                worker.heir_of = target
         registry = Registry()
         for function_id in functions:
             registry.add(RegisterFunction(id=function_id, description=f"{function_id} on {conn}"))
@@ -482,7 +520,7 @@ class RouterMachine(RuleBasedStateMachine):
         self._perform(self.router.receive(worker.conn, frame))
         self._settle()
 
-    @precondition(lambda self: any(w.namespace is None for w in self._live()))
+    @precondition(lambda self: self.reserved or any(w.namespace is None for w in self._live()))
     @rule(dt=st.sampled_from([0.0, 1.0, 3.0, 6.0]))
     def advance_clock(self, dt: float) -> None:
         self.now += dt

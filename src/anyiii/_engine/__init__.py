@@ -13,6 +13,7 @@ from .cli import add_engine_arguments as add_engine_arguments
 from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
 from .http_targets import HttpFunctionSettings as HttpFunctionSettings
+from .registration_limits import RegistrationLimits as RegistrationLimits
 from .server import EmbeddedEngine as EmbeddedEngine
 from .server import run as run
 from .settings import EngineSettings as EngineSettings
@@ -22,6 +23,7 @@ __all__ = [
     "EngineSettings",
     "HttpFunctionSettings",
     "HttpLimits",
+    "RegistrationLimits",
     "add_engine_arguments",
     "run",
     "run_engine_command",

@@ -24,6 +24,7 @@ from .._protocol.codes import (
     CHANNELS_CREATE,
     DEFAULT_NAMESPACE,
     DESERIALIZATION_ERROR,
+    FORBIDDEN,
     INVALID_ARGUMENTS,
     INVALID_NAMESPACE,
     ITEM_NOT_FOUND,
@@ -40,6 +41,8 @@ from .._protocol.frames import (
 )
 from .._protocol.ids import random_uuid
 from .actions import Action
+from .listings import bounded_answer, bounded_lists
+from .registration_limits import RegistrationLimits
 from .shapes import (
     binding_summary,
     engine_worker,
@@ -76,8 +79,16 @@ class EngineHost(Protocol):
         """Record what a worker says about itself and fix its namespace if not yet fixed."""
         ...
 
-    def add_durable_binding(self, frame: RegisterTrigger, out: list[Action]) -> Binding | ErrorBody:
-        """Bind a trigger nobody owns; the binding, or an in-engine provider's refusal."""
+    @property
+    def limits(self) -> RegistrationLimits:
+        """What one worker may register, and how many bytes a listing's answer may take."""
+        ...
+
+    def add_durable_binding(
+        self, frame: RegisterTrigger, caller: Connection | None, out: list[Action]
+    ) -> Binding | ErrorBody:
+        """Bind a trigger nobody owns, for `caller` (None: the engine); the binding, or why
+        it was refused (a limit, an in-engine provider)."""
         ...
 
     def remove_binding(self, binding: Binding, out: list[Action]) -> None:
@@ -191,6 +202,11 @@ def _register_worker(
 ) -> Outcome:
     if conn is None:
         return ErrorBody(INVALID_ARGUMENTS, f"{REGISTER_WORKER} is for workers only")
+    # What a worker says about itself is listed by `engine::workers::list`: bounded like
+    # a function's metadata, checked before it is decoded.
+    limit = host.limits.max_metadata_bytes
+    if len(data) > limit:
+        return ErrorBody(INVALID_ARGUMENTS, f"the worker's description is over {limit} bytes")
     info = decode_value(data) if present(data) is not None else {}
     if not isinstance(info, dict):
         return ErrorBody(DESERIALIZATION_ERROR, "expected an object describing the worker")
@@ -216,7 +232,7 @@ def _functions_list(
         listed = [s for s in listed if str(s["function_id"]).startswith(query.prefix)]
     if names:
         listed = [s for s in listed if s["worker_name"] in names]
-    return to_raw({"functions": listed})
+    return bounded_answer("functions", listed, host.limits.max_listing_bytes)
 
 
 def _functions_info(
@@ -260,7 +276,7 @@ def _workers_list(
         and (query.runtime is None or w["runtime"] == query.runtime)
         and (query.status is None or w["status"] == query.status)
     ]
-    return to_raw({"workers": workers})
+    return bounded_answer("workers", workers, host.limits.max_listing_bytes)
 
 
 def _workers_info(
@@ -275,17 +291,18 @@ def _workers_info(
     worker = {**worker_summary(tables, found), "internal": False}
     if "pid" in found.info:
         worker["pid"] = found.info["pid"]
-    return to_raw(
+    return bounded_lists(
+        {"worker": worker},
         {
-            "worker": worker,
-            "functions": [function_summary(tables, f) for f in tables.functions_of(found.id)],
-            "trigger_types": [
+            "functions": (function_summary(tables, f) for f in tables.functions_of(found.id)),
+            "trigger_types": (
                 trigger_type_summary(tables, t) for t in tables.trigger_types_of(found.id)
-            ],
-            "registered_triggers": [
+            ),
+            "registered_triggers": (
                 binding_summary(tables, b) for b in tables.bindings_of_owner(found.id)
-            ],
-        }
+            ),
+        },
+        host.limits.max_listing_bytes,
     )
 
 
@@ -302,7 +319,7 @@ def _triggers_list(
         and (query.prefix is None or t.id.startswith(query.prefix))
         and (query.worker is None or owner_name(tables, t.owner) == query.worker)
     ]
-    return to_raw({"triggers": listed})
+    return bounded_answer("triggers", listed, host.limits.max_listing_bytes)
 
 
 def _triggers_info(
@@ -330,7 +347,7 @@ def _bindings_list(
         and (query.worker is None or owner_name(tables, b.owner) == query.worker)
         and (matches(b.frame.id, query.search) or matches(b.frame.function_id, query.search))
     ]
-    return to_raw({"registered_triggers": listed})
+    return bounded_answer("registered_triggers", listed, host.limits.max_listing_bytes)
 
 
 def _bindings_info(
@@ -367,8 +384,8 @@ def _register_trigger(
         metadata=query.metadata if query.metadata is not None else msgspec.UNSET,
         trigger_namespace=query.trigger_namespace,
     )
-    binding = host.add_durable_binding(frame, out)
-    if isinstance(binding, ErrorBody):  # an in-engine provider refused it
+    binding = host.add_durable_binding(frame, conn, out)
+    if isinstance(binding, ErrorBody):  # over a limit, or an in-engine provider refused it
         return ErrorBody(binding.code, f"{binding.code}: {binding.message}")
     trigger_type = host.tables.trigger_type(binding.provider)
     if trigger_type is not None and trigger_type.owner is not None:
@@ -385,6 +402,11 @@ def _unregister_trigger(
         query.trigger_type is not None and binding.frame.trigger_type != query.trigger_type
     ):
         return to_raw({"removed": False})
+    # As the `unregistertrigger` frame: a worker removes its own bindings, not another
+    # live worker's (an HTTP route, a cron job). Durable ones (`owner` None) are anyone's
+    # to remove, as in the real engine: they outlive their caller, so nobody else could.
+    if conn is not None and binding.owner is not None and binding.owner != conn.id:
+        return ErrorBody(FORBIDDEN, f"trigger {query.id} belongs to another worker")
     host.remove_binding(binding, out)
     return to_raw({"removed": True})
 

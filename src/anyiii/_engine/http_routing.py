@@ -83,14 +83,14 @@ class HttpFunctions:
         if isinstance(request, ErrorBody):
             answer(tables, caller, invocation_id, None, request, out)
             return
-        tables.invocations[call_id] = Invocation(function_id, caller, None)
+        tables.add_invocation(call_id, Invocation(function_id, caller, None))
         out.append(HttpCall(call_id, request))
 
     def answered(
         self, invocation_id: str, outcome: HttpResponse | ErrorBody, out: list[Action]
     ) -> None:
         """A request ended: answer whoever still waits for its call."""
-        invocation = self._tables.invocations.pop(invocation_id, None)
+        invocation = self._tables.pop_invocation(invocation_id)
         if invocation is None:  # stopped meanwhile (the engine is stopping)
             return
         ended = (None, outcome) if isinstance(outcome, ErrorBody) else read_response(outcome)

@@ -1,28 +1,55 @@
 """Who may register which function id (spec §3.1, §11): one live owner per (namespace,
-id); `engine::*` ids are reserved to the engine's `default` namespace, and the engine's
-own functions cannot be taken over. A refusal is answered with `registrationrejected`.
-
-So is an HTTP-invoked function whose `invocation` cannot be used (`http_routing.py`): the
-real engine only logs that, leaving the worker to believe the function is served; here it
-is also logged, and the worker hears `FUNCTION_NAMESPACE_CONFLICT` with no owner, the one
-non-fatal code (the form the real engine uses to refuse a reserved id).
+id). A refusal is answered with `registrationrejected` `FUNCTION_NAMESPACE_CONFLICT`, the
+one non-fatal code: naming the owner when another worker holds the id, or with no owner
+when the id is reserved (`ownership.py`), over a limit (`registration_limits.py`), or an
+HTTP-invoked function whose `invocation` cannot be used (`http_routing.py`). The real
+engine only logs the last, leaving the worker to believe the function is served; here it
+is logged too, and the worker hears the refusal (the form the real engine uses to refuse
+a reserved id).
 """
 
 from __future__ import annotations
 
 import logging
+from enum import Enum
 
-from .._protocol.codes import DEFAULT_NAMESPACE, FUNCTION_NAMESPACE_CONFLICT
+from .._protocol.codes import FUNCTION_NAMESPACE_CONFLICT
 from .._protocol.frames import ErrorBody, RegisterFunction, RegistrationRejected
 from .._protocol.state import State
 from .actions import Action, Send
-from .builtins import BUILTINS
 from .http_targets import HttpTarget
 from .tables import Connection, Function, Tables
 
 logger = logging.getLogger("anyiii.engine")
 
-__all__ = ["register_function", "unregister_function"]
+__all__ = ["Registered", "refuse_function", "register_function", "unregister_function"]
+
+
+class Registered(Enum):
+    """What became of a `registerfunction`."""
+
+    CHANGED = "changed"
+    """Recorded, and the function table changed (a new owner)."""
+    UNCHANGED = "unchanged"
+    """Recorded again by its owner: nothing changed."""
+    HELD = "held"
+    """Refused: another worker holds the id (live, or by a reservation)."""
+    REFUSED = "refused"
+    """Refused for good: a reserved id, or an unusable HTTP invocation."""
+
+
+def refuse_function(
+    conn: Connection, frame: RegisterFunction, owner_worker_id: str, out: list[Action]
+) -> None:
+    """Tell `conn` its function was refused (`owner_worker_id` "" when nobody holds it)."""
+    rejection = RegistrationRejected(
+        code=FUNCTION_NAMESPACE_CONFLICT,
+        namespace=conn.effective_namespace,
+        owner_worker_id=owner_worker_id,
+        function_id=frame.id,
+    )
+    if conn.core.state is State.OPEN:
+        out.append(Send(conn.id, conn.core.reject_registration(rejection)))
 
 
 def register_function(
@@ -31,44 +58,43 @@ def register_function(
     frame: RegisterFunction,
     out: list[Action],
     http: HttpTarget | ErrorBody | None = None,
-) -> bool:
-    """Record `conn`'s function, or refuse it; True when the function table changed.
+    *,
+    reserved: bool = False,
+    holder: str | None = None,
+) -> Registered:
+    """Record `conn`'s function, or refuse it.
 
     `http` is what its `invocation` asks for (`HttpFunctions.target`): an `ErrorBody`
-    refuses it (after the ownership rules, which the real engine checks first).
+    refuses it (after the ownership rules, which the real engine checks first). `reserved`:
+    the id is the engine's; `holder`: the worker id the id is reserved for, if not `conn`.
     """
-    namespace = conn.effective_namespace
-    key = (namespace, frame.id)
+    key = (conn.effective_namespace, frame.id)
     existing = tables.functions.get(key)
-    reserved = frame.id.startswith("engine::") and (
-        namespace != DEFAULT_NAMESPACE or frame.id in BUILTINS
-    )
     owner = tables.connection(existing.owner) if existing is not None else None
-    live_owner = owner is not None and owner is not conn
-    if reserved or live_owner or isinstance(http, ErrorBody):
-        if isinstance(http, ErrorBody) and not (reserved or live_owner):
-            logger.warning(
-                "worker %s: HTTP-invoked function %r refused: %s: %s",
-                conn.worker_id,
-                frame.id,
-                http.code,
-                http.message,
-            )
-        named = owner if live_owner and not reserved else None
-        rejection = RegistrationRejected(
-            code=FUNCTION_NAMESPACE_CONFLICT,
-            namespace=namespace,
-            owner_worker_id=named.worker_id if named is not None else "",
-            function_id=frame.id,
+    if owner is conn:
+        owner = None
+    if reserved:
+        refuse_function(conn, frame, "", out)
+        return Registered.REFUSED
+    if owner is not None or holder is not None:
+        refuse_function(conn, frame, owner.worker_id if owner is not None else str(holder), out)
+        return Registered.HELD
+    if isinstance(http, ErrorBody):
+        logger.warning(
+            "worker %s: HTTP-invoked function %r refused: %s: %s",
+            conn.worker_id,
+            frame.id,
+            http.code,
+            http.message,
         )
-        if conn.core.state is State.OPEN:
-            out.append(Send(conn.id, conn.core.reject_registration(rejection)))
-        return False
+        refuse_function(conn, frame, "", out)
+        return Registered.REFUSED
     tables.functions[key] = Function(
-        namespace, frame, conn.id, http if isinstance(http, HttpTarget) else None
+        key[0], frame, conn.id, http if isinstance(http, HttpTarget) else None
     )
     conn.functions.add(key)
-    return existing is None or existing.owner != conn.id
+    changed = existing is None or existing.owner != conn.id
+    return Registered.CHANGED if changed else Registered.UNCHANGED
 
 
 def unregister_function(tables: Tables, conn: Connection, function_id: str) -> bool:

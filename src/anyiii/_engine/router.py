@@ -4,8 +4,10 @@ The I/O layer tells one `Router` what happened (`open`, `receive`, `close`, `tic
 and carries out the `Action`s it returns, in order: the router decides, then acts only by
 writing its `tables` (`tables.py`) and returning actions. Trigger bindings and providers
 follow the rules of `triggers.py`, the discovery trigger types those of `discovery.py`, and
-the `engine::*` functions are `builtins.py`'s. Because nothing here awaits, the whole
-engine's logic is tested synchronously, including by a Hypothesis state machine.
+the `engine::*` functions are `builtins.py`'s; timers and the engine's own calls are
+`engine_calls.py`'s, registrations `registration_handling.py`'s. Because nothing here
+awaits, the whole engine's logic is tested synchronously, including by a Hypothesis state
+machine.
 
 The rules are those of the contract (`iii-protocol.md` §4.1, §4.6, §5, §6, §11, §16):
 `workerregistered` first; registrations buffered until the connection's namespace is fixed
@@ -53,14 +55,16 @@ from .actions import STOPPED, Action, Close, Send, answer
 from .builtins import BUILTINS, AwaitAck
 from .configured import DEFAULT_SERVICES
 from .discovery import Discovery, Fire
+from .engine_calls import EngineCalls
 from .enqueue import ENQUEUE_PROVIDER, enqueue_answer, enqueue_request
 from .hosting import EngineContext, ServiceFactory, ServiceHost
 from .http_routing import HttpFunctions
-from .http_targets import HttpFunctionSettings, HttpResponse
+from .http_targets import HttpFunctionSettings
+from .ownership import Ownership
 from .payloads import with_caller
 from .providers import HttpRoutes, TriggerProvider
 from .registration_handling import RegistrationHandling
-from .shapes import function_summaries
+from .registration_limits import RegistrationLimits
 from .tables import INTERNAL, Connection, Function, Invocation, Tables, TriggerType
 from .triggers import Triggers
 
@@ -90,7 +94,7 @@ class ChannelBook(Protocol):
     def drop_owner(self, owner: int) -> None: ...
 
 
-class Router(RegistrationHandling):
+class Router(RegistrationHandling, EngineCalls):
     """The embedded engine's routing rules over its `tables` (see the module docstring).
 
     `clock` returns seconds (monotonic); `namespace_grace` is how long a connection's
@@ -98,7 +102,9 @@ class Router(RegistrationHandling):
     how long `engine::functions-available` waits for the function table to settle before it
     fires; `ack_timeout` bounds how long `engine::register_trigger` waits for a worker
     provider's answer (spec: 10 s). `http_functions` is the policy of HTTP-invoked
-    functions, whose auth secrets are read from `environ` (default: `os.environ`).
+    functions, whose auth secrets are read from `environ` (default: `os.environ`);
+    `registrations` bounds what one worker registers and how long a departed worker's ids
+    stay reserved for it (`registration_limits.py`, `ownership.py`).
 
     It is the `EngineHost` the built-ins run against: they read `tables` and ask for the
     three changes they may make (`register_worker`, `add_durable_binding`,
@@ -118,6 +124,7 @@ class Router(RegistrationHandling):
         channels: ChannelBook | None = None,
         http_functions: HttpFunctionSettings | None = None,
         environ: Mapping[str, str] | None = None,
+        registrations: RegistrationLimits | None = None,
     ) -> None:
         self._channels = channels
         self._clock = clock
@@ -127,6 +134,8 @@ class Router(RegistrationHandling):
         self._next_conn = 1
         self.tables = Tables()
         self._triggers = Triggers(self.tables, clock=clock, ack_timeout=ack_timeout)
+        self._limits = registrations or RegistrationLimits()
+        self._ownership = Ownership(self.tables, clock=clock, grace=self._limits.reattach_grace)
         self._http = HttpFunctions(
             self.tables,
             http_functions or HttpFunctionSettings(),
@@ -213,18 +222,14 @@ class Router(RegistrationHandling):
         lost = conn.core.receive(None)[0]
         assert isinstance(lost, ev.ConnectionLost)
         for invocation_id, _ in lost.invocations:
-            invocation = tables.invocations.pop(invocation_id, None)
+            invocation = tables.pop_invocation(invocation_id)
             if invocation is not None:
                 answer(tables, invocation.caller, invocation_id, None, STOPPED, out)
         for invocation_id, _ in lost.calls:
             invocation = tables.invocations.get(invocation_id)
             if invocation is not None and invocation.caller == conn_id:
                 invocation.caller = None  # the callee runs on; its result will be dropped
-        for key in conn.functions:
-            function = tables.functions.get(key)
-            if function is not None and function.owner == conn_id:
-                del tables.functions[key]
-                self._functions_changed()
+        self._drop_functions(conn, out)
         self._triggers.drop_connection(conn, out)
         if self._channels is not None:
             self._channels.drop_owner(conn_id)
@@ -259,9 +264,8 @@ class Router(RegistrationHandling):
     def shutdown(self) -> list[Action]:
         """The engine is stopping: answer everyone still waiting, then close every socket."""
         out: list[Action] = []
-        invocations = self.tables.invocations
-        for invocation_id, invocation in list(invocations.items()):
-            del invocations[invocation_id]
+        for invocation_id, invocation in list(self.tables.invocations.items()):
+            self.tables.pop_invocation(invocation_id)
             answer(self.tables, invocation.caller, invocation_id, None, STOPPED, out)
         self._triggers.stop(out)
         self.services.forget_calls()
@@ -270,94 +274,6 @@ class Router(RegistrationHandling):
                 conn.core.start_closing()
             out.append(Close(conn.id, 1001, "engine shutting down"))
         return out
-
-    # --- timers ----------------------------------------------------------------------------
-
-    def next_deadline(self) -> float | None:
-        """When `tick()` next has work to do (clock seconds), or None."""
-        deadlines = [
-            c.grace_deadline for c in self.tables.connections.values() if c.namespace is None
-        ]
-        for deadline in (
-            self._triggers.next_deadline(),
-            self._discovery.next_deadline(),
-            self.services.next_deadline(),
-        ):
-            if deadline is not None:
-                deadlines.append(deadline)
-        return min(deadlines, default=None)
-
-    def tick(self) -> list[Action]:
-        """Run whatever timers are due: namespace grace, provider answers, discovery."""
-        now = self._clock()
-        out: list[Action] = []
-        for conn in self.tables.live_connections():
-            if conn.namespace is None and conn.grace_deadline <= now:
-                self._fix_namespace(conn, DEFAULT_NAMESPACE, out)
-        self._triggers.expire(now, out)
-        if self._discovery.due(now):
-            fires = self._discovery.announce_functions(
-                frozenset(self.tables.functions),
-                lambda: function_summaries(self.tables, everything=True),
-            )
-            self._fire(fires, out)
-        self.services.tick(now, out)
-        return out
-
-    # --- engine-originated calls -----------------------------------------------------------
-
-    def call(
-        self,
-        function_id: str,
-        data: Raw,
-        *,
-        metadata: Raw | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
-        traceparent: str | None = None,
-        baggage: str | None = None,
-    ) -> tuple[str, list[Action]]:
-        """Invoke a function on the engine's own behalf; a `Completed` action ends it."""
-        invocation_id = self._new_id()
-        out: list[Action] = []
-        frame = InvokeFunction(
-            function_id=function_id,
-            invocation_id=invocation_id,
-            data=data,
-            traceparent=traceparent,
-            baggage=baggage,
-            namespace=namespace,
-        )
-        self._route_call(None, frame, INTERNAL, metadata, out)
-        return invocation_id, out
-
-    def completed(
-        self, invocation_id: str, result: Raw | None, error: ErrorBody | None
-    ) -> list[Action]:
-        """One of the engine's own calls that no waiter of the I/O layer awaited has ended:
-        the service that made it continues."""
-        out = self.services.completed(invocation_id, result, error) or []
-        self._watch_service_deadline()
-        return out
-
-    def _watch_service_deadline(self) -> None:
-        """A service's timer may have moved earlier (a cron binding registered, a job's call
-        ended): tell the I/O layer to re-arm, as `next_deadline()` may now be sooner."""
-        deadline = self.services.next_deadline()
-        if deadline is not None and deadline != self._service_deadline:
-            self.timers_changed = True
-        self._service_deadline = deadline
-
-    def http_answered(self, invocation_id: str, outcome: HttpResponse | ErrorBody) -> list[Action]:
-        """The request of an `HttpCall` ended: its answer, or why there is none."""
-        out: list[Action] = []
-        self._http.answered(invocation_id, outcome, out)
-        return out
-
-    def abandon(self, invocation_id: str) -> None:
-        """The engine stopped waiting for one of its own calls (e.g. an HTTP timeout)."""
-        invocation = self.tables.invocations.get(invocation_id)
-        if invocation is not None and invocation.caller == INTERNAL:
-            invocation.caller = None
 
     # --- events from a connection ------------------------------------------------------------
 
@@ -368,7 +284,7 @@ class Router(RegistrationHandling):
             self._route_call(conn, call, conn.id if waits else None, present(call.metadata), out)
         elif isinstance(event, ev.ResultReceived):
             result = event.result
-            invocation = self.tables.invocations.pop(result.invocation_id, None)
+            invocation = self.tables.pop_invocation(result.invocation_id)
             if invocation is not None:
                 answer(
                     self.tables,
@@ -441,7 +357,7 @@ class Router(RegistrationHandling):
             traceparent=call.traceparent,
             baggage=call.baggage,
         )
-        tables.invocations[dispatch_id] = Invocation(call.function_id, caller, callee.id)
+        tables.add_invocation(dispatch_id, Invocation(call.function_id, caller, callee.id))
         out.append(Send(callee.id, frame))
 
     def _enqueue(

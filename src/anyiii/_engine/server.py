@@ -390,6 +390,7 @@ async def run(
         services=DEFAULT_SERVICES if services is None else services,
         channels=channels,
         http_functions=chosen.http_functions,
+        registrations=chosen.registrations,
     )
     hosted = router.services
     storage: Storage = (

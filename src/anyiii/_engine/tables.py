@@ -58,6 +58,12 @@ class Connection:
     functions: set[FunctionKey] = field(default_factory=set)
     triggers: set[str] = field(default_factory=set)
     trigger_types: set[TypeKey] = field(default_factory=set)
+    waiting: set[FunctionKey] = field(default_factory=set)
+    """Function ids it was refused because another worker holds them, which it gets when
+    they free up (`ownership.py`)."""
+    reattached_from: str | None = None
+    """The worker id of the connection it proved to be by `reattach` (its token): the ids
+    reserved for that worker are its own (`ownership.py`)."""
 
     @property
     def worker_id(self) -> str:
@@ -117,13 +123,15 @@ class Binding:
     """A trigger binding; `provider` is the (namespace, type id) serving it, None if parked.
 
     `owner` is the connection that registered it, or None for a durable binding made
-    through `engine::register_trigger`.
+    through `engine::register_trigger`; `creator` says which worker made a durable one
+    (its limit, `RegistrationLimits.max_durable_bindings`), None when the engine did.
     """
 
     frame: RegisterTrigger
     owner: int | None
     target_namespace: str
     provider: TypeKey | None = None
+    creator: str | None = None
 
 
 class TableView(Protocol):
@@ -200,6 +208,9 @@ class Tables:
         self.connections: dict[int, Connection] = {}
         self.functions: dict[FunctionKey, Function] = {}
         self.invocations: dict[str, Invocation] = {}
+        """Read it freely; change it only through `add_invocation` and `pop_invocation`,
+        which keep `_running` (each callee's count) right."""
+        self._running: dict[int, int] = {}
         self.trigger_types: dict[TypeKey, TriggerType] = {}
         self.bindings: dict[str, Binding] = {}
 
@@ -249,7 +260,28 @@ class Tables:
         return message
 
     def active_invocations(self, conn_id: int) -> int:
-        return sum(1 for i in self.invocations.values() if i.callee == conn_id)
+        # A counter, not a scan: `engine::workers::list` asks this for every worker, and
+        # scanning would cost workers times calls in flight while the engine does nothing else.
+        return self._running.get(conn_id, 0)
+
+    def add_invocation(self, invocation_id: str, invocation: Invocation) -> None:
+        """Record an invocation in flight (replacing one of the same id, as a dict would)."""
+        self.pop_invocation(invocation_id)
+        self.invocations[invocation_id] = invocation
+        if invocation.callee is not None:
+            self._running[invocation.callee] = self._running.get(invocation.callee, 0) + 1
+
+    def pop_invocation(self, invocation_id: str) -> Invocation | None:
+        """Forget an invocation that ended; the invocation, or None if none was in flight."""
+        invocation = self.invocations.pop(invocation_id, None)
+        callee = None if invocation is None else invocation.callee
+        if callee is not None:
+            left = self._running[callee] - 1
+            if left:
+                self._running[callee] = left
+            else:
+                del self._running[callee]
+        return invocation
 
     # --- trigger types and bindings --------------------------------------------------------
 

@@ -79,12 +79,15 @@ class Triggers:
         if binding is not None and binding.owner == conn.id:
             self.remove(binding, out)
 
-    def add_durable(self, frame: RegisterTrigger, out: list[Action]) -> Binding | ErrorBody:
-        """A durable binding (from `engine::register_trigger`): nobody's, survives callers.
+    def add_durable(
+        self, frame: RegisterTrigger, out: list[Action], creator: str | None = None
+    ) -> Binding | ErrorBody:
+        """A durable binding (from `engine::register_trigger`): nobody's, survives callers;
+        `creator` names the worker that made it (None: the engine).
 
         Returns the binding, or the error with which an in-engine provider refused it.
         """
-        binding = Binding(frame, None, frame.namespace or DEFAULT_NAMESPACE)
+        binding = Binding(frame, None, frame.namespace or DEFAULT_NAMESPACE, creator=creator)
         self._tables.bindings[frame.id] = binding
         refusal = self._bind(binding, out)
         return binding if refusal is None else refusal

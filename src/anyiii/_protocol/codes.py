@@ -24,6 +24,7 @@ __all__ = [
     "FUNCTION_NAMESPACE_CONFLICT",
     "API_KEY_NOT_FOUND",
     "FUNCTION_NOT_FOUND",
+    "FORBIDDEN",
     "HTTP_ERROR",
     "HTTP_REQUEST_FAILED",
     "HTTP_RESPONSE_FAILED",
@@ -109,6 +110,9 @@ CHANNEL_SEND_FAILED: Final = "channel_send_failed"
 DESERIALIZATION_ERROR: Final = "deserialization_error"
 INVALID_ARGUMENTS: Final = "INVALID_ARGUMENTS"
 INVALID_NAMESPACE: Final = "INVALID_NAMESPACE"
+FORBIDDEN: Final = "FORBIDDEN"
+"""The caller may not do this: the real engine's RBAC refusal; anyiii's
+`engine::unregister_trigger` of another live worker's binding."""
 NOT_FOUND: Final = "NOT_FOUND"
 ITEM_NOT_FOUND: Final = "not_found"
 """The per-item error in a batch answer (`engine::functions::info` with `function_ids`)."""
