@@ -1,0 +1,99 @@
+"""What the REST listener reads: its limits, and a request turned into the request object
+of spec §10.1 (the handler's `data`).
+
+Kept apart from `http.py`, which moves the bytes; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+import msgspec
+from msgspec import Raw
+
+from .._protocol.codes import HTTP_TRIGGER
+from .._protocol.frames import StreamChannelRef, to_raw
+from .http_replies import JSON
+
+__all__ = ["HttpLimits", "header", "once", "request_object"]
+
+
+class HttpLimits(msgspec.Struct, frozen=True):
+    """Bounds that keep one client from hurting the listener (docs/limits.md).
+
+    `max_body` (bytes; 413 beyond it), `request_timeout` (seconds until the handler's answer
+    becomes a 504), `header_timeout` (seconds to receive a request head), `idle_timeout`
+    (seconds a kept-alive connection may wait for its next request), `max_head` (bytes of
+    a request head; 431 beyond it).
+    """
+
+    max_body: int = 16 * 2**20
+    request_timeout: float = 30.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    max_head: int = 64 * 1024
+
+
+def _parse_json(body: bytes) -> object:
+    """The parsed JSON body; None when it is not JSON (spec §10.1: unparseable ⇒ null)."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+
+
+def request_object(
+    request: h11.Request,
+    body: bytes,
+    pattern: str,
+    params: dict[str, str],
+    *,
+    channels: tuple[StreamChannelRef, StreamChannelRef],
+) -> Raw:
+    """The request object of §10.1; `channels` are the `request_body` reader's and the
+    `response` writer's refs."""
+    target = urlsplit(request.target.decode("latin-1"))
+    headers: dict[str, str] = {}
+    for name, value in request.headers:
+        try:
+            headers[name.decode("latin-1").lower()] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            headers[name.decode("latin-1").lower()] = ""
+    method = request.method.decode("ascii").upper()
+    parsed: object = None
+    if JSON in headers.get("content-type", "") and body:
+        parsed = _parse_json(body)
+    return to_raw(
+        {
+            "query_params": dict(parse_qsl(target.query, keep_blank_values=True)),
+            "path_params": params,
+            "headers": headers,
+            "path": pattern,
+            "method": method,
+            "body": parsed,
+            "trigger": {"type": HTTP_TRIGGER, "path": pattern, "method": method},
+            "request_body": channels[0],
+            "response": channels[1],
+        }
+    )
+
+
+def header(request: h11.Request, name: bytes) -> str:
+    """A request header's value (the last one given), as text; "" if absent."""
+    value = b""
+    for key, given in request.headers:
+        if key == name:
+            value = given
+    return value.decode("latin-1").lower()
+
+
+def once(body: bytes) -> Callable[[], Awaitable[bytes | None]]:
+    """A body already read whole, handed out once (nothing for an empty body)."""
+    chunks = [body] if body else []
+
+    async def next_chunk() -> bytes | None:
+        return chunks.pop() if chunks else None
+
+    return next_chunk
