@@ -7,10 +7,18 @@ and how it differs from the real engine.
 
 from __future__ import annotations
 
+from ._engine import ConnectionLimits as ConnectionLimits
 from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
 from ._engine import HttpFunctionSettings as HttpFunctionSettings
 from ._engine import HttpLimits as HttpLimits
 from ._engine import run as run
 
-__all__ = ["EmbeddedEngine", "EngineSettings", "HttpFunctionSettings", "HttpLimits", "run"]
+__all__ = [
+    "ConnectionLimits",
+    "EmbeddedEngine",
+    "EngineSettings",
+    "HttpFunctionSettings",
+    "HttpLimits",
+    "run",
+]

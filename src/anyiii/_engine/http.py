@@ -23,8 +23,15 @@ import h11
 from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Raw
 
-from .._protocol.codes import BAD_REQUEST, DEFAULT_NAMESPACE, INVALID_RESPONSE, PAYLOAD_TOO_LARGE
+from .._protocol.codes import (
+    BAD_REQUEST,
+    DEFAULT_NAMESPACE,
+    INVALID_RESPONSE,
+    PAYLOAD_TOO_LARGE,
+    TOO_MANY_CONNECTIONS,
+)
 from .._protocol.frames import ErrorBody, present
+from .._transport.accepting import ConnectionLimits, http_refusal, serve_listener
 from .channels import Channel, ChannelHub
 from .http_middleware import before_handler
 from .http_replies import JSON, NOT_FOUND_REPLY, STREAMED, Reply, error_reply, map_response
@@ -319,10 +326,20 @@ async def serve_http(
     invoker: Invoker,
     *,
     limits: HttpLimits | None = None,
+    connections: ConnectionLimits | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `http` triggers on `listener` until cancelled."""
+    """Serve `http` triggers on `listener` until cancelled; then close it.
+
+    A failed accept (out of file descriptors, …) is logged and retried; a connection
+    beyond `connections` (None for the defaults) is answered 503 `TOO_MANY_CONNECTIONS`
+    and closed (`_transport/accepting.py`).
+    """
     chosen = limits or HttpLimits()
+
+    def refusal() -> bytes:
+        reply = error_reply(503, TOO_MANY_CONNECTIONS, "too many connections; retry later")
+        return http_refusal(JSON, reply.body)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         async with stream:
@@ -332,6 +349,13 @@ async def serve_http(
                 if not _client_gone(error):  # else the client went away mid-answer
                     logger.exception("error while serving an HTTP request")
 
-    async with listener:  # anyio's serve() leaves the listening socket open on cancellation
+    async with listener, anyio.create_task_group() as tasks:
         task_status.started()
-        await listener.serve(handle)
+        await serve_listener(
+            listener,
+            handle,
+            tasks,
+            limits=connections or ConnectionLimits(),
+            refusal=refusal,
+            label="HTTP listener",
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._transport.accepting import ConnectionLimits
 from .http import HttpLimits
 from .http_targets import HttpFunctionSettings
 
@@ -21,7 +22,8 @@ class EngineSettings:
     function ids of the engine-wide `http` middleware, called in this order before every
     route's own (the real engine's `iii-http` `middleware`; see docs/http.md);
     `http_functions` is the policy of HTTP-invoked functions (the real engine's: HTTPS
-    only, no private addresses).
+    only, no private addresses). `connections` caps the connections each listener (worker
+    WebSocket, REST, stream socket) holds, in all and per client address (docs/limits.md).
     """
 
     max_message_size: int = 64 * 2**20
@@ -32,6 +34,7 @@ class EngineSettings:
     http: HttpLimits = field(default_factory=HttpLimits)
     http_middleware: tuple[str, ...] = ()
     http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
         ids = self.http_middleware
