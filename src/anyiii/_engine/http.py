@@ -35,7 +35,7 @@ from .._transport.accepting import ConnectionLimits, http_refusal, serve_listene
 from .channels import Channel, ChannelHub
 from .http_middleware import before_handler
 from .http_replies import JSON, NOT_FOUND_REPLY, STREAMED, Reply, error_reply, map_response
-from .http_requests import HttpLimits, header, once, request_object
+from .http_requests import WRITE_PIECE, HttpLimits, header, once, request_object
 from .http_streaming import ChannelAnswer, ResponseHead, await_answer, feed_body, send_body
 from .providers import HttpRoute, HttpRoutes
 
@@ -60,6 +60,11 @@ class Invoker(Protocol):
     ) -> Awaitable[tuple[Raw | None, ErrorBody | None]]:
         """Call a function and wait for its result or error (cancellable)."""
         ...
+
+
+class _WriteTimedOut(anyio.BrokenResourceError):
+    """A send did not finish within `HttpLimits.write_timeout`: the connection is dropped
+    (as when the client leaves, so it is not logged as an error)."""
 
 
 class _HttpConnection:
@@ -96,7 +101,17 @@ class _HttpConnection:
         if not (bodiless or head):
             payload += self._h11.send(h11.Data(data=reply.body)) or b""
         payload += self._h11.send(h11.EndOfMessage()) or b""
-        await self._stream.send(payload)
+        await self._write(payload)
+
+    async def _write(self, data: bytes) -> None:
+        """Send `data` in pieces, each within `write_timeout`; a client that stops reading
+        is dropped (`_WriteTimedOut`) rather than held forever."""
+        for start in range(0, len(data), WRITE_PIECE):
+            with anyio.move_on_after(self._limits.write_timeout) as scope:
+                await self._stream.send(data[start : start + WRITE_PIECE])
+            if scope.cancelled_caught:
+                logger.info("closing an HTTP connection whose client stopped reading")
+                raise _WriteTimedOut
 
     async def _linger(self) -> None:
         """After refusing a request whose body is still arriving, read and drop the rest for
@@ -270,7 +285,7 @@ class _HttpConnection:
                 # short, and the client must see that (no final chunk), not a whole body.
                 logger.info("a streamed response was cut short: %s", response_channel.failure)
                 return None
-            await self._stream.send(self._h11.send(h11.EndOfMessage()) or b"")
+            await self._write(self._h11.send(h11.EndOfMessage()) or b"")
             return STREAMED
         result, error = answer
         if error is not None:
@@ -299,11 +314,11 @@ class _HttpConnection:
         except h11.LocalProtocolError as exc:
             await self._send(error_reply(500, INVALID_RESPONSE, f"bad response head: {exc}"))
             return
-        await self._stream.send(start or b"")
+        await self._write(start or b"")
         if not (head or status in (204, 304)):
 
             async def send_chunk(chunk: bytes) -> None:
-                await self._stream.send(self._h11.send(h11.Data(data=chunk)) or b"")
+                await self._write(self._h11.send(h11.Data(data=chunk)) or b"")
 
             await send_body(receiver, first_chunk, send_chunk)
 

@@ -7,6 +7,7 @@ Kept apart from `http.py`, which moves the bytes; nothing here does I/O.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
@@ -17,7 +18,11 @@ from .._protocol.codes import HTTP_TRIGGER
 from .._protocol.frames import StreamChannelRef, to_raw
 from .http_replies import JSON
 
-__all__ = ["HttpLimits", "header", "once", "request_object"]
+__all__ = ["WRITE_PIECE", "HttpLimits", "header", "once", "request_object"]
+
+WRITE_PIECE: Final = 64 * 1024
+"""The most bytes of a response sent under one `write_timeout`: a large body goes out in
+pieces, so a slow client that keeps reading is never cut off, one that stops is."""
 
 
 class HttpLimits(msgspec.Struct, frozen=True):
@@ -25,15 +30,19 @@ class HttpLimits(msgspec.Struct, frozen=True):
 
     `max_body` (bytes; 413 beyond it), `request_timeout` (seconds until the handler's answer
     becomes a 504), `header_timeout` (seconds to receive a request head), `idle_timeout`
-    (seconds a kept-alive connection may wait for its next request), `max_head` (bytes of
-    a request head; 431 beyond it).
+    (seconds a kept-alive connection may wait for its next request before it is closed:
+    5, as common servers do, so idle clients do not hold connections), `write_timeout`
+    (seconds one piece of a response, at most `WRITE_PIECE` bytes, may take to send: a
+    client that stops reading is disconnected after it), `max_head` (bytes of a request
+    head; 431 beyond it).
     """
 
     max_body: int = 16 * 2**20
     request_timeout: float = 30.0
     header_timeout: float = 10.0
-    idle_timeout: float = 60.0
+    idle_timeout: float = 5.0
     max_head: int = 64 * 1024
+    write_timeout: float = 30.0
 
 
 def _parse_json(body: bytes) -> object:
