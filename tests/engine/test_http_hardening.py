@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import msgspec
+import pytest
 from engine_peers import http_binding, raw_worker, read_to_eof
 
 from anyiii.engine import EmbeddedEngine, EngineSettings, HttpLimits, run
@@ -178,3 +179,70 @@ async def test_a_kept_alive_connection_is_closed_after_the_idle_timeout() -> Non
             assert head.startswith(b"http/1.1 200 ")
             assert b"connection: close" not in head  # it was kept alive, then idled out
             assert msgspec.json.decode(body) == {"method": "GET", "json": None}
+
+
+async def _exchange(engine: EmbeddedEngine, request: bytes) -> tuple[bytes, Any]:
+    """Send `request`, read until the engine closes: (head in lower case, decoded body)."""
+    async with await _connect(engine) as client:
+        await client.send(request)
+        head, body = _split(await read_to_eof(client))
+    return head, msgspec.json.decode(body)
+
+
+async def test_both_content_length_and_transfer_encoding_answer_then_close() -> None:
+    """RFC 9112 §6.3: Transfer-Encoding wins, and the connection must be closed after."""
+    request = (
+        b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        b"content-length: 40\r\ntransfer-encoding: chunked\r\n\r\n"
+        b'8\r\n{"a": 1}\r\n0\r\n\r\n'
+    )
+    with anyio.fail_after(5):  # long before the idle timeout below
+        async with _engine(idle_timeout=30) as engine:
+            head, body = await _exchange(engine, request)
+    assert head.startswith(b"http/1.1 200 "), head
+    assert b"\r\nconnection: close" in head
+    assert body == {"method": "POST", "json": {"a": 1}}
+
+
+async def test_methods_are_case_sensitive() -> None:
+    """RFC 9110 §9.1: `get` is not `GET`; a method no route can have is answered 501."""
+    with anyio.fail_after(5):
+        async with _engine() as engine:
+            head, body = await _exchange(
+                engine, b"get /hello HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+            )
+            assert head.startswith(b"http/1.1 501 "), head
+            assert body["error"]["code"] == "NOT_IMPLEMENTED"
+            head, body = await _exchange(
+                engine, b"GET /hello HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
+            )
+            assert head.startswith(b"http/1.1 200 "), head
+            assert body == {"method": "GET", "json": None}
+
+
+async def test_a_json_body_nested_too_deeply_is_a_400() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    request = (
+        b"POST /hello HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+        b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(deep), deep)
+    )
+    with anyio.fail_after(5):
+        async with _engine() as engine:
+            head, body = await _exchange(engine, request)
+    assert head.startswith(b"http/1.1 400 "), head
+    assert body["error"]["code"] == "BAD_REQUEST"
+    assert "deep" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["bad-length", "bad-header"])
+async def test_a_response_head_http_cannot_carry_is_a_500(path: str) -> None:
+    """A handler's Content-Length that is not its body's, or a header with a line break
+    in it: answered with the error envelope instead of a dropped connection."""
+    request = b"GET /%s HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n" % path.encode()
+    with anyio.fail_after(5):
+        async with _engine() as engine:
+            head, body = await _exchange(engine, request)
+    assert head.startswith(b"http/1.1 500 "), head
+    assert b"stolen" not in head
+    assert body["error"]["code"] == "invalid_response"
+    assert set(body["error"]) == {"code", "message", "error_id"}

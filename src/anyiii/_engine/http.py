@@ -27,6 +27,7 @@ from .._protocol.codes import (
     BAD_REQUEST,
     DEFAULT_NAMESPACE,
     INVALID_RESPONSE,
+    NOT_IMPLEMENTED,
     PAYLOAD_TOO_LARGE,
     TOO_MANY_CONNECTIONS,
 )
@@ -35,9 +36,18 @@ from .._transport.accepting import ConnectionLimits, http_refusal, serve_listene
 from .channels import Channel, ChannelHub
 from .http_middleware import before_handler
 from .http_replies import JSON, NOT_FOUND_REPLY, STREAMED, Reply, error_reply, map_response
-from .http_requests import WRITE_PIECE, HttpLimits, header, once, request_object
+from .http_requests import (
+    WRITE_PIECE,
+    BodyTooDeep,
+    HttpLimits,
+    has_both_framings,
+    header,
+    once,
+    parse_body,
+    request_object,
+)
 from .http_streaming import ChannelAnswer, ResponseHead, await_answer, feed_body, send_body
-from .providers import HttpRoute, HttpRoutes
+from .providers import HTTP_METHODS, HttpRoute, HttpRoutes
 
 __all__ = ["HttpLimits", "Invoker", "map_response", "serve_http"]
 
@@ -96,7 +106,13 @@ class _HttpConnection:
             headers.append(("content-length", str(len(reply.body))))
         if close:
             headers.append(("connection", "close"))
-        payload = self._h11.send(h11.Response(status_code=reply.status, headers=headers))
+        try:  # h11 checks the head as it is made, before the connection's state changes
+            response = h11.Response(status_code=reply.status, headers=headers)
+        except h11.LocalProtocolError as exc:  # a handler's header HTTP cannot carry
+            message = f"the handler's response head is invalid: {exc}"
+            await self._send(error_reply(500, INVALID_RESPONSE, message), close=close, head=head)
+            return
+        payload = self._h11.send(response)
         assert payload is not None
         if not (bodiless or head):
             payload += self._h11.send(h11.Data(data=reply.body)) or b""
@@ -140,12 +156,13 @@ class _HttpConnection:
                 return
             if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
                 return
+            smuggling = has_both_framings(event)
             reply = await self._answer(event)
             if reply is None:
                 return
             if reply is not STREAMED:
-                await self._send(reply, head=event.method.upper() == b"HEAD")
-            if self._h11.our_state is h11.MUST_CLOSE:
+                await self._send(reply, close=smuggling, head=event.method == b"HEAD")
+            if smuggling or self._h11.our_state is h11.MUST_CLOSE:
                 return
             try:
                 self._h11.start_next_cycle()
@@ -177,9 +194,11 @@ class _HttpConnection:
         """The reply to send; None when the connection closes (a refusal was sent here, or
         a streamed response was cut short); `STREAMED` when a streamed response was sent
         here."""
-        method = request.method.decode("ascii").upper()
+        # Methods are case-sensitive (RFC 9110 §9.1): `get` is no route's `GET`.
+        method = request.method.decode("ascii")
+        routable = method in HTTP_METHODS
         path = urlsplit(request.target.decode("latin-1")).path
-        found = self._invoker.http_routes.match(method, path)
+        found = self._invoker.http_routes.match(method, path) if routable else None
         content_type = header(request, b"content-type")
         streamed_body = found is not None and JSON not in content_type
         body = b""
@@ -196,8 +215,14 @@ class _HttpConnection:
                 await self._linger()
                 return None
             body = whole
+        if not routable:
+            return error_reply(501, NOT_IMPLEMENTED, f"no route has the method {method!r}")
         if found is None:
             return NOT_FOUND_REPLY
+        try:
+            parsed = parse_body(request, body)
+        except BodyTooDeep as exc:
+            return error_reply(400, BAD_REQUEST, str(exc))
         route, params = found
         hub = self._invoker.channels
         body_writer, body_reader = hub.create()
@@ -211,7 +236,7 @@ class _HttpConnection:
         assert sender is not None
         assert receiver is not None
         data = request_object(
-            request, body, route.pattern, params, channels=(body_reader, response_writer)
+            request, parsed, route.pattern, params, channels=(body_reader, response_writer)
         )
         try:
             async with anyio.create_task_group() as tasks:

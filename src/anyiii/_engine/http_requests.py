@@ -15,10 +15,19 @@ import msgspec
 from msgspec import Raw
 
 from .._protocol.codes import HTTP_TRIGGER
-from .._protocol.frames import StreamChannelRef, to_raw
+from .._protocol.frames import NULL, StreamChannelRef, to_raw
 from .http_replies import JSON
 
-__all__ = ["WRITE_PIECE", "HttpLimits", "header", "once", "request_object"]
+__all__ = [
+    "WRITE_PIECE",
+    "BodyTooDeep",
+    "HttpLimits",
+    "has_both_framings",
+    "header",
+    "once",
+    "parse_body",
+    "request_object",
+]
 
 WRITE_PIECE: Final = 64 * 1024
 """The most bytes of a response sent under one `write_timeout`: a large body goes out in
@@ -45,24 +54,43 @@ class HttpLimits(msgspec.Struct, frozen=True):
     write_timeout: float = 30.0
 
 
-def _parse_json(body: bytes) -> object:
-    """The parsed JSON body; None when it is not JSON (spec §10.1: unparseable ⇒ null)."""
+class BodyTooDeep(ValueError):
+    """A JSON request body nests deeper than the decoder follows (Python's recursion
+    limit): answered 400, as a malformed request, rather than crashing the connection."""
+
+
+def parse_body(request: h11.Request, body: bytes) -> Raw:
+    """The request object's `body`: the JSON body, re-encoded, when the content type says
+    JSON; null otherwise or when it does not parse (spec §10.1). Raises `BodyTooDeep`."""
+    if JSON not in header(request, b"content-type") or not body:
+        return NULL
     try:
-        return msgspec.json.decode(body)
+        # Encoded here, so the request object around it never nests deeper than this.
+        return to_raw(msgspec.json.decode(body))
     except msgspec.DecodeError:
-        return None
+        return NULL
+    except RecursionError:  # msgspec follows nesting up to Python's recursion limit
+        raise BodyTooDeep("the JSON body nests too deeply") from None
+
+
+def has_both_framings(request: h11.Request) -> bool:
+    """Whether the request gives both Content-Length and Transfer-Encoding: h11 follows
+    Transfer-Encoding, and RFC 9112 §6.3 requires closing the connection after the answer
+    (a sign of request smuggling)."""
+    names = {name for name, _ in request.headers}
+    return b"content-length" in names and b"transfer-encoding" in names
 
 
 def request_object(
     request: h11.Request,
-    body: bytes,
+    body: Raw,
     pattern: str,
     params: dict[str, str],
     *,
     channels: tuple[StreamChannelRef, StreamChannelRef],
 ) -> Raw:
     """The request object of §10.1; `channels` are the `request_body` reader's and the
-    `response` writer's refs."""
+    `response` writer's refs; `body` is `parse_body`'s."""
     target = urlsplit(request.target.decode("latin-1"))
     headers: dict[str, str] = {}
     for name, value in request.headers:
@@ -70,10 +98,7 @@ def request_object(
             headers[name.decode("latin-1").lower()] = value.decode("utf-8")
         except UnicodeDecodeError:
             headers[name.decode("latin-1").lower()] = ""
-    method = request.method.decode("ascii").upper()
-    parsed: object = None
-    if JSON in headers.get("content-type", "") and body:
-        parsed = _parse_json(body)
+    method = request.method.decode("ascii")  # a route's: HTTP_METHODS, upper case
     return to_raw(
         {
             "query_params": dict(parse_qsl(target.query, keep_blank_values=True)),
@@ -81,7 +106,7 @@ def request_object(
             "headers": headers,
             "path": pattern,
             "method": method,
-            "body": parsed,
+            "body": body,
             "trigger": {"type": HTTP_TRIGGER, "path": pattern, "method": method},
             "request_body": channels[0],
             "response": channels[1],
