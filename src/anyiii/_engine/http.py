@@ -110,6 +110,7 @@ class _HttpConnection:
             response = h11.Response(status_code=reply.status, headers=headers)
         except h11.LocalProtocolError as exc:  # a handler's header HTTP cannot carry
             message = f"the handler's response head is invalid: {exc}"
+            logger.warning("answering 500: %s", message)
             await self._send(error_reply(500, INVALID_RESPONSE, message), close=close, head=head)
             return
         payload = self._h11.send(response)
