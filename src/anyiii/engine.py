@@ -7,6 +7,7 @@ and how it differs from the real engine.
 
 from __future__ import annotations
 
+from ._engine import ConnectionLimits as ConnectionLimits
 from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
 from ._engine import HttpFunctionSettings as HttpFunctionSettings
@@ -15,6 +16,7 @@ from ._engine import RegistrationLimits as RegistrationLimits
 from ._engine import run as run
 
 __all__ = [
+    "ConnectionLimits",
     "EmbeddedEngine",
     "EngineSettings",
     "HttpFunctionSettings",

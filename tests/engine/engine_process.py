@@ -23,6 +23,12 @@ import anyio.abc
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 ENGINE_BACKENDS = ["asyncio", "trio"]
+_WITH_MAX_FILES = (
+    "import os, resource, sys; limit = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+"""Run the rest of the command line with at most `argv[1]` open files (RLIMIT_NOFILE)."""
 
 
 @dataclass(eq=False)
@@ -108,14 +114,17 @@ async def engine_process(
     free_ports: bool = True,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    max_files: int | None = None,
 ) -> AsyncIterator[EngineProcess]:
     """Start the engine CLI, on free ports unless `free_ports=False` (then the arguments or
-    a config file choose), in `cwd`, with `env` added to the environment; yield once it
-    printed its addresses."""
+    a config file choose), in `cwd`, with `env` added to the environment, with at most
+    `max_files` open file descriptors if given; yield once it printed its addresses."""
     ports = ("--port", "0", "--http-port", "0") if free_ports else ()
     command = engine_command(
         backend, *ports, *args, in_memory=in_memory, free_stream_port=free_ports
     )
+    if max_files is not None:
+        command = [sys.executable, "-c", _WITH_MAX_FILES, str(max_files), *command[1:]]
     process = await anyio.open_process(
         command,
         stdout=subprocess.PIPE,

@@ -9,6 +9,7 @@ the real engine's config file with `config.py`.
 
 from __future__ import annotations
 
+from .._transport.accepting import ConnectionLimits as ConnectionLimits
 from .cli import add_engine_arguments as add_engine_arguments
 from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
@@ -19,6 +20,7 @@ from .server import run as run
 from .settings import EngineSettings as EngineSettings
 
 __all__ = [
+    "ConnectionLimits",
     "EmbeddedEngine",
     "EngineSettings",
     "HttpFunctionSettings",

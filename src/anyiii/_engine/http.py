@@ -12,46 +12,46 @@ and `condition_function_id` run before the handler (`http_middleware.py`).
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextlib import suppress
 from typing import Final, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
 import h11
-import msgspec
 from anyio.streams.memory import MemoryObjectReceiveStream
 from msgspec import Raw
 
 from .._protocol.codes import (
     BAD_REQUEST,
     DEFAULT_NAMESPACE,
-    HTTP_TRIGGER,
     INVALID_RESPONSE,
-    NOT_FOUND,
+    NOT_IMPLEMENTED,
     PAYLOAD_TOO_LARGE,
+    TOO_MANY_CONNECTIONS,
 )
-from .._protocol.frames import (
-    ErrorBody,
-    StreamChannelRef,
-    decode_value,
-    encode_value,
-    present,
-    to_raw,
-)
+from .._protocol.frames import ErrorBody, present
+from .._transport.accepting import ConnectionLimits, http_refusal, serve_listener
 from .channels import Channel, ChannelHub
 from .http_middleware import before_handler
+from .http_replies import JSON, NOT_FOUND_REPLY, STREAMED, Reply, error_reply, map_response
+from .http_requests import (
+    WRITE_PIECE,
+    BodyTooDeep,
+    HttpLimits,
+    has_both_framings,
+    header,
+    once,
+    parse_body,
+    request_object,
+)
 from .http_streaming import ChannelAnswer, ResponseHead, await_answer, feed_body, send_body
-from .providers import HttpRoute, HttpRoutes
+from .providers import HTTP_METHODS, HttpRoute, HttpRoutes
 
 __all__ = ["HttpLimits", "Invoker", "map_response", "serve_http"]
 
 logger = logging.getLogger("anyiii.engine.http")
-
-_JSON: Final = "application/json"
-_NOT_FOUND: Final = {"error": {"code": NOT_FOUND, "message": "Not Found"}}
 
 
 class Invoker(Protocol):
@@ -72,124 +72,9 @@ class Invoker(Protocol):
         ...
 
 
-class HttpLimits(msgspec.Struct, frozen=True):
-    """Bounds that keep one client from hurting the listener.
-
-    `max_body` (bytes; 413 beyond it), `request_timeout` (seconds until the handler's answer
-    becomes a 504), `header_timeout` (seconds to receive a request head), `idle_timeout`
-    (seconds a kept-alive connection may wait for its next request).
-    """
-
-    max_body: int = 16 * 2**20
-    request_timeout: float = 30.0
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    max_head: int = 64 * 1024
-
-
-class _Reply(msgspec.Struct, frozen=True):
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-_STREAMED: Final = _Reply(0, [], b"")
-"""`_answer`'s "sent already, as a stream" (the connection may go on if HTTP allows it)."""
-
-
-def _error_reply(status: int, code: str, message: str, *, with_id: bool = True) -> _Reply:
-    error: dict[str, str] = {"code": code, "message": message}
-    if with_id and status >= 500:
-        error["error_id"] = secrets.token_hex(8)
-    return _Reply(status, [("content-type", _JSON)], encode_value({"error": error}))
-
-
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else encode_value(value).decode()
-
-
-def _response_headers(value: object) -> list[tuple[str, str]]:
-    """Headers given as an object of strings or as a list of `"Name: value"` strings."""
-    if isinstance(value, dict):
-        return [(str(k), _text(v)) for k, v in value.items()]
-    if isinstance(value, list):
-        pairs = []
-        for item in value:
-            if isinstance(item, str) and ":" in item:
-                name, _, text = item.partition(":")
-                pairs.append((name.strip(), text.strip()))
-        return pairs
-    return []
-
-
-def map_response(result: Raw | None) -> _Reply:
-    """Turn a handler's result into an HTTP response (spec §10.1 "Response mapping").
-
-    The status comes from `status_code`, falling back to `statusCode` (the official Python
-    helper's alias, §15.3), else 200. A null result answers `200 {}` because this engine has
-    no response channel for the handler to stream into (§15.4).
-    """
-    value = decode_value(result) if result is not None else None
-    if not isinstance(value, dict):
-        body = encode_value(value if value is not None else {})
-        return _Reply(200, [("content-type", _JSON)], body)
-    status = value.get("status_code", value.get("statusCode"))
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
-        status = 200
-    if status < 200:  # an informational status cannot end a request
-        return _error_reply(500, INVALID_RESPONSE, f"status_code {status} is not final")
-    headers = _response_headers(value.get("headers"))
-    content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
-    body_value = value.get("body", {})
-    if content_type is None:
-        headers.append(("content-type", _JSON))
-        body = encode_value(body_value)
-    elif isinstance(body_value, str):
-        body = body_value.encode()
-    elif body_value is None:
-        body = b""
-    else:
-        body = encode_value(body_value)
-    return _Reply(status, headers, body)
-
-
-def _request_object(
-    request: h11.Request,
-    body: bytes,
-    pattern: str,
-    params: dict[str, str],
-    *,
-    channels: tuple[StreamChannelRef, StreamChannelRef],
-) -> Raw:
-    """The request object of §10.1; `channels` are the `request_body` reader's and the
-    `response` writer's refs."""
-    target = urlsplit(request.target.decode("latin-1"))
-    headers: dict[str, str] = {}
-    for name, value in request.headers:
-        try:
-            headers[name.decode("latin-1").lower()] = value.decode("utf-8")
-        except UnicodeDecodeError:
-            headers[name.decode("latin-1").lower()] = ""
-    method = request.method.decode("ascii").upper()
-    parsed: object = None
-    if _JSON in headers.get("content-type", "") and body:
-        try:
-            parsed = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            parsed = None
-    return to_raw(
-        {
-            "query_params": dict(parse_qsl(target.query, keep_blank_values=True)),
-            "path_params": params,
-            "headers": headers,
-            "path": pattern,
-            "method": method,
-            "body": parsed,
-            "trigger": {"type": HTTP_TRIGGER, "path": pattern, "method": method},
-            "request_body": channels[0],
-            "response": channels[1],
-        }
-    )
+class _WriteTimedOut(anyio.BrokenResourceError):
+    """A send did not finish within `HttpLimits.write_timeout`: the connection is dropped
+    (as when the client leaves, so it is not logged as an error)."""
 
 
 class _HttpConnection:
@@ -212,7 +97,7 @@ class _HttpConnection:
                 data = b""
             self._h11.receive_data(data)
 
-    async def _send(self, reply: _Reply, *, close: bool = False, head: bool = False) -> None:
+    async def _send(self, reply: Reply, *, close: bool = False, head: bool = False) -> None:
         """Send one response. 1xx, 204 and 304 have no body by definition, and the answer to
         a HEAD request announces its body's length without sending it (RFC 9110 §6.4.1)."""
         bodiless = reply.status < 200 or reply.status in (204, 304)
@@ -221,12 +106,29 @@ class _HttpConnection:
             headers.append(("content-length", str(len(reply.body))))
         if close:
             headers.append(("connection", "close"))
-        payload = self._h11.send(h11.Response(status_code=reply.status, headers=headers))
+        try:  # h11 checks the head as it is made, before the connection's state changes
+            response = h11.Response(status_code=reply.status, headers=headers)
+        except h11.LocalProtocolError as exc:  # a handler's header HTTP cannot carry
+            message = f"the handler's response head is invalid: {exc}"
+            logger.warning("answering 500: %s", message)
+            await self._send(error_reply(500, INVALID_RESPONSE, message), close=close, head=head)
+            return
+        payload = self._h11.send(response)
         assert payload is not None
         if not (bodiless or head):
             payload += self._h11.send(h11.Data(data=reply.body)) or b""
         payload += self._h11.send(h11.EndOfMessage()) or b""
-        await self._stream.send(payload)
+        await self._write(payload)
+
+    async def _write(self, data: bytes) -> None:
+        """Send `data` in pieces, each within `write_timeout`; a client that stops reading
+        is dropped (`_WriteTimedOut`) rather than held forever."""
+        for start in range(0, len(data), WRITE_PIECE):
+            with anyio.move_on_after(self._limits.write_timeout) as scope:
+                await self._stream.send(data[start : start + WRITE_PIECE])
+            if scope.cancelled_caught:
+                logger.info("closing an HTTP connection whose client stopped reading")
+                raise _WriteTimedOut
 
     async def _linger(self) -> None:
         """After refusing a request whose body is still arriving, read and drop the rest for
@@ -255,12 +157,13 @@ class _HttpConnection:
                 return
             if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
                 return
+            smuggling = has_both_framings(event)
             reply = await self._answer(event)
             if reply is None:
                 return
-            if reply is not _STREAMED:
-                await self._send(reply, head=event.method.upper() == b"HEAD")
-            if self._h11.our_state is h11.MUST_CLOSE:
+            if reply is not STREAMED:
+                await self._send(reply, close=smuggling, head=event.method == b"HEAD")
+            if smuggling or self._h11.our_state is h11.MUST_CLOSE:
                 return
             try:
                 self._h11.start_next_cycle()
@@ -272,7 +175,7 @@ class _HttpConnection:
             with suppress(
                 h11.LocalProtocolError, anyio.BrokenResourceError, anyio.ClosedResourceError
             ):
-                await self._send(_error_reply(status, BAD_REQUEST, message), close=True)
+                await self._send(error_reply(status, BAD_REQUEST, message), close=True)
 
     async def _read_body(self) -> bytes | None:
         body = bytearray()
@@ -288,15 +191,17 @@ class _HttpConnection:
                 else:
                     raise h11.RemoteProtocolError("the request body ended early")
 
-    async def _answer(self, request: h11.Request) -> _Reply | None:
+    async def _answer(self, request: h11.Request) -> Reply | None:
         """The reply to send; None when the connection closes (a refusal was sent here, or
-        a streamed response was cut short); `_STREAMED` when a streamed response was sent
+        a streamed response was cut short); `STREAMED` when a streamed response was sent
         here."""
-        method = request.method.decode("ascii").upper()
+        # Methods are case-sensitive (RFC 9110 §9.1): `get` is no route's `GET`.
+        method = request.method.decode("ascii")
+        routable = method in HTTP_METHODS
         path = urlsplit(request.target.decode("latin-1")).path
-        found = self._invoker.http_routes.match(method, path)
-        content_type = _header(request, b"content-type")
-        streamed_body = found is not None and _JSON not in content_type
+        found = self._invoker.http_routes.match(method, path) if routable else None
+        content_type = header(request, b"content-type")
+        streamed_body = found is not None and JSON not in content_type
         body = b""
         if not streamed_body:  # JSON (parsed into `body`) or no route: read it whole first
             try:
@@ -306,13 +211,19 @@ class _HttpConnection:
                 return None
             if whole is None:
                 limit = self._limits.max_body
-                refusal = _error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
+                refusal = error_reply(413, PAYLOAD_TOO_LARGE, f"the body exceeds {limit} bytes")
                 await self._send(refusal, close=True)
                 await self._linger()
                 return None
             body = whole
+        if not routable:
+            return error_reply(501, NOT_IMPLEMENTED, f"no route has the method {method!r}")
         if found is None:
-            return _Reply(404, [("content-type", _JSON)], encode_value(_NOT_FOUND))
+            return NOT_FOUND_REPLY
+        try:
+            parsed = parse_body(request, body)
+        except BodyTooDeep as exc:
+            return error_reply(400, BAD_REQUEST, str(exc))
         route, params = found
         hub = self._invoker.channels
         body_writer, body_reader = hub.create()
@@ -325,8 +236,8 @@ class _HttpConnection:
         assert response_channel is not None
         assert sender is not None
         assert receiver is not None
-        data = _request_object(
-            request, body, route.pattern, params, channels=(body_reader, response_writer)
+        data = request_object(
+            request, parsed, route.pattern, params, channels=(body_reader, response_writer)
         )
         try:
             async with anyio.create_task_group() as tasks:
@@ -334,7 +245,7 @@ class _HttpConnection:
                 async def feed() -> None:
                     try:
                         await feed_body(
-                            self._next_body_chunk if streamed_body else _once(body), sender
+                            self._next_body_chunk if streamed_body else once(body), sender
                         )
                     except (h11.RemoteProtocolError, *_GONE) as exc:
                         body_channel.failure = f"the request body broke off: {exc}"
@@ -368,8 +279,8 @@ class _HttpConnection:
         response_channel: Channel,
         *,
         head: bool,
-    ) -> _Reply | None:
-        """Middleware, condition and handler; the reply, or `_STREAMED` once a streamed
+    ) -> Reply | None:
+        """Middleware, condition and handler; the reply, or `STREAMED` once a streamed
         response has been sent, or None when one was cut short (the connection closes).
         `receiver` reads `response_channel`."""
         # Middleware and the route's condition may answer instead of the handler.
@@ -392,7 +303,7 @@ class _HttpConnection:
                 invoke, receiver, response_head, lambda: response_channel.sender is None
             )
         if scope.cancelled_caught:
-            return _Reply(504, [], b"")
+            return Reply(504, [], b"")
         if isinstance(answer, ChannelAnswer):
             await self._send_streamed(response_head, receiver, answer.first_chunk, head=head)
             if response_channel.failure is not None:
@@ -400,11 +311,11 @@ class _HttpConnection:
                 # short, and the client must see that (no final chunk), not a whole body.
                 logger.info("a streamed response was cut short: %s", response_channel.failure)
                 return None
-            await self._stream.send(self._h11.send(h11.EndOfMessage()) or b"")
-            return _STREAMED
+            await self._write(self._h11.send(h11.EndOfMessage()) or b"")
+            return STREAMED
         result, error = answer
         if error is not None:
-            return _error_reply(500, error.code, error.message)
+            return error_reply(500, error.code, error.message)
         return map_response(result)
 
     async def _send_streamed(
@@ -420,20 +331,20 @@ class _HttpConnection:
         ends the message (or, if the stream failed, the connection)."""
         status = response_head.status
         if status < 200:  # an informational status cannot end a request
-            await self._send(_error_reply(500, INVALID_RESPONSE, f"status {status} is not final"))
+            await self._send(error_reply(500, INVALID_RESPONSE, f"status {status} is not final"))
             return
         try:
             start = self._h11.send(
                 h11.Response(status_code=status, headers=list(response_head.headers.items()))
             )
         except h11.LocalProtocolError as exc:
-            await self._send(_error_reply(500, INVALID_RESPONSE, f"bad response head: {exc}"))
+            await self._send(error_reply(500, INVALID_RESPONSE, f"bad response head: {exc}"))
             return
-        await self._stream.send(start or b"")
+        await self._write(start or b"")
         if not (head or status in (204, 304)):
 
             async def send_chunk(chunk: bytes) -> None:
-                await self._stream.send(self._h11.send(h11.Data(data=chunk)) or b"")
+                await self._write(self._h11.send(h11.Data(data=chunk)) or b"")
 
             await send_body(receiver, first_chunk, send_chunk)
 
@@ -451,34 +362,25 @@ def _client_gone(error: Exception) -> bool:
     return False
 
 
-def _header(request: h11.Request, name: bytes) -> str:
-    """A request header's value (the last one given), as text; "" if absent."""
-    value = b""
-    for key, given in request.headers:
-        if key == name:
-            value = given
-    return value.decode("latin-1").lower()
-
-
-def _once(body: bytes) -> Callable[[], Awaitable[bytes | None]]:
-    """A body already read whole, handed out once (nothing for an empty body)."""
-    chunks = [body] if body else []
-
-    async def next_chunk() -> bytes | None:
-        return chunks.pop() if chunks else None
-
-    return next_chunk
-
-
 async def serve_http(
     listener: anyio.abc.Listener[anyio.abc.SocketStream],
     invoker: Invoker,
     *,
     limits: HttpLimits | None = None,
+    connections: ConnectionLimits | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `http` triggers on `listener` until cancelled."""
+    """Serve `http` triggers on `listener` until cancelled; then close it.
+
+    A failed accept (out of file descriptors, …) is logged and retried; a connection
+    beyond `connections` (None for the defaults) is answered 503 `TOO_MANY_CONNECTIONS`
+    and closed (`_transport/accepting.py`).
+    """
     chosen = limits or HttpLimits()
+
+    def refusal() -> bytes:
+        reply = error_reply(503, TOO_MANY_CONNECTIONS, "too many connections; retry later")
+        return http_refusal(JSON, reply.body)
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         async with stream:
@@ -488,6 +390,13 @@ async def serve_http(
                 if not _client_gone(error):  # else the client went away mid-answer
                     logger.exception("error while serving an HTTP request")
 
-    async with listener:  # anyio's serve() leaves the listening socket open on cancellation
+    async with listener, anyio.create_task_group() as tasks:
         task_status.started()
-        await listener.serve(handle)
+        await serve_listener(
+            listener,
+            handle,
+            tasks,
+            limits=connections or ConnectionLimits(),
+            refusal=refusal,
+            label="HTTP listener",
+        )

@@ -412,6 +412,7 @@ async def run(
                     stream_port,
                     max_message_size=chosen.max_message_size,
                     handshake_timeout=chosen.handshake_timeout,
+                    connections=chosen.connections,
                 )
             yield running
     finally:
@@ -452,6 +453,7 @@ async def _serving(
                     accept=engine._accepts,
                     limits=limits,
                     handshake_timeout=chosen.handshake_timeout,
+                    connections=chosen.connections,
                     task_status=task_status,
                 )
             )
@@ -462,7 +464,11 @@ async def _serving(
                 engine.http_port = http_listener.extra(anyio.abc.SocketAttribute.local_port)
                 await tg.start(
                     lambda task_status: serve_http(
-                        http_listener, engine, limits=chosen.http, task_status=task_status
+                        http_listener,
+                        engine,
+                        limits=chosen.http,
+                        connections=chosen.connections,
+                        task_status=task_status,
                     )
                 )
             tg.start_soon(engine._run_timers)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._transport.accepting import ConnectionLimits
 from .http import HttpLimits
 from .http_targets import HttpFunctionSettings
 from .registration_limits import RegistrationLimits
@@ -25,6 +26,8 @@ class EngineSettings:
     only, no private addresses). `registrations` bounds what one worker may register and
     how big a listing's answer may be, and sets how long a departed worker's function ids
     stay reserved for it (anyiii's own; see docs/limits.md and docs/security.md).
+    `connections` caps the connections each listener (worker WebSocket, REST, stream
+    socket) holds, in all and per client address (docs/limits.md).
     """
 
     max_message_size: int = 64 * 2**20
@@ -36,6 +39,7 @@ class EngineSettings:
     http_middleware: tuple[str, ...] = ()
     http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
     registrations: RegistrationLimits = field(default_factory=RegistrationLimits)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
         ids = self.http_middleware

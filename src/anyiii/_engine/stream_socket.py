@@ -39,6 +39,7 @@ from .._errors import ConnectionClosed
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody, decode_value, present, to_raw
 from .._transport import SendQueueFull, Transport, TransportLimits, serve_websockets
+from .._transport.accepting import ConnectionLimits
 from .providers import Subscribers
 from .stream_hub import Subscription
 from .stream_service import StreamService
@@ -105,10 +106,12 @@ async def serve_stream_subscribers(
     *,
     limits: TransportLimits | None = None,
     handshake_timeout: float = 10.0,
+    connections: ConnectionLimits | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve subscriber connections on `listener` until cancelled (see the module
-    docstring). `limits.max_queue_bytes` bounds each subscriber's backlog."""
+    docstring). `limits.max_queue_bytes` bounds each subscriber's backlog; `connections`
+    caps the subscribers held at once."""
     chosen = limits or TransportLimits(max_queue_bytes=SUBSCRIBER_QUEUE_BYTES)
 
     async def handle(transport: Transport) -> None:
@@ -120,6 +123,7 @@ async def serve_stream_subscribers(
         accept=lambda path: urlsplit(path).path in ("", "/"),
         limits=chosen,
         handshake_timeout=handshake_timeout,
+        connections=connections,
         task_status=task_status,
     )
 
@@ -263,6 +267,7 @@ async def start_stream_socket(
     *,
     max_message_size: int,
     handshake_timeout: float,
+    connections: ConnectionLimits | None = None,
 ) -> int | None:
     """Bind the subscriber socket on `host:port` (0: a free port) and serve it in `tg`;
     its port, or None when the engine runs no stream service."""
@@ -281,6 +286,7 @@ async def start_stream_socket(
             service,
             limits=limits,
             handshake_timeout=handshake_timeout,
+            connections=connections,
             task_status=task_status,
         )
 

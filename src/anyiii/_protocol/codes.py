@@ -41,12 +41,14 @@ __all__ = [
     "MIDDLEWARE_TIMEOUT",
     "PRE_HANDLER",
     "NOT_FOUND",
+    "NOT_IMPLEMENTED",
     "PAYLOAD_TOO_LARGE",
     "REGISTER_WORKER",
     "SECRET_NOT_FOUND",
     "TIMEOUT",
     "TIMESTAMP_ERROR",
     "TOKEN_NOT_FOUND",
+    "TOO_MANY_CONNECTIONS",
     "TRIGGER_REGISTRATION_FAILED",
     "TRIGGER_TYPE_NOT_FOUND",
     "URL_VALIDATION_FAILED",
@@ -151,6 +153,12 @@ CONDITION_NOT_MET: Final = "CONDITION_NOT_MET"
 """422: the route's `condition_function_id` answered `false` (spec §7.3)."""
 MIDDLEWARE_TIMEOUT: Final = "MIDDLEWARE_TIMEOUT"
 """504: a middleware function did not answer in time (spec §7.3)."""
+TOO_MANY_CONNECTIONS: Final = "TOO_MANY_CONNECTIONS"
+"""503 (anyiii's own): the REST listener holds as many connections as its
+`ConnectionLimits` allow, in all or from this client's address."""
+NOT_IMPLEMENTED: Final = "NOT_IMPLEMENTED"
+"""501 (anyiii's own): a request method no route can have (methods are case-sensitive,
+RFC 9110 §9.1: `get` is not `GET`)."""
 
 # --- anyiii's own ---------------------------------------------------------------------------------
 

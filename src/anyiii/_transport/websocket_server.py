@@ -7,25 +7,19 @@ handed to the application's handler (see `websocket.py` for what the transport d
 
 from __future__ import annotations
 
-import errno
 import functools
 import ssl
-from collections.abc import (
-    Awaitable,
-    Callable,
-    Coroutine,
-)
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
 
 import anyio
 import anyio.abc
-from anyio.streams.stapled import MultiListener
 from anyio.streams.tls import TLSStream
 from websockets.datastructures import Headers
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
+from anyiii._transport.accepting import ConnectionLimits, http_refusal, serve_listener
 from anyiii._transport.base import Transport, TransportLimits
 from anyiii._transport.common import logger
 from anyiii._transport.websocket import LINK_ERRORS, WebSocketTransport
@@ -33,8 +27,8 @@ from anyiii._transport.wire import RECEIVE_SIZE, head_end
 
 __all__ = ["serve_websockets"]
 
-# accept() errors that mean "out of resources for now", not "the listener is dead".
-ACCEPT_RETRY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_REFUSAL = http_refusal("text/plain", b"Too many connections.\n")
+"""The answer to a connection beyond the listener's `ConnectionLimits`."""
 
 
 async def serve_websockets(
@@ -45,6 +39,7 @@ async def serve_websockets(
     limits: TransportLimits | None = None,
     handshake_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
+    connections: ConnectionLimits | None = None,
     task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve WebSocket connections from `listener` until cancelled; then close it.
@@ -56,7 +51,10 @@ async def serve_websockets(
     `handler(transport)` runs; when it returns or raises, the transport is closed (1000,
     or 1011 after an exception), bounded by `limits.close_timeout` (`limits`, None for the
     defaults, bounds every accepted transport). A handler's exception is
-    logged on the "anyiii.transport" logger and never stops the server.
+    logged on the "anyiii.transport" logger and never stops the server. A failed accept
+    (out of file descriptors, …) is logged and retried, and `connections` (None for the
+    defaults) caps the connections held at once: one beyond it gets HTTP 503 before the
+    upgrade (`accepting.py`).
 
     The listener is owned from then on: it is closed when this function returns. The
     embedded engine binds an ephemeral port like this::
@@ -78,36 +76,17 @@ async def serve_websockets(
     try:
         async with anyio.create_task_group() as tg:
             task_status.started()
-            await _accept_loop(listener, on_stream, tg)
+            await serve_listener(
+                listener,
+                on_stream,
+                tg,
+                limits=connections or ConnectionLimits(),
+                refusal=lambda: _REFUSAL,
+                label="WebSocket listener",
+            )
     finally:
         with anyio.CancelScope(shield=True):
             await listener.aclose()
-
-
-async def _accept_loop(
-    listener: anyio.abc.Listener[anyio.abc.ByteStream],
-    on_stream: Callable[[anyio.abc.ByteStream], Coroutine[Any, Any, None]],
-    tg: anyio.abc.TaskGroup,
-) -> None:
-    if isinstance(listener, MultiListener):
-        for each in listener.listeners:
-            tg.start_soon(_accept_loop, each, on_stream, tg)
-        return
-    if not isinstance(listener, anyio.abc.SocketListener):
-        await listener.serve(on_stream, task_group=tg)
-        return
-    while True:
-        try:
-            stream = await listener.accept()
-        except OSError as exc:
-            # Out of file descriptors or memory: others' connections will free some, so
-            # wait instead of tearing the whole server down (trio's serve_listeners).
-            if exc.errno not in ACCEPT_RETRY_ERRNOS:
-                raise
-            logger.warning("accept() failed (%s); retrying in 0.1 s", exc)
-            await anyio.sleep(0.1)
-            continue
-        tg.start_soon(on_stream, stream)
 
 
 async def _serve_connection(
