@@ -122,11 +122,16 @@ class RawConnection:
         self._pending: list[Frame] = []
 
     async def flush(self) -> None:
-        for chunk in self.protocol.data_to_send():
-            if chunk:
-                await self.stream.send(chunk)
-            else:
-                await self.stream.send_eof()
+        """Send what the protocol queued. The link may already be gone (our transport
+        dropped it after its close): then the replies (a close echo, EOF) go nowhere."""
+        try:
+            for chunk in self.protocol.data_to_send():
+                if chunk:
+                    await self.stream.send(chunk)
+                else:
+                    await self.stream.send_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
 
     def feed(self, events: list[Any]) -> None:
         frames = [event for event in events if isinstance(event, Frame)]
@@ -172,9 +177,13 @@ async def raw_server(
         try:
             yield port_of(listener), accepted_receive
         finally:
+            # Closed before the task group is cancelled: an await in a cancelled scope would
+            # raise a cancellation that replaces the block's own exception, and the group
+            # would swallow it (a failing assertion in the block passed silently).
+            with anyio.CancelScope(shield=True):
+                for stream in streams:
+                    await anyio.aclose_forcefully(stream)
             tg.cancel_scope.cancel()
-            for stream in streams:
-                await anyio.aclose_forcefully(stream)
 
 
 async def raw_client(port: int, path: str = "/", **protocol_options: Any) -> RawConnection:

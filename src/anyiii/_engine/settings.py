@@ -7,7 +7,27 @@ from dataclasses import dataclass, field
 from .http import HttpLimits
 from .http_targets import HttpFunctionSettings
 
-__all__ = ["EngineSettings"]
+__all__ = ["EngineSettings", "MemoryBudget"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBudget:
+    """Engine-wide bounds on memory that many connections could otherwise multiply.
+
+    `unfinished_messages`: bytes of WebSocket messages still arriving (a frame or the
+    fragments of a message not yet complete) that all worker connections together may
+    hold, default 256 MiB: four messages at the 64 MiB cap. `max_message_size` bounds one
+    connection; this bounds their sum. The connection whose read would pass it is
+    disconnected (close 1009, reason "unfinished messages over the server's budget of N
+    bytes"); the others keep what they hold and are served as before. docs/limits.md.
+    """
+
+    unfinished_messages: int = 256 * 2**20
+
+    def __post_init__(self) -> None:
+        size = self.unfinished_messages
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"unfinished_messages must be a positive int, not {size!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +41,8 @@ class EngineSettings:
     function ids of the engine-wide `http` middleware, called in this order before every
     route's own (the real engine's `iii-http` `middleware`; see docs/http.md);
     `http_functions` is the policy of HTTP-invoked functions (the real engine's: HTTPS
-    only, no private addresses).
+    only, no private addresses). `memory` bounds what all connections together may hold
+    (`MemoryBudget`).
     """
 
     max_message_size: int = 64 * 2**20
@@ -32,6 +53,7 @@ class EngineSettings:
     http: HttpLimits = field(default_factory=HttpLimits)
     http_middleware: tuple[str, ...] = ()
     http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
 
     def __post_init__(self) -> None:
         ids = self.http_middleware
