@@ -11,6 +11,14 @@ from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
 from ._engine import HttpFunctionSettings as HttpFunctionSettings
 from ._engine import HttpLimits as HttpLimits
+from ._engine import MemoryBudget as MemoryBudget
 from ._engine import run as run
 
-__all__ = ["EmbeddedEngine", "EngineSettings", "HttpFunctionSettings", "HttpLimits", "run"]
+__all__ = [
+    "EmbeddedEngine",
+    "EngineSettings",
+    "HttpFunctionSettings",
+    "HttpLimits",
+    "MemoryBudget",
+    "run",
+]

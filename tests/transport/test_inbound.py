@@ -112,8 +112,8 @@ async def test_a_utf8_sequence_split_across_fragments_is_accepted() -> None:
 async def test_the_connection_that_would_pass_the_shared_budget_is_refused() -> None:
     budget = UnfinishedBudget(3 * 2**20)
     limits = TransportLimits(unfinished_budget=budget)
-    message = b"y" * (2**20 + 2**19)  # 1.5 MiB: two unfinished ones fit, three do not
-    part = message[: 2**20 + 2**18]  # 1.25 MiB sent of each
+    message = b"y" * (5 * 2**20 // 4)  # 1.25 MiB: two fit whole
+    part = message[: 11 * 2**20 // 10]  # 1.1 MiB sent of each first: three do not fit
     outcomes: dict[int, int | bytes] = {}
     seen = anyio.Event()
 

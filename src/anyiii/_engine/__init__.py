@@ -16,10 +16,12 @@ from .http_targets import HttpFunctionSettings as HttpFunctionSettings
 from .server import EmbeddedEngine as EmbeddedEngine
 from .server import run as run
 from .settings import EngineSettings as EngineSettings
+from .settings import MemoryBudget as MemoryBudget
 
 __all__ = [
     "EmbeddedEngine",
     "EngineSettings",
+    "MemoryBudget",
     "HttpFunctionSettings",
     "HttpLimits",
     "add_engine_arguments",
