@@ -18,8 +18,7 @@ import anyio
 import msgspec
 import pytest
 from engine_peers import RawWorker, echo, new_id, raw_worker
-from test_inbound import TEXT, raw_frame
-from transport_peers import RawConnection, raw_client
+from transport_peers import TEXT, RawConnection, raw_client, raw_frame
 from websockets.frames import Frame
 
 import anyiii

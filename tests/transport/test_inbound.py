@@ -11,37 +11,18 @@ from typing import Any
 
 import anyio
 import pytest
-from transport_peers import raw_client, websocket_server, wire_under_test
+from transport_peers import (
+    TEXT,
+    fragmented,
+    raw_client,
+    raw_frame,
+    websocket_server,
+    wire_under_test,
+)
 
 from anyiii._errors import ConnectionClosed
 from anyiii._transport import Transport, TransportLimits
 from anyiii._transport.inbound import SMALL_FRAGMENT, SMALL_FRAGMENT_ALLOWANCE, UnfinishedBudget
-
-TEXT, BINARY, CONTINUATION = 0x1, 0x2, 0x0
-
-
-def raw_frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
-    """One WebSocket frame, built by hand; masked with a zero key, so the payload reads as
-    is (a client must mask, RFC 6455 §5.3; any key will do)."""
-    first = (0x80 if fin else 0) | opcode
-    mask_bit = 0x80 if masked else 0
-    length = len(payload)
-    if length < 126:
-        head = bytes((first, mask_bit | length))
-    elif length < 65536:
-        head = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
-    else:
-        head = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
-    return head + (b"\0\0\0\0" if masked else b"") + payload
-
-
-def fragmented(pieces: list[bytes], *, masked: bool = True) -> bytes:
-    """One text message as the frames of `pieces`, in order."""
-    frames = [
-        raw_frame(TEXT if i == 0 else CONTINUATION, p, fin=i == len(pieces) - 1, masked=masked)
-        for i, p in enumerate(pieces)
-    ]
-    return b"".join(frames)
 
 
 async def assert_refused(transport: Transport, peer: Any, code: int) -> None:
@@ -149,3 +130,27 @@ async def test_the_connection_that_would_pass_the_shared_budget_is_refused() -> 
             for peer in peers:
                 await anyio.aclose_forcefully(peer.stream)
     assert budget.used == 0, "every connection gave its bytes back"
+
+
+async def test_a_connection_that_leaves_mid_message_gives_its_bytes_back() -> None:
+    budget = UnfinishedBudget(8 * 2**20)
+    message = b"z" * 2**20
+    held_at_end: list[int] = []
+    done = anyio.Event()
+
+    async def handler(transport: Transport) -> None:
+        with pytest.raises(ConnectionClosed):
+            await transport.receive()
+        held_at_end.append(budget.used)  # still counted: the transport is not closed yet
+        done.set()
+
+    with anyio.fail_after(10):
+        async with websocket_server(
+            handler, limits=TransportLimits(unfinished_budget=budget)
+        ) as port:
+            peer = await raw_client(port)
+            await peer.stream.send(raw_frame(TEXT, message)[: -len(message) // 2])
+            await peer.stream.aclose()
+            await done.wait()
+    assert held_at_end[0] > 2**19
+    assert budget.used == 0, "closing the transport released its unfinished message"

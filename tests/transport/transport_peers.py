@@ -111,6 +111,34 @@ async def transport_pair(
                 release.set()
 
 
+TEXT, BINARY, CONTINUATION = 0x1, 0x2, 0x0
+"""WebSocket opcodes, for frames built by hand."""
+
+
+def raw_frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
+    """One WebSocket frame, built by hand; masked with a zero key, so the payload reads as
+    is (a client must mask, RFC 6455 §5.3; any key will do)."""
+    first = (0x80 if fin else 0) | opcode
+    mask_bit = 0x80 if masked else 0
+    length = len(payload)
+    if length < 126:
+        head = bytes((first, mask_bit | length))
+    elif length < 65536:
+        head = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    return head + (b"\0\0\0\0" if masked else b"") + payload
+
+
+def fragmented(pieces: list[bytes], *, masked: bool = True) -> bytes:
+    """One text message as the frames of `pieces`, in order."""
+    frames = [
+        raw_frame(TEXT if i == 0 else CONTINUATION, p, fin=i == len(pieces) - 1, masked=masked)
+        for i, p in enumerate(pieces)
+    ]
+    return b"".join(frames)
+
+
 class RawConnection:
     """One WebSocket connection driven by hand through a websockets Sans-I/O protocol."""
 
