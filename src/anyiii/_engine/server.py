@@ -29,11 +29,11 @@ from .._transport import (
     SendQueueFull,
     Transport,
     TransportLimits,
+    UnfinishedBudget,
     memory_transport_pair,
     serve_websockets,
     url_host,
 )
-from .._transport.inbound import UnfinishedBudget
 from .actions import Action, Callback, Close, Completed, HttpCall, Persist, Send
 from .channel_socket import serve_channel_end
 from .channels import ChannelHub, parse_channel_target
