@@ -12,6 +12,7 @@ from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
 from ._engine import HttpFunctionSettings as HttpFunctionSettings
 from ._engine import HttpLimits as HttpLimits
+from ._engine import MemoryBudget as MemoryBudget
 from ._engine import RegistrationLimits as RegistrationLimits
 from ._engine import run as run
 
@@ -21,6 +22,7 @@ __all__ = [
     "EngineSettings",
     "HttpFunctionSettings",
     "HttpLimits",
+    "MemoryBudget",
     "RegistrationLimits",
     "run",
 ]

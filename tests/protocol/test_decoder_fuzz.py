@@ -332,6 +332,39 @@ def test_deeply_nested_json_is_a_violation_for_the_engine() -> None:
     assert engine.state is State.OPEN
 
 
+_CALL_ID = "0b7a9c2e-4f6d-4e1a-9a53-2f8c1d7e6b40"
+
+
+def _deep_call(depth: int, *, id_first: bool) -> bytes:
+    """A call whose payload is nested `depth` deep; its strings hold brackets and escaped
+    quotes, and a nested member is named like the top-level ones, to mislead a scan."""
+    nested = b'{"invocation_id":"nested","s":"]}\\"[{","a":[' * depth + b"]}" * depth
+    id_member = b'"invocation_id":"' + _CALL_ID.encode() + b'"'
+    head = b'{"type":"invokefunction",' + (id_member + b"," if id_first else b"")
+    tail = b"" if id_first else b"," + id_member
+    return head + b'"function_id":"svc::fn","data":' + nested + tail + b"}"
+
+
+@pytest.mark.parametrize("id_first", [True, False])
+def test_a_call_nested_too_deeply_still_names_its_invocation(id_first: bool) -> None:
+    with pytest.raises(RemoteProtocolError) as failed:
+        decode_frame(_deep_call(1000, id_first=id_first))
+    assert failed.value.frame_type == "invokefunction"
+    assert failed.value.invocation_id == _CALL_ID
+    assert failed.value.function_id == "svc::fn"
+
+
+def test_a_call_nested_too_deeply_is_answered_malformed_frame_by_either_core() -> None:
+    engine = _open_engine()
+    events = engine.receive(_deep_call(1000, id_first=False))
+    [invalid] = [e for e in events if isinstance(e, ev.InvalidCall)]
+    assert (invalid.invocation_id, invalid.code) == (_CALL_ID, "malformed_frame")
+    worker = _open_worker()
+    events = worker.receive(_deep_call(1000, id_first=True))
+    [refused] = [e for e in events if isinstance(e, ev.InvalidInvocation)]
+    assert refused.invocation_id == _CALL_ID
+
+
 def test_lone_surrogate_text_is_a_remote_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError):
         decode_frame('{"type":"ping","x":"\ud800"}')

@@ -111,6 +111,34 @@ async def transport_pair(
                 release.set()
 
 
+TEXT, BINARY, CONTINUATION = 0x1, 0x2, 0x0
+"""WebSocket opcodes, for frames built by hand."""
+
+
+def raw_frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
+    """One WebSocket frame, built by hand; masked with a zero key, so the payload reads as
+    is (a client must mask, RFC 6455 §5.3; any key will do)."""
+    first = (0x80 if fin else 0) | opcode
+    mask_bit = 0x80 if masked else 0
+    length = len(payload)
+    if length < 126:
+        head = bytes((first, mask_bit | length))
+    elif length < 65536:
+        head = bytes((first, mask_bit | 126)) + length.to_bytes(2, "big")
+    else:
+        head = bytes((first, mask_bit | 127)) + length.to_bytes(8, "big")
+    return head + (b"\0\0\0\0" if masked else b"") + payload
+
+
+def fragmented(pieces: list[bytes], *, masked: bool = True) -> bytes:
+    """One text message as the frames of `pieces`, in order."""
+    frames = [
+        raw_frame(TEXT if i == 0 else CONTINUATION, p, fin=i == len(pieces) - 1, masked=masked)
+        for i, p in enumerate(pieces)
+    ]
+    return b"".join(frames)
+
+
 class RawConnection:
     """One WebSocket connection driven by hand through a websockets Sans-I/O protocol."""
 
@@ -122,11 +150,16 @@ class RawConnection:
         self._pending: list[Frame] = []
 
     async def flush(self) -> None:
-        for chunk in self.protocol.data_to_send():
-            if chunk:
-                await self.stream.send(chunk)
-            else:
-                await self.stream.send_eof()
+        """Send what the protocol queued. The link may already be gone (our transport
+        dropped it after its close): then the replies (a close echo, EOF) go nowhere."""
+        try:
+            for chunk in self.protocol.data_to_send():
+                if chunk:
+                    await self.stream.send(chunk)
+                else:
+                    await self.stream.send_eof()
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            pass
 
     def feed(self, events: list[Any]) -> None:
         frames = [event for event in events if isinstance(event, Frame)]
@@ -172,9 +205,13 @@ async def raw_server(
         try:
             yield port_of(listener), accepted_receive
         finally:
+            # Closed before the task group is cancelled: an await in a cancelled scope would
+            # raise a cancellation that replaces the block's own exception, and the group
+            # would swallow it (a failing assertion in the block passed silently).
+            with anyio.CancelScope(shield=True):
+                for stream in streams:
+                    await anyio.aclose_forcefully(stream)
             tg.cancel_scope.cancel()
-            for stream in streams:
-                await anyio.aclose_forcefully(stream)
 
 
 async def raw_client(port: int, path: str = "/", **protocol_options: Any) -> RawConnection:

@@ -18,11 +18,13 @@ from .registration_limits import RegistrationLimits as RegistrationLimits
 from .server import EmbeddedEngine as EmbeddedEngine
 from .server import run as run
 from .settings import EngineSettings as EngineSettings
+from .settings import MemoryBudget as MemoryBudget
 
 __all__ = [
     "ConnectionLimits",
     "EmbeddedEngine",
     "EngineSettings",
+    "MemoryBudget",
     "HttpFunctionSettings",
     "HttpLimits",
     "RegistrationLimits",

@@ -29,6 +29,7 @@ from .._transport import (
     SendQueueFull,
     Transport,
     TransportLimits,
+    UnfinishedBudget,
     memory_transport_pair,
     serve_websockets,
     url_host,
@@ -96,6 +97,8 @@ class EmbeddedEngine:
         self._timers_changed = anyio.Event()
         self._http_calls = HttpCaller(self._http_answered)
         """Sends the requests of HTTP-invoked functions (started by `run()`)."""
+        self._unfinished = UnfinishedBudget(settings.memory.unfinished_messages)
+        """Shared by the worker sockets' transports: bytes of messages still arriving."""
         self._stopping = False
         self._tasks: anyio.abc.TaskGroup | None = None
         """The task group of `run()`: in-memory connections are served in it."""
@@ -378,11 +381,6 @@ async def run(
             raise ValueError("give either services or config, not both")
         services = _services_of(config)
     chosen = settings or EngineSettings()
-    limits = TransportLimits(
-        max_message_size=chosen.max_message_size,
-        max_queue_bytes=chosen.max_queue_bytes,
-        close_timeout=chosen.shutdown_timeout,
-    )
     channels = ChannelHub(anyio.current_time)
     router = Router(
         clock=anyio.current_time,
@@ -401,6 +399,12 @@ async def run(
     try:
         hosted.restore(await storage.load(hosted.restore_queries))
         engine = EmbeddedEngine(router, chosen, storage, channels)
+        limits = TransportLimits(
+            max_message_size=chosen.max_message_size,
+            max_queue_bytes=chosen.max_queue_bytes,
+            close_timeout=chosen.shutdown_timeout,
+            unfinished_budget=engine._unfinished,
+        )
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
             if stream_port is not None:
                 assert engine._tasks is not None

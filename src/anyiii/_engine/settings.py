@@ -9,7 +9,27 @@ from .http import HttpLimits
 from .http_targets import HttpFunctionSettings
 from .registration_limits import RegistrationLimits
 
-__all__ = ["EngineSettings"]
+__all__ = ["EngineSettings", "MemoryBudget"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBudget:
+    """Engine-wide bounds on memory that many connections could otherwise multiply.
+
+    `unfinished_messages`: bytes of WebSocket messages still arriving (a frame or the
+    fragments of a message not yet complete) that all worker connections together may
+    hold, default 256 MiB: four messages at the 64 MiB cap. `max_message_size` bounds one
+    connection; this bounds their sum. The connection whose read would pass it is
+    disconnected (close 1009, reason "unfinished messages over the server's budget of N
+    bytes"); the others keep what they hold and are served as before. docs/limits.md.
+    """
+
+    unfinished_messages: int = 256 * 2**20
+
+    def __post_init__(self) -> None:
+        size = self.unfinished_messages
+        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+            raise ValueError(f"unfinished_messages must be a positive int, not {size!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +48,7 @@ class EngineSettings:
     stay reserved for it (anyiii's own; see docs/limits.md and docs/security.md).
     `connections` caps the connections each listener (worker WebSocket, REST, stream
     socket) holds, in all and per client address (docs/limits.md).
+    `memory` bounds what all connections together may hold (`MemoryBudget`).
     """
 
     max_message_size: int = 64 * 2**20
@@ -40,6 +61,7 @@ class EngineSettings:
     http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
     registrations: RegistrationLimits = field(default_factory=RegistrationLimits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    memory: MemoryBudget = field(default_factory=MemoryBudget)
 
     def __post_init__(self) -> None:
         ids = self.http_middleware

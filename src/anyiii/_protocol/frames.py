@@ -32,6 +32,7 @@ from msgspec import UNSET, Raw, UnsetType, field
 
 from .._errors import RemoteProtocolError
 from .codes import DEFAULT_NAMESPACE
+from .shallow import too_deep
 
 __all__ = [
     "FRAME_DECODE_ERRORS",
@@ -450,8 +451,9 @@ def decode_frame(data: bytes | str) -> AnyFrame | UnknownFrame:
         frame: AnyFrame = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         return _diagnose(data, exc)
-    except (RecursionError, UnicodeError) as exc:
-        # Absurdly deep nesting, or text that is not valid Unicode: still just bad input.
+    except RecursionError as exc:  # nested too deeply: say which call, if it names one
+        raise too_deep(data, exc, FRAME_TYPES) from None
+    except UnicodeError as exc:  # text that is not valid Unicode: still just bad input
         raise RemoteProtocolError(f"not a protocol frame: {exc!r}") from None
     return frame
 
@@ -460,7 +462,9 @@ def _diagnose(data: bytes | str, exc: msgspec.DecodeError) -> UnknownFrame:
     """Slow path of `decode_frame`: tell an unknown type apart from a broken frame."""
     try:
         envelope = _envelope_decoder.decode(data)
-    except (msgspec.DecodeError, RecursionError, UnicodeError):
+    except RecursionError as deep:
+        raise too_deep(data, deep, FRAME_TYPES) from None
+    except (msgspec.DecodeError, UnicodeError):
         raise RemoteProtocolError(f"not a protocol frame: {exc}") from None
     if envelope.type not in FRAME_TYPES:
         raw = data.encode() if isinstance(data, str) else bytes(data)

@@ -8,6 +8,8 @@
   `open_websocket` / `connect_websocket` (client) and `serve_websockets` (server).
 * `httpx_ws`: `open_httpx_websocket`, for connections that must go through an
   `httpx.AsyncClient`.
+* `inbound`: what a transport holds for messages still arriving (fragments joined in one
+  buffer, the `UnfinishedBudget` a server's connections share) and the UTF-8 check.
 * `memory`: `memory_transport_pair`, two transports joined in memory, for tests.
 * `wire`: what the socket transports share about the wire (read size, fragmenting, peer
   addresses), and `url_host`, which brackets an IPv6 host for a URL.
@@ -20,6 +22,7 @@ from anyiii._transport.base import SendQueueFull as SendQueueFull
 from anyiii._transport.base import Transport as Transport
 from anyiii._transport.base import TransportLimits as TransportLimits
 from anyiii._transport.httpx_ws import open_httpx_websocket as open_httpx_websocket
+from anyiii._transport.inbound import UnfinishedBudget as UnfinishedBudget
 from anyiii._transport.memory import memory_transport_pair as memory_transport_pair
 from anyiii._transport.websocket_client import connect_websocket as connect_websocket
 from anyiii._transport.websocket_client import open_websocket as open_websocket
@@ -31,6 +34,7 @@ __all__ = [
     "SendQueueFull",
     "Transport",
     "TransportLimits",
+    "UnfinishedBudget",
     "connect_websocket",
     "memory_transport_pair",
     "open_httpx_websocket",

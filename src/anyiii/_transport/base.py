@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from anyiii._errors import ConnectionClosed
+from anyiii._transport.inbound import UnfinishedBudget
 
 __all__ = ["BinaryMessage", "SendQueueFull", "Transport", "TransportLimits"]
 
@@ -87,6 +88,11 @@ class TransportLimits:
       rather than 16 once the per-message costs fell: fewer, larger writes, 5-7% more
       calls/s (docs/benchmarks.md).
 
+    * `unfinished_budget`: shared by the transports of one server (the default transport
+      counts against it; None: no shared bound), the bytes of messages not yet complete
+      that all of them together may hold; the connection whose read would pass it is
+      failed with close code 1009 (`inbound.UnfinishedBudget`).
+
     Sizes must be positive ints and timeouts positive numbers; anything else raises
     ValueError naming the field.
     """
@@ -97,6 +103,7 @@ class TransportLimits:
     queue_high_water: int = 4 * 2**20
     max_queue_bytes: int = 64 * 2**20
     receive_burst: int = 64
+    unfinished_budget: UnfinishedBudget | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "queue_high_water", "max_queue_bytes", "receive_burst"):

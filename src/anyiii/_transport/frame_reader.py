@@ -14,6 +14,9 @@ empty between reads and the two parsers never disagree on where a frame starts. 
 holds from the first frame on because the handshakes give websockets only the HTTP head
 (`wire.head_end`): bytes that came in the same read go to this reader.
 
+A text message that is not UTF-8 is handed off too (checked with `is_valid_text`, a
+scan for ASCII first), so `websocket` sees it as a frame and refuses it (close 1007).
+
 Two cases hand everything to websockets from then on (`passthrough`): a frame whose
 length passes the size limit (websockets fails the connection with 1009, as before,
 without this module buffering it first) and a close frame (after it, websockets decides
@@ -28,6 +31,7 @@ except ImportError:  # pragma: no cover - depends on how websockets was installe
     from websockets.utils import apply_mask
 
 from anyiii._transport.base import BinaryMessage
+from anyiii._transport.inbound import is_valid_text
 
 __all__ = ["Handoff", "IncomingFrames", "apply_mask"]
 
@@ -115,7 +119,15 @@ class IncomingFrames:
                     payload = apply_mask(buffer[at + head : end], buffer[at + head - 4 : at + head])
                 else:
                     payload = bytes(buffer[at + head : end])
-                out.append(payload if opcode == _TEXT else BinaryMessage(payload))
+                if opcode != _TEXT:
+                    out.append(BinaryMessage(payload))
+                elif payload.isascii() or is_valid_text(payload):
+                    out.append(payload)
+                else:  # websockets parses it again, and the transport refuses it
+                    out.append(Handoff(buffer[at:end]))
+                    at = end
+                    self.more = size - at >= 2
+                    break
             else:
                 out.append(Handoff(buffer[at:end]))
                 if opcode in _DATA:
@@ -134,6 +146,17 @@ class IncomingFrames:
             at = end
         del buffer[:at]
         return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for a frame not yet complete (a partial message, for the budget)."""
+        return len(self._buffer)
+
+    def discard(self) -> None:
+        """Stop parsing and drop what is held: the connection has been refused, and from
+        now on everything goes to websockets, which discards it after failing."""
+        self._buffer = bytearray()
+        self.passthrough = True
 
     def leftover(self) -> Handoff:
         """What is buffered (a partial frame): for websockets, before the end of stream."""

@@ -13,6 +13,10 @@ Settings that matter for the iii protocol:
 * incoming messages are capped at `TransportLimits.max_message_size` (64 MiB by default,
   the Rust engine's limit);
   a bigger one fails the connection with close code 1009;
+* memory for messages still arriving is bounded (`inbound`): fragments are joined as they
+  come, a message of too many tiny fragments is refused (1008), and a server's
+  connections may share an `UnfinishedBudget` (1009 for the one that would pass it);
+* a text message that is not UTF-8 is refused (1007), never handed up;
 * outgoing messages above 16 MiB (the Rust engine's frame limit) are sent as 1 MiB
   fragments, like the official SDK;
 * pings from the peer are answered (websockets queues the pong as it parses the ping;
@@ -41,6 +45,14 @@ from websockets.server import ServerProtocol
 from anyiii._transport.base import BinaryMessage, TransportLimits
 from anyiii._transport.common import TransportBase
 from anyiii._transport.frame_reader import Handoff, IncomingFrames, apply_mask
+from anyiii._transport.inbound import (
+    INVALID_TEXT,
+    TOO_MANY_FRAGMENTS,
+    Reassembly,
+    UnfinishedBudget,
+    is_valid_text,
+    over_budget,
+)
 from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
 
 __all__ = ["LINK_ERRORS", "WebSocketTransport"]
@@ -124,9 +136,10 @@ class WebSocketTransport(TransportBase):
         )
         self._stream = stream
         self._protocol: SansIOProtocol = protocol
-        self._fragments: list[bytes] = []
-        self._fragments_binary = False
-        """Whether the message being reassembled from `_fragments` is binary."""
+        self._reassembly = Reassembly()
+        self._budget = self._limits.unfinished_budget
+        self._held = 0
+        """Bytes of unfinished messages counted against `_budget` for this connection."""
         self._masks = MaskSource() if protocol.side is Side.CLIENT else None
         self._incoming = IncomingFrames(
             masked=protocol.side is Side.SERVER, max_size=self._limits.max_message_size
@@ -260,6 +273,8 @@ class WebSocketTransport(TransportBase):
             return
         else:
             self._take_frames(data)
+            if self._budget is not None:
+                self._claim_budget(self._budget)
         self._handle_events(protocol.events_received())
         # Pongs, the echo of the peer's close, or EOF after the closing handshake.
         replies = protocol.data_to_send()
@@ -288,28 +303,62 @@ class WebSocketTransport(TransportBase):
                 continue
             opcode = frame.opcode
             data = frame.data if type(frame.data) is bytes else bytes(frame.data)
-            if opcode is Opcode.TEXT:
-                if frame.fin:
-                    self._messages.append(data)
-                else:
-                    self._fragments, self._fragments_binary = [data], False
-            elif opcode is Opcode.BINARY:
-                if frame.fin:
-                    self._messages.append(BinaryMessage(data))
-                else:
-                    self._fragments, self._fragments_binary = [data], True
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                binary = opcode is Opcode.BINARY
+                if not frame.fin:
+                    if not self._reassembly.start(data, binary=binary):
+                        self._refuse(*TOO_MANY_FRAGMENTS)
+                        break
+                    continue
             elif opcode is Opcode.CONT:
-                self._fragments.append(data)
-                if frame.fin:
-                    joined = b"".join(self._fragments)
-                    self._messages.append(
-                        BinaryMessage(joined) if self._fragments_binary else joined
-                    )
-                    self._fragments = []
-            elif opcode is Opcode.PONG:
-                self._on_pong(data)
+                if not frame.fin:
+                    if not self._reassembly.add(data):
+                        self._refuse(*TOO_MANY_FRAGMENTS)
+                        break
+                    continue
+                binary = self._reassembly.binary
+                data = self._reassembly.finish(data)
+            else:
+                if opcode is Opcode.PONG:
+                    self._on_pong(data)
+                continue
+            if binary:
+                self._messages.append(BinaryMessage(data))
+            elif is_valid_text(data):
+                self._messages.append(data)
+            else:
+                self._refuse(*INVALID_TEXT)
+                break
         if self._protocol.state is not State.OPEN and self._close_code is None:
             self._record_close(*self._protocol_close_info())
+
+    def _claim_budget(self, budget: UnfinishedBudget) -> None:
+        """Count what this connection holds of unfinished messages against the shared
+        budget; refuse the connection if its growth would pass it."""
+        held = self._incoming.buffered + len(self._reassembly.data)
+        if held == self._held:
+            return
+        if budget.claim(self._held, held):
+            self._held = held
+        else:
+            self._held = 0
+            self._refuse(*over_budget(budget.total))
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """Fail the connection for what the peer sent: our close frame (queued for the
+        reader's flush) says why, and nothing held for unfinished messages is kept."""
+        if self._protocol.state is State.OPEN:
+            self._protocol.fail(code, reason)
+        self._record_close(code, reason)
+        self._release()
+
+    def _release(self) -> None:
+        """Drop the buffers of unfinished messages and give their bytes back."""
+        self._incoming.discard()
+        self._reassembly.clear()
+        if self._budget is not None and self._held:
+            self._budget.claim(self._held, 0)
+        self._held = 0
 
     def _protocol_close_info(self) -> tuple[int, str]:
         """The close that ended the link: whichever side's close frame came first."""
@@ -351,6 +400,7 @@ class WebSocketTransport(TransportBase):
         if not self._aborted:
             self._aborted = True
             self._stream_done = True
+            self._release()
             await anyio.aclose_forcefully(self._stream)
 
     @property
