@@ -42,8 +42,8 @@ from .._protocol.codes import (
     TOKEN_NOT_FOUND,
     URL_VALIDATION_FAILED,
 )
-from .._protocol.frames import (
-    ErrorBody,
+from .._protocol.frames import ErrorBody
+from .._protocol.http_invocation import (
     HttpAuthApiKey,
     HttpAuthBearer,
     HttpAuthHmac,

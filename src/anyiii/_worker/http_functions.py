@@ -20,7 +20,8 @@ from typing import Any, cast
 
 import msgspec
 
-from .._protocol.frames import (
+from .._protocol.frames import RegisterFunction, to_raw
+from .._protocol.http_invocation import (
     HTTP_METHODS,
     HttpAuth,
     HttpAuthApiKey,
@@ -28,8 +29,6 @@ from .._protocol.frames import (
     HttpAuthHmac,
     HttpInvocationRef,
     HttpMethod,
-    RegisterFunction,
-    to_raw,
 )
 
 __all__ = ["HttpAuth", "HttpAuthApiKey", "HttpAuthBearer", "HttpAuthHmac", "http_function_frame"]
