@@ -30,6 +30,7 @@ from .._transport import (
     Transport,
     TransportLimits,
     UnfinishedBudget,
+    keep_alive,
     memory_transport_pair,
     serve_websockets,
     url_host,
@@ -276,6 +277,11 @@ class EmbeddedEngine:
                 async with anyio.create_task_group() as tg:
                     link.tasks = tg
                     tg.start_soon(transport.run_writer)
+                    settings = self._settings
+                    if settings.ping_interval is not None:
+                        tg.start_soon(
+                            keep_alive, transport, settings.ping_interval, settings.ping_timeout
+                        )
                     await self._read(conn, transport)
                     tg.cancel_scope.cancel()
         except ConnectionClosed:

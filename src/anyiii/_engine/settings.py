@@ -49,6 +49,11 @@ class EngineSettings:
     `connections` caps the connections each listener (worker WebSocket, REST, stream
     socket) holds, in all and per client address (docs/limits.md).
     `memory` bounds what all connections together may hold (`MemoryBudget`).
+    `ping_interval` / `ping_timeout`: the engine pings each worker socket every
+    `ping_interval` s and closes it (1011) when a pong takes longer than `ping_timeout` s,
+    so a worker that vanished without closing (a half-open socket, a stopped process) is
+    let go within a minute (None turns either off). Live workers answer pings on their
+    own (every WebSocket library does), however idle they are.
     """
 
     max_message_size: int = 64 * 2**20
@@ -56,6 +61,8 @@ class EngineSettings:
     handshake_timeout: float = 10.0
     namespace_grace: float = 5.0
     shutdown_timeout: float = 5.0
+    ping_interval: float | None = 30.0
+    ping_timeout: float | None = 30.0
     http: HttpLimits = field(default_factory=HttpLimits)
     http_middleware: tuple[str, ...] = ()
     http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)

@@ -23,6 +23,7 @@ from anyiii._transport.base import Transport as Transport
 from anyiii._transport.base import TransportLimits as TransportLimits
 from anyiii._transport.httpx_ws import open_httpx_websocket as open_httpx_websocket
 from anyiii._transport.inbound import UnfinishedBudget as UnfinishedBudget
+from anyiii._transport.keepalive import keep_alive as keep_alive
 from anyiii._transport.memory import memory_transport_pair as memory_transport_pair
 from anyiii._transport.websocket_client import connect_websocket as connect_websocket
 from anyiii._transport.websocket_client import open_websocket as open_websocket
@@ -36,6 +37,7 @@ __all__ = [
     "TransportLimits",
     "UnfinishedBudget",
     "connect_websocket",
+    "keep_alive",
     "memory_transport_pair",
     "open_httpx_websocket",
     "open_websocket",

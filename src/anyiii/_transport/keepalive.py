@@ -1,4 +1,5 @@
-"""`keepalive_running`: a transport's keepalive pings for the length of a block.
+"""`keepalive_running`: a transport's keepalive pings for the length of a block; and
+`keep_alive`, the same pinging as a task of its own for a server's connections.
 
 The pinging itself (`TransportBase._keepalive`) lives with the transport, whose read and
 write machinery it uses; this is the structured-concurrency wrapper the clients open a
@@ -15,7 +16,7 @@ import anyio
 from anyiii._concurrency import reraise_unwrapped
 from anyiii._transport.common import TransportBase, exit_close_code
 
-__all__ = ["keepalive_running"]
+__all__ = ["keep_alive", "keepalive_running"]
 
 
 @asynccontextmanager
@@ -46,3 +47,12 @@ async def keepalive_running(
         if len(group.exceptions) != 1:
             raise
         reraise_unwrapped(group.exceptions[0])
+
+
+async def keep_alive(transport: object, ping_interval: float, ping_timeout: float | None) -> None:
+    """Ping `transport` every `ping_interval` s until it closes, failing it (1011) when a
+    pong takes longer than `ping_timeout` s. For a server that holds connections from
+    peers that may vanish without closing; a transport without pings (in memory) is left
+    alone and this returns at once."""
+    if isinstance(transport, TransportBase):
+        await transport._keepalive(ping_interval, ping_timeout)
