@@ -43,6 +43,7 @@ from .http import serve_http
 from .http_calls import HttpCaller
 from .http_targets import HttpResponse
 from .providers import HttpRoutes
+from .rbac_gate import Gate, start_rbac_listener, token_authorizer
 from .router import Router
 from .settings import EngineSettings
 from .storage import MemoryStorage, SqliteStorage, Storage
@@ -103,6 +104,7 @@ class EmbeddedEngine:
         self.port = 0
         self.http_port: int | None = None
         self.stream_port: int | None = None
+        self.rbac_port: int | None = None  # the RBAC listener's (`settings.rbac`), or None
 
     @property
     def url(self) -> str:
@@ -252,8 +254,9 @@ class EmbeddedEngine:
 
     # --- tasks ---------------------------------------------------------------------------------
 
-    async def _serve_transport(self, transport: Transport) -> None:
-        """One accepted WebSocket: a worker, or the telemetry socket we drain and ignore."""
+    async def _serve_transport(self, transport: Transport, gate: Gate | None = None) -> None:
+        """One accepted WebSocket: a worker (its frames through `gate` on the RBAC
+        listener), or the telemetry socket we drain and ignore."""
         if transport.path.split("?", 1)[0] == TELEMETRY_PATH:
             await self._discard(transport)
             return
@@ -273,7 +276,7 @@ class EmbeddedEngine:
                 async with anyio.create_task_group() as tg:
                     link.tasks = tg
                     tg.start_soon(transport.run_writer)
-                    await self._read(conn, transport)
+                    await self._read(conn, transport, gate)
                     tg.cancel_scope.cancel()
         except ConnectionClosed:
             pass
@@ -293,14 +296,17 @@ class EmbeddedEngine:
             self.channels.find(channel_end.channel_id, channel_end.access_key) is not None
         )
 
-    async def _read(self, conn: int, transport: Transport) -> None:
+    async def _read(self, conn: int, transport: Transport, gate: Gate | None) -> None:
         router = self._router
         while True:
             try:
                 messages = await transport.receive_some()
             except ConnectionClosed:
                 return
-            self._perform(router.receive_many(conn, messages))
+            if gate is None:
+                self._perform(router.receive_many(conn, messages))
+            else:
+                await gate.receive(conn, messages)
             await self._writes.wait_for_room()
 
     async def _discard(self, transport: Transport) -> None:
@@ -449,6 +455,7 @@ async def _serving(
                     listener,
                     engine._serve_transport,
                     accept=engine._accepts,
+                    authorize=token_authorizer(chosen.token),
                     limits=limits,
                     handshake_timeout=chosen.handshake_timeout,
                     task_status=task_status,
@@ -463,6 +470,10 @@ async def _serving(
                     lambda task_status: serve_http(
                         http_listener, engine, limits=chosen.http, task_status=task_status
                     )
+                )
+            if chosen.rbac is not None:
+                engine.rbac_port = await start_rbac_listener(
+                    engine, chosen.rbac, host, limits, chosen.handshake_timeout
                 )
             tg.start_soon(engine._run_timers)
             tg.start_soon(engine.channels.sweep_forever)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from .http import HttpLimits
 from .http_targets import HttpFunctionSettings
+from .rbac import RbacSettings
 
 __all__ = ["EngineSettings"]
 
@@ -21,7 +22,9 @@ class EngineSettings:
     function ids of the engine-wide `http` middleware, called in this order before every
     route's own (the real engine's `iii-http` `middleware`; see docs/http.md);
     `http_functions` is the policy of HTTP-invoked functions (the real engine's: HTTPS
-    only, no private addresses).
+    only, no private addresses). `token`, when set, is the shared token every worker
+    handshake on the main listener must carry as `Authorization: Bearer <token>` (HTTP 401
+    otherwise); `rbac` adds an RBAC-gated worker listener (see docs/security.md).
     """
 
     max_message_size: int = 64 * 2**20
@@ -32,6 +35,8 @@ class EngineSettings:
     http: HttpLimits = field(default_factory=HttpLimits)
     http_middleware: tuple[str, ...] = ()
     http_functions: HttpFunctionSettings = field(default_factory=HttpFunctionSettings)
+    token: str | None = None
+    rbac: RbacSettings | None = None
 
     def __post_init__(self) -> None:
         ids = self.http_middleware

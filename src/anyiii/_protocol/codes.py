@@ -23,6 +23,8 @@ __all__ = [
     "FUNCTIONS_AVAILABLE",
     "FUNCTION_NAMESPACE_CONFLICT",
     "API_KEY_NOT_FOUND",
+    "AUTH_ERROR",
+    "FORBIDDEN",
     "FUNCTION_NOT_FOUND",
     "HTTP_ERROR",
     "HTTP_REQUEST_FAILED",
@@ -109,6 +111,11 @@ CHANNEL_SEND_FAILED: Final = "channel_send_failed"
 DESERIALIZATION_ERROR: Final = "deserialization_error"
 INVALID_ARGUMENTS: Final = "INVALID_ARGUMENTS"
 INVALID_NAMESPACE: Final = "INVALID_NAMESPACE"
+AUTH_ERROR: Final = "AUTH_ERROR"
+"""A worker handshake an RBAC listener's auth function refused (sent in an `error` frame
+before the engine closes the socket, spec §1)."""
+FORBIDDEN: Final = "FORBIDDEN"
+"""RBAC denied a call, a trigger binding or a namespace (spec §7.1)."""
 NOT_FOUND: Final = "NOT_FOUND"
 ITEM_NOT_FOUND: Final = "not_found"
 """The per-item error in a batch answer (`engine::functions::info` with `function_ids`)."""

@@ -14,6 +14,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Coroutine,
+    Mapping,
 )
 from http import HTTPStatus
 from typing import Any
@@ -42,6 +43,7 @@ async def serve_websockets(
     handler: Callable[[Transport], Awaitable[None]],
     *,
     accept: Callable[[str], bool] = lambda path: True,
+    authorize: Callable[[str, Mapping[str, str]], bool] | None = None,
     limits: TransportLimits | None = None,
     handshake_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
@@ -52,7 +54,8 @@ async def serve_websockets(
     Each accepted connection runs in its own task: the TLS handshake (if `ssl_context` is
     given) and the HTTP upgrade must finish within `handshake_timeout` or the TCP
     connection is dropped. A request target for which `accept(target)` is false gets
-    HTTP 404; a request that is not a WebSocket upgrade gets a 4xx answer. Otherwise
+    HTTP 404; one for which `authorize(target, headers)` (names lower-case) is false gets
+    HTTP 401; a request that is not a WebSocket upgrade gets a 4xx answer. Otherwise
     `handler(transport)` runs; when it returns or raises, the transport is closed (1000,
     or 1011 after an exception), bounded by `limits.close_timeout` (`limits`, None for the
     defaults, bounds every accepted transport). A handler's exception is
@@ -71,6 +74,7 @@ async def serve_websockets(
         _serve_connection,
         handler=handler,
         accept=accept,
+        authorize=authorize,
         limits=limits or TransportLimits(),
         handshake_timeout=handshake_timeout,
         ssl_context=ssl_context,
@@ -115,6 +119,7 @@ async def _serve_connection(
     *,
     handler: Callable[[Transport], Awaitable[None]],
     accept: Callable[[str], bool],
+    authorize: Callable[[str, Mapping[str, str]], bool] | None,
     limits: TransportLimits,
     handshake_timeout: float,
     ssl_context: ssl.SSLContext | None,
@@ -126,7 +131,9 @@ async def _serve_connection(
                 stream = await TLSStream.wrap(
                     stream, server_side=True, ssl_context=ssl_context, standard_compatible=False
                 )
-            transport = await _server_handshake(stream, accept=accept, limits=limits)
+            transport = await _server_handshake(
+                stream, accept=accept, authorize=authorize, limits=limits
+            )
         if transport is None:
             return
         async with transport:
@@ -147,6 +154,7 @@ async def _server_handshake(
     stream: anyio.abc.ByteStream,
     *,
     accept: Callable[[str], bool],
+    authorize: Callable[[str, Mapping[str, str]], bool] | None = None,
     limits: TransportLimits,
 ) -> WebSocketTransport | None:
     """Read the upgrade request and answer it; return the transport if it was accepted."""
@@ -178,10 +186,14 @@ async def _server_handshake(
                 replies = [response.serialize(), b""]
             await _answer_and_hang_up(stream, replies, limits.close_timeout)
             return None
-    if accept(request.path):
-        response = protocol.accept(request)
-    else:
+    headers = _lower_headers(request.headers)
+    if not accept(request.path):
         response = protocol.reject(HTTPStatus.NOT_FOUND, "Not Found\n")
+    elif authorize is not None and not authorize(request.path, headers):
+        response = protocol.reject(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        response.headers["WWW-Authenticate"] = "Bearer"
+    else:
+        response = protocol.accept(request)
     protocol.send_response(response)
     replies = protocol.data_to_send()
     if response.status_code != 101:
@@ -193,7 +205,7 @@ async def _server_handshake(
         protocol,
         early_data=early,
         path=request.path,
-        request_headers=_lower_headers(request.headers),
+        request_headers=headers,
         limits=limits,
     )
 
