@@ -152,7 +152,8 @@ async def test_calls_are_allowed_by_expose_rules_and_grants_and_forbidden_otherw
             assert await call(trusted.worker, "secret::fn") == "secret"
     [auth, *_] = trusted.auth_inputs
     assert auth["headers"]["authorization"] == "Bearer reader"
-    assert auth["query_params"] == {} and auth["ip_address"] == "127.0.0.1"
+    assert auth["query_params"] == {}
+    assert auth["ip_address"] == "127.0.0.1"
 
 
 async def test_a_refused_handshake_gets_an_auth_error_frame_then_a_close() -> None:
@@ -172,15 +173,16 @@ async def test_a_refused_handshake_gets_an_auth_error_frame_then_a_close() -> No
     assert "allow_function_registration" in frame["error"]["message"]
 
 
-async def test_the_registration_prefix_and_the_hooks_apply_to_what_a_session_registers() -> (
-    None
-):
+async def test_the_registration_prefix_and_the_hooks_apply_to_what_a_session_registers() -> None:
     seen: list[Any] = []
     with anyio.fail_after(10):
-        async with gated(
-            on_function_registration_function_id="hooks::function",
-            on_trigger_type_registration_function_id="hooks::trigger_type",
-        ) as (engine, trusted), untrusted(engine, "tenant") as tenant:
+        async with (
+            gated(
+                on_function_registration_function_id="hooks::function",
+                on_trigger_type_registration_function_id="hooks::trigger_type",
+            ) as (engine, trusted),
+            untrusted(engine, "tenant") as tenant,
+        ):
             tenant.register_function("api::mine", lambda data: seen.append(data) or "mine")
             tenant.register_function("internal::hidden", lambda data: "hidden")
             tenant.register_trigger_type("tick", Ticks(), description="ticks")
@@ -193,7 +195,8 @@ async def test_the_registration_prefix_and_the_hooks_apply_to_what_a_session_reg
             assert await call(trusted.worker, "tenant::api::mine", {"x": 1}) == "mine"
             # an auth answer does not allow trigger-type registration unless it says so
             assert not any("tick" in key for _, key in engine._router.tables.trigger_types)
-    assert seen and seen[0]["x"] == 1
+    assert seen
+    assert seen[0]["x"] == 1
     kinds = [kind for kind, _ in trusted.hook_inputs]
     assert kinds == ["function", "function"]
     assert trusted.hook_inputs[0][1] == {
@@ -246,7 +249,8 @@ async def test_a_trigger_to_a_function_the_session_may_not_call_is_forbidden() -
                 await transport.send(encode({"type": "ping"}))
                 assert decode(await transport.receive()) == {"type": "pong"}
                 routes = len(engine.http_routes)
-    assert answer["type"] == "triggerregistrationresult" and answer["id"] == "t-1"
+    assert answer["type"] == "triggerregistrationresult"
+    assert answer["id"] == "t-1"
     assert answer["error"]["code"] == "FORBIDDEN"
     assert "secret::fn" in answer["error"]["message"]
     assert routes == 1  # the allowed one is bound
@@ -261,7 +265,8 @@ async def test_the_middleware_answers_calls_and_sees_the_session_context() -> No
                 }
                 await forbidden(reader, "secret::fn")  # RBAC is checked before the middleware
     [seen] = trusted.middleware_inputs
-    assert seen["function_id"] == "api::echo" and seen["context"] == {"user": "r"}
+    assert seen["function_id"] == "api::echo"
+    assert seen["context"] == {"user": "r"}
     assert seen["namespace"] == "default"
 
 
