@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
+from ._engine import FunctionFilter as FunctionFilter
 from ._engine import HttpFunctionSettings as HttpFunctionSettings
 from ._engine import HttpLimits as HttpLimits
+from ._engine import RbacSettings as RbacSettings
 from ._engine import run as run
 
-__all__ = ["EmbeddedEngine", "EngineSettings", "HttpFunctionSettings", "HttpLimits", "run"]
+__all__ = [
+    "EmbeddedEngine",
+    "EngineSettings",
+    "FunctionFilter",
+    "HttpFunctionSettings",
+    "HttpLimits",
+    "RbacSettings",
+    "run",
+]

@@ -13,6 +13,8 @@ from .cli import add_engine_arguments as add_engine_arguments
 from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
 from .http_targets import HttpFunctionSettings as HttpFunctionSettings
+from .rbac import FunctionFilter as FunctionFilter
+from .rbac import RbacSettings as RbacSettings
 from .server import EmbeddedEngine as EmbeddedEngine
 from .server import run as run
 from .settings import EngineSettings as EngineSettings
@@ -20,8 +22,10 @@ from .settings import EngineSettings as EngineSettings
 __all__ = [
     "EmbeddedEngine",
     "EngineSettings",
+    "FunctionFilter",
     "HttpFunctionSettings",
     "HttpLimits",
+    "RbacSettings",
     "add_engine_arguments",
     "run",
     "run_engine_command",

@@ -104,6 +104,12 @@ class FunctionFilter:
     metadata: Mapping[str, object] | None = None
     namespace: str | None = None
 
+    @classmethod
+    def parse(cls, entry: object) -> FunctionFilter:
+        """A rule written as in `config.yaml`: `'match("api::*")'`, `{"match": "svc::*",
+        "namespace": "orders"}` or `{"metadata": {"public": True}}` (see `parse_filter`)."""
+        return parse_filter(entry)
+
     def matches(self, function_id: str, namespace: str, metadata: object) -> bool:
         """Whether this rule exposes `function_id`, reached in `namespace`, whose
         registered metadata is `metadata` (None when it has none or does not exist)."""

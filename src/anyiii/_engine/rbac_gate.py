@@ -49,6 +49,7 @@ from .rbac import RbacSettings, Session, auth_input, function_allowed, parse_aut
 
 if TYPE_CHECKING:
     from .server import EmbeddedEngine
+    from .settings import EngineSettings
 
 __all__ = ["Gate", "start_rbac_listener", "token_authorizer"]
 
@@ -75,26 +76,24 @@ def token_authorizer(token: str | None) -> Callable[[str, Mapping[str, str]], bo
 
 
 async def start_rbac_listener(
-    engine: EmbeddedEngine,
-    settings: RbacSettings,
-    host: str,
-    limits: TransportLimits,
-    handshake_timeout: float,
-) -> int:
-    """Serve `settings`' RBAC listener in the engine's task group; returns its port."""
-    listener = await anyio.create_tcp_listener(
-        local_host=settings.host or host, local_port=settings.port
-    )
+    engine: EmbeddedEngine, settings: EngineSettings, host: str, limits: TransportLimits
+) -> int | None:
+    """Serve the RBAC listener of `settings.rbac` in the engine's task group; returns its
+    port (None: no RBAC listener is configured)."""
+    rbac = settings.rbac
+    if rbac is None:
+        return None
+    listener = await anyio.create_tcp_listener(local_host=rbac.host or host, local_port=rbac.port)
     port: int = listener.extra(anyio.abc.SocketAttribute.local_port)
     assert engine._tasks is not None
     await engine._tasks.start(
         partial(
             serve_websockets,
             listener,
-            partial(_serve_rbac_transport, engine, settings),
+            partial(_serve_rbac_transport, engine, rbac),
             accept=engine._accepts,
             limits=limits,
-            handshake_timeout=handshake_timeout,
+            handshake_timeout=settings.handshake_timeout,
         )
     )
     logger.info("anyiii engine: RBAC worker listener on port %d", port)

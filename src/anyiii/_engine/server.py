@@ -471,10 +471,7 @@ async def _serving(
                         http_listener, engine, limits=chosen.http, task_status=task_status
                     )
                 )
-            if chosen.rbac is not None:
-                engine.rbac_port = await start_rbac_listener(
-                    engine, chosen.rbac, host, limits, chosen.handshake_timeout
-                )
+            engine.rbac_port = await start_rbac_listener(engine, chosen, host, limits)
             tg.start_soon(engine._run_timers)
             tg.start_soon(engine.channels.sweep_forever)
             logger.info(
