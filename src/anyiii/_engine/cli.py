@@ -156,7 +156,6 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
     listeners = (config.workers, config.http, config.stream) if config is not None else ()
     rbac = None if config is None else config.rbac
     hosts = [each.host for each in listeners if each is not None and each.host is not None]
-    hosts += [rbac.host] if rbac is not None and rbac.host is not None else []
     host = flags.host or (hosts[0] if hosts else DEFAULT_HOST)
     if flags.host is None and len(set(hosts)) > 1:
         notes.append(
@@ -185,7 +184,8 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
                 "the worker port: the embedded engine keeps its trusted worker listener, so "
                 "give the `iii-worker-manager` entry with `rbac:` a port of its own"
             )
-        rbac = replace(rbac, host=None)  # every listener binds on `host`
+        if flags.host is not None:  # the file's own host for it, unless overridden
+            rbac = replace(rbac, host=None)
     return EngineOptions(
         host=host,
         port=worker_port,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
@@ -26,6 +27,7 @@ import anyio.abc
 import msgspec
 from msgspec import UNSET, Raw
 
+from .._errors import ConnectionClosed
 from .._protocol.codes import AUTH_ERROR, DEFAULT_NAMESPACE, FORBIDDEN, REGISTER_WORKER
 from .._protocol.frames import (
     Error,
@@ -140,7 +142,7 @@ async def _authenticate(
     except (ValueError, msgspec.DecodeError) as exc:
         logger.info("RBAC listener refused %s: %s", address or "a worker", exc)
         refusal = Error(error=ErrorBody(code=AUTH_ERROR, message=str(exc)))
-        with anyio.move_on_after(engine._settings.shutdown_timeout):
+        with anyio.move_on_after(engine._settings.shutdown_timeout), suppress(ConnectionClosed):
             await transport.send(encode_frame(refusal))
         await transport.aclose(1000, "")
         return None
