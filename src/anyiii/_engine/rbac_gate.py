@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -46,14 +46,40 @@ from .._protocol.frames import (
 )
 from .._protocol.ids import random_uuid
 from .._transport import Transport, TransportLimits, serve_websockets
+from .actions import Action
 from .channels import parse_channel_target
 from .rbac import RbacSettings, Session, auth_input, function_allowed, parse_auth_result
+from .router import Router
+from .settings import EngineSettings
 
-if TYPE_CHECKING:
-    from .server import EmbeddedEngine
-    from .settings import EngineSettings
 
-__all__ = ["Gate", "start_rbac_listener", "token_authorizer"]
+class GatedEngine(Protocol):
+    """What the gate uses of the engine's shell (`server.EmbeddedEngine`), named here so
+    that this module does not import the server that imports it."""
+
+    _tasks: anyio.abc.TaskGroup | None
+    _settings: EngineSettings
+    _router: Router
+
+    def _perform(self, actions: list[Action]) -> None: ...
+
+    def _send(self, conn: int, data: bytes) -> None: ...
+
+    async def _serve_transport(self, transport: Transport, gate: Gate | None = None) -> None: ...
+
+    def _accepts(self, target: str) -> bool: ...
+
+    async def invoke(
+        self,
+        function_id: str,
+        data: Raw,
+        *,
+        metadata: Raw | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> tuple[Raw | None, ErrorBody | None]: ...
+
+
+__all__ = ["GatedEngine", "Gate", "start_rbac_listener", "token_authorizer"]
 
 logger = logging.getLogger("anyiii.engine.rbac")
 
@@ -78,7 +104,7 @@ def token_authorizer(token: str | None) -> Callable[[str, Mapping[str, str]], bo
 
 
 async def start_rbac_listener(
-    engine: EmbeddedEngine, settings: EngineSettings, host: str, limits: TransportLimits
+    engine: GatedEngine, settings: EngineSettings, host: str, limits: TransportLimits
 ) -> int | None:
     """Serve the RBAC listener of `settings.rbac` in the engine's task group; returns its
     port (None: no RBAC listener is configured)."""
@@ -103,7 +129,7 @@ async def start_rbac_listener(
 
 
 async def _serve_rbac_transport(
-    engine: EmbeddedEngine, settings: RbacSettings, transport: Transport
+    engine: GatedEngine, settings: RbacSettings, transport: Transport
 ) -> None:
     """One socket of the RBAC listener: channels as usual; `/` and `/otel` authenticated."""
     if parse_channel_target(transport.path) is not None:
@@ -121,7 +147,7 @@ async def _serve_rbac_transport(
 
 
 async def _authenticate(
-    engine: EmbeddedEngine, settings: RbacSettings, transport: Transport
+    engine: GatedEngine, settings: RbacSettings, transport: Transport
 ) -> Session | None:
     """The connection's session, or None once it has been refused (`AUTH_ERROR`)."""
     function_id = settings.auth_function_id
@@ -156,7 +182,7 @@ class Gate:
     waits for its hook's answer before the next frame is looked at.
     """
 
-    engine: EmbeddedEngine
+    engine: GatedEngine
     settings: RbacSettings
     session: Session
 
