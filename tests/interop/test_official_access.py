@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from interop_support import PEERS, Peer, without_caller
+from interop_support import PEERS, Peer, without_caller, worker_env
 
 import anyiii
 from anyiii._engine.rbac import RbacSettings, parse_filter
@@ -131,3 +132,37 @@ async def test_an_official_worker_on_the_rbac_listener_is_allowed_and_forbidden(
     assert "remove from rbac.forbidden_functions" in dropped["message"]
     assert auth_inputs[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
     assert set(auth_inputs[0]) == {"headers", "query_params", "ip_address"}
+
+
+async def test_an_official_worker_with_a_bad_token_is_refused_by_the_auth_function(
+    peer: Peer, tmp_path: Path
+) -> None:
+    refused = anyio.Event()
+    tokens: list[str | None] = []
+
+    async def auth(data: Any) -> Any:
+        tokens.append(data["headers"].get("authorization"))
+        refused.set()
+        raise ValueError("who are you?")
+
+    with anyio.fail_after(30):
+        async with (
+            run(settings=EngineSettings(rbac=rbac(peer)), http_port=None) as engine,
+            anyiii.connect(engine.url, reconnect=False) as trusted,
+        ):
+            trusted.register_function("auth::check", auth)
+            await trusted.trigger_async({"function_id": "engine::functions::list", "payload": {}})
+            rbac_url = f"ws://127.0.0.1:{engine.rbac_port}"
+            stderr = (tmp_path / "refused.stderr").open("wb")
+            argv = peer.argv(rbac_url, "--token", "wrong")
+            with stderr:
+                async with await anyio.open_process(
+                    argv, stdin=subprocess.PIPE, stderr=stderr, env=worker_env()
+                ) as process:
+                    try:
+                        await refused.wait()
+                        # refused after the upgrade: the SDK never got a worker id
+                        assert engine.worker_count == 1  # the trusted worker only
+                    finally:
+                        process.kill()
+    assert tokens[0] == "Bearer wrong"
