@@ -77,7 +77,10 @@ async def test_the_cli_takes_the_token_from_a_flag_or_from_III_TOKEN(
             assert await refused(engine.url) == 401
             headers = {"Authorization": f"Bearer {TOKEN}"}
             async with anyiii.connect(engine.url, headers=headers, reconnect=False) as worker:
-                assert worker.worker_id
+                listed = await worker.trigger_async(
+                    {"function_id": "engine::functions::list", "payload": {}}
+                )
+                assert listed["functions"]
         async with engine_process(anyio_backend_name, env={"III_TOKEN": TOKEN}) as engine:
             assert await refused(engine.url, Authorization="Bearer other") == 401
             headers = {"Authorization": f"Bearer {TOKEN}"}
