@@ -47,6 +47,7 @@ async def test_an_official_worker_with_the_token_works_on_a_token_protected_port
             anyiii.connect(engine.url, headers=headers, reconnect=False) as worker,
         ):
             worker.register_function("anyiii::collect", collect)
+            await worker.trigger_async({"function_id": "engine::functions::list", "payload": {}})
             async with peer.start(engine.url, tmp_path, "--token", TOKEN) as official:
                 echoed = await worker.trigger_async(
                     {"function_id": peer.function_id("echo"), "payload": {"n": 1}}
