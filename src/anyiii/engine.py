@@ -10,9 +10,11 @@ from __future__ import annotations
 from ._engine import ConnectionLimits as ConnectionLimits
 from ._engine import EmbeddedEngine as EmbeddedEngine
 from ._engine import EngineSettings as EngineSettings
+from ._engine import FunctionFilter as FunctionFilter
 from ._engine import HttpFunctionSettings as HttpFunctionSettings
 from ._engine import HttpLimits as HttpLimits
 from ._engine import MemoryBudget as MemoryBudget
+from ._engine import RbacSettings as RbacSettings
 from ._engine import RegistrationLimits as RegistrationLimits
 from ._engine import run as run
 
@@ -20,9 +22,11 @@ __all__ = [
     "ConnectionLimits",
     "EmbeddedEngine",
     "EngineSettings",
+    "FunctionFilter",
     "HttpFunctionSettings",
     "HttpLimits",
     "MemoryBudget",
+    "RbacSettings",
     "RegistrationLimits",
     "run",
 ]

@@ -25,6 +25,7 @@ from anyiii._engine.config import (
 )
 from anyiii._engine.configured import SERVICE_CLASSES
 from anyiii._engine.http_targets import HttpFunctionSettings
+from anyiii._engine.rbac import RbacSettings, parse_filter
 from anyiii._engine.router import Router
 from anyiii._engine.settings import EngineSettings
 from anyiii._version import __version__
@@ -205,9 +206,13 @@ def test_what_the_embedded_engine_lacks_is_skipped_once_each_and_never_fails() -
 telemetry: off
 workers:
   - name: iii-worker-manager
-    config: {port: 6000, rbac: {auth_function_id: a::b}, middleware_function_id: m::w}
+    config: {port: 6000, rbac: {auth_function_id: a::b}, middleware_function_id: m::w, odd: 2}
   - name: iii-worker-manager
-    config: {port: 6001}
+    config: {port: 6001, middleware_function_id: m::x}
+  - name: iii-worker-manager
+    config: {port: 6002}
+  - name: iii-worker-manager
+    config: {port: 6003, rbac: {}}
   - name: iii-http
     config: {cors: {allowed_origins: ['*']}, mystery: 1}
   - name: iii-observability
@@ -226,10 +231,12 @@ workers:
     )
     expected = {
         "top-level key 'telemetry' is not used by the embedded engine",
-        "iii-worker-manager: `rbac` is not enforced: the embedded engine authenticates no worker",
-        "iii-worker-manager: `middleware_function_id` is not called: the embedded engine has "
-        "no worker middleware",
-        "iii-worker-manager: another listener on port 6001 is not served (the embedded "
+        "iii-worker-manager: `odd` is not used by the embedded engine",
+        "iii-worker-manager: `middleware_function_id` is not called without an `rbac:` block "
+        "(the embedded engine calls it only on its RBAC listener)",
+        "iii-worker-manager: another listener on port 6002 is not served (the embedded "
+        "engine has one)",
+        "iii-worker-manager: another RBAC listener on port 6003 is not served (the embedded "
         "engine has one)",
         "iii-http: `cors` is not applied: the REST listener sends no CORS headers",
         "iii-http: `mystery` is not used by the embedded engine",
@@ -246,8 +253,11 @@ workers:
         "'builtin' adapter is used instead",
     }
     assert set(config.skipped) == expected
+    assert config.rbac == RbacSettings(
+        port=6000, auth_function_id="a::b", middleware_function_id="m::w"
+    )
     assert len(config.skipped) == len(expected)  # the custom worker, listed twice, once
-    assert config.workers == Listener(6000)  # the first listener is the one served
+    assert config.workers == Listener(6001)  # the first trusted listener is the one served
     assert list(config.services) == ["iii-state", "iii-queue"]
     assert (config.data_dir, config.in_memory) == (None, False)  # redis: no choice made
 
@@ -421,9 +431,21 @@ def test_the_sdk_fixture_maps_onto_the_embedded_engine() -> None:
     assert config.http_timeout == 30.0
     assert set(config.services) == {"iii-stream", "iii-state", "iii-pubsub", "iii-cron"}
     assert config.data_dir == Path("data")
+    assert config.rbac == RbacSettings(
+        port=49135,
+        host="0.0.0.0",
+        auth_function_id="test::rbac-worker::auth",
+        expose_functions=(
+            parse_filter('match("test::ew::public::*")'),
+            parse_filter('match("engine::functions::list")'),
+            parse_filter({"metadata": {"ew_public": True}}),
+        ),
+        middleware_function_id="test::rbac-worker::middleware",
+        on_function_registration_function_id="test::rbac-worker::on-function-reg",
+        on_trigger_registration_function_id="test::rbac-worker::on-trigger-reg",
+        on_trigger_type_registration_function_id="test::rbac-worker::on-trigger-type-reg",
+    )
     assert config.skipped == (
-        "iii-worker-manager: another listener on port 49135 is not served (the embedded "
-        "engine has one)",
         "iii-observability: OpenTelemetry export is not implemented (SDK telemetry sent to "
         "/otel is accepted and discarded)",
     )

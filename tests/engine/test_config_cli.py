@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import httpx
+import msgspec
 import pytest
 from config_fixture import fixture_copy
 from engine_process import engine_command, engine_env, engine_process
@@ -32,10 +33,8 @@ from anyiii._engine.config import ConfigError
 from anyiii._transport import open_websocket
 
 
-def skipped_in_the_fixture(rbac_port: int) -> list[str]:
+def skipped_in_the_fixture() -> list[str]:
     return [
-        f"iii-worker-manager: another listener on port {rbac_port} is not served (the "
-        "embedded engine has one)",
         "iii-observability: OpenTelemetry export is not implemented (SDK telemetry sent to "
         "/otel is accepted and discarded)",
     ]
@@ -80,7 +79,14 @@ async def test_the_sdk_fixture_loads_and_serves_its_ports(
             # What the embedded engine lacks is logged once each, as a warning.
             # The fixture's file-based stores are in ./data: so is the database.
             await engine.wait_for_log(rf"keeping data in {re.escape(str(tmp_path))}/data$")
-            for note in skipped_in_the_fixture(ports["rbac"]):
+            assert f"rbac port {ports['rbac']}" in engine.stdout_line
+            # The file's RBAC listener is served; its auth function is not registered, so
+            # it refuses every handshake, with AUTH_ERROR, as the real engine would.
+            rbac_url = f"ws://127.0.0.1:{ports['rbac']}"
+            async with open_websocket(rbac_url, ping_interval=None) as transport:
+                refusal = msgspec.json.decode(await transport.receive())
+            assert refusal["error"]["code"] == "AUTH_ERROR"
+            for note in skipped_in_the_fixture():
                 assert engine.stderr.count(note) == 1, engine.stderr
                 assert f"WARNING anyiii.engine: config: {note}\n" in engine.stderr
             assert "Traceback" not in engine.stderr

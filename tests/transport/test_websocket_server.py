@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import anyio
 import pytest
@@ -41,6 +42,25 @@ async def test_rejected_path_gets_404_and_accepted_path_keeps_its_query() -> Non
                 await client.send(b"ping")
                 assert await client.receive() == b"ping"
     assert paths == ["/ok?key=1"]
+
+
+async def test_an_unauthorized_upgrade_gets_401_before_the_handler_runs() -> None:
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    def authorize(target: str, headers: Mapping[str, str]) -> bool:
+        seen.append((target, dict(headers)))
+        return headers.get("x-key") == "yes"
+
+    with anyio.fail_after(10):
+        async with websocket_server(echo_once, authorize=authorize) as port:
+            answer = await http_exchange(port, UPGRADE.format(path="/in?q=1").encode())
+            async with open_websocket(f"ws://127.0.0.1:{port}/", headers={"X-Key": "yes"}) as ok:
+                await ok.send(b"ping")
+                assert await ok.receive() == b"ping"
+    assert answer.startswith(b"HTTP/1.1 401 ")
+    assert b"\r\nWWW-Authenticate: Bearer\r\n" in answer
+    assert seen[0][0] == "/in?q=1"
+    assert seen[1][1]["x-key"] == "yes"  # header names lower-case
 
 
 @pytest.mark.parametrize(

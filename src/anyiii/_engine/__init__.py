@@ -14,9 +14,11 @@ from .cli import add_engine_arguments as add_engine_arguments
 from .cli import run_engine_command as run_engine_command
 from .http import HttpLimits as HttpLimits
 from .http_targets import HttpFunctionSettings as HttpFunctionSettings
+from .rbac import FunctionFilter as FunctionFilter
+from .rbac import RbacSettings as RbacSettings
 from .registration_limits import RegistrationLimits as RegistrationLimits
+from .running import run as run
 from .server import EmbeddedEngine as EmbeddedEngine
-from .server import run as run
 from .settings import EngineSettings as EngineSettings
 from .settings import MemoryBudget as MemoryBudget
 
@@ -24,9 +26,11 @@ __all__ = [
     "ConnectionLimits",
     "EmbeddedEngine",
     "EngineSettings",
-    "MemoryBudget",
+    "FunctionFilter",
     "HttpFunctionSettings",
     "HttpLimits",
+    "MemoryBudget",
+    "RbacSettings",
     "RegistrationLimits",
     "add_engine_arguments",
     "run",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from .config import (
 )
 from .configured import configured_services
 from .hosting import ServiceFactory
-from .server import run
+from .running import run
 from .settings import EngineSettings
 
 __all__ = [
@@ -58,6 +59,7 @@ class EngineFlags:
     host: str | None = None
     port: int | None = None
     http_port: int | None = None
+    token: str | None = None
     stream_port: int | None = None
     data_dir: str | None = None
     in_memory: bool = False
@@ -122,6 +124,13 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep everything in memory only: nothing survives a restart",
     )
     parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        help="require `Authorization: Bearer TOKEN` on every worker handshake of the worker "
+        "port, else HTTP 401 (default: $III_TOKEN; none: anyone who reaches the port may "
+        "register and call)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -145,6 +154,7 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
     """Choose each setting: the flag if given, else the file's, else the default."""
     notes = list(config.skipped) if config is not None else []
     listeners = (config.workers, config.http, config.stream) if config is not None else ()
+    rbac = None if config is None else config.rbac
     hosts = [each.host for each in listeners if each is not None and each.host is not None]
     host = flags.host or (hosts[0] if hosts else DEFAULT_HOST)
     if flags.host is None and len(set(hosts)) > 1:
@@ -166,13 +176,23 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
     # The worker listener is mandatory, as in the real engine: a file without an
     # `iii-worker-manager` entry still gets one, on the default port.
     worker_port = port(flags.port, workers, DEFAULT_WORKER_PORT)
+    worker_port = DEFAULT_WORKER_PORT if worker_port is None else worker_port
+    if rbac is not None:
+        if rbac.port == worker_port and worker_port != 0:
+            raise ConfigError(
+                f"{config.source if config else ''}: the RBAC listener's port {rbac.port} is "
+                "the worker port: the embedded engine keeps its trusted worker listener, so "
+                "give the `iii-worker-manager` entry with `rbac:` a port of its own"
+            )
+        if flags.host is not None:  # the file's own host for it, unless overridden
+            rbac = replace(rbac, host=None)
     return EngineOptions(
         host=host,
-        port=DEFAULT_WORKER_PORT if worker_port is None else worker_port,
+        port=worker_port,
         http_port=port(flags.http_port, http, DEFAULT_HTTP_PORT),
         stream_port=port(flags.stream_port, stream, DEFAULT_STREAM_PORT),
         data_dir=_data_dir(flags, config),
-        settings=_settings(config),
+        settings=replace(_settings(config), token=flags.token, rbac=rbac),
         services=None if config is None else configured_services(config, notes),
         notes=tuple(notes),
     )
@@ -223,8 +243,9 @@ async def _serve(options: EngineOptions) -> None:
                 logger.info("keeping data in memory only: nothing survives a restart")
             else:
                 logger.info("keeping data in %s", options.data_dir.resolve())
+            rbac = "" if engine.rbac_port is None else f"  rbac port {engine.rbac_port}"
             print(
-                f"anyiii engine: workers {engine.url}  http {engine.http_url or 'off'}",
+                f"anyiii engine: workers {engine.url}  http {engine.http_url or 'off'}{rbac}",
                 flush=True,
             )
             async for received in signals:
@@ -247,6 +268,7 @@ def run_engine_command(args: argparse.Namespace) -> int:
         stream_port=args.stream_port,
         data_dir=args.data_dir,
         in_memory=args.in_memory,
+        token=args.token or os.environ.get("III_TOKEN", "").strip() or None,
     )
     try:
         loop_options = backend_options(args.backend, args.loop)

@@ -41,6 +41,7 @@ from .config_names import (
     LISTENER_KEYS,
     LISTENER_WORKERS,
     NOT_HONOURED,
+    RBAC_LISTENER_KEYS,
     RENAMED_WORKERS,
     SERVICE_WORKERS,
     SILENT_WORKERS,
@@ -50,6 +51,7 @@ from .config_names import (
     WORKER_MANAGER,
 )
 from .http_targets import HttpFunctionSettings
+from .rbac import RbacSettings, parse_rbac
 
 __all__ = [
     "config_from_mapping",
@@ -111,7 +113,9 @@ class EngineConfig:
     their data (the parent of their `file_path`), `in_memory` says the file chose in-memory
     stores only; both unset leaves the choice to the CLI. `http_middleware` is `iii-http`'s
     engine-wide middleware, as function ids in the order they run. `http_functions` is the
-    policy of `iii-http-functions`' `security:` block (None: not listed). `skipped` says,
+    policy of `iii-http-functions`' `security:` block (None: not listed). `rbac` is the
+    first `iii-worker-manager` entry with an `rbac:` block: an RBAC-gated second worker
+    listener (its `port`/`host` included; None: none). `skipped` says,
     one line each, what the embedded engine does not implement and ignores.
     """
 
@@ -127,6 +131,7 @@ class EngineConfig:
     data_dir: Path | None = None
     in_memory: bool = False
     http_functions: HttpFunctionSettings | None = None
+    rbac: RbacSettings | None = None
     skipped: tuple[str, ...] = ()
 
 
@@ -210,6 +215,7 @@ class _Reader:
         self.http_middleware: tuple[str, ...] = ()
         self.handshake_timeout: float | None = None
         self.http_functions: HttpFunctionSettings | None = None
+        self.rbac: RbacSettings | None = None
 
     def fail(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {where}: {problem}")
@@ -247,6 +253,7 @@ class _Reader:
             data_dir=data_dir,
             in_memory=in_memory,
             http_functions=self.http_functions,
+            rbac=self.rbac,
             skipped=tuple(self.skipped),
         )
 
@@ -287,6 +294,9 @@ class _Reader:
             raise self.fail("workers", "duplicate worker configurations: " + "; ".join(both))
 
     def entry(self, where: str, name: str, block: Mapping[str, Any]) -> None:
+        if name == WORKER_MANAGER and "rbac" in block:
+            self.rbac_listener(where, name, block)
+            return
         if name in LISTENER_WORKERS and name in self.listeners:
             port = block.get("port")
             self.skip(
@@ -328,6 +338,25 @@ class _Reader:
                 f"{name}: not a worker the embedded engine has (the real engine would start "
                 "it as an external worker); start it yourself"
             )
+
+    def rbac_listener(self, where: str, name: str, block: Mapping[str, Any]) -> None:
+        """A `iii-worker-manager` with `rbac:`: the RBAC-gated listener (one is served)."""
+        listener = self.listener(where, block, DEFAULT_WORKER_PORT)
+        if self.rbac is not None:
+            self.skip(
+                f"{name}: another RBAC listener on port {listener.port} is not served "
+                "(the embedded engine has one)"
+            )
+            return
+        try:
+            self.rbac = parse_rbac(block, port=listener.port, host=listener.host)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+        if "handshake_timeout_ms" in block:
+            self.handshake_timeout = _millis(self, where, block["handshake_timeout_ms"])
+        for key in block:
+            if key not in RBAC_LISTENER_KEYS:
+                self.skip(f"{name}: `{key}` is not used by the embedded engine")
 
     def unused_keys(self, name: str, block: Mapping[str, Any]) -> None:
         """Note each key of a listener's block that the embedded engine does not honour."""

@@ -20,6 +20,7 @@ __all__ = [
     "LISTENER_KEYS",
     "LISTENER_WORKERS",
     "NOT_HONOURED",
+    "RBAC_LISTENER_KEYS",
     "RENAMED_WORKERS",
     "SERVICE_WORKERS",
     "SILENT_WORKERS",
@@ -77,10 +78,15 @@ LISTENER_KEYS: Final[Mapping[str, frozenset[str]]] = {
 }
 """The keys of the listener workers the embedded engine honours."""
 
+RBAC_LISTENER_KEYS: Final = frozenset(
+    {"port", "host", "handshake_timeout_ms", "rbac", "middleware_function_id"}
+)
+"""The keys of a `iii-worker-manager` entry with `rbac:` (the RBAC listener) it honours."""
+
 NOT_HONOURED: Final[Mapping[str, Mapping[str, str]]] = {
     WORKER_MANAGER: {
-        "rbac": "is not enforced: the embedded engine authenticates no worker",
-        "middleware_function_id": "is not called: the embedded engine has no worker middleware",
+        "middleware_function_id": "is not called without an `rbac:` block (the embedded "
+        "engine calls it only on its RBAC listener)",
     },
     HTTP_WORKER: {
         "cors": "is not applied: the REST listener sends no CORS headers",

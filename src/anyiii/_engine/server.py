@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import anyio
 import anyio.abc
 from msgspec import Raw
 
-from .._concurrency import OneShot, single_errors
+from .._concurrency import OneShot
 from .._errors import ConnectError, ConnectionClosed
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody
@@ -32,26 +31,21 @@ from .._transport import (
     UnfinishedBudget,
     keep_alive,
     memory_transport_pair,
-    serve_websockets,
     url_host,
 )
 from .actions import Action, Callback, Close, Completed, HttpCall, Persist, Send
 from .channel_socket import serve_channel_end
 from .channels import ChannelHub, parse_channel_target
-from .config import config_from_mapping, load_config
-from .configured import DEFAULT_SERVICES, configured_services
-from .hosting import ServiceFactory
-from .http import serve_http
 from .http_calls import HttpCaller
 from .http_targets import HttpResponse
 from .providers import HttpRoutes
+from .rbac_gate import Gate
 from .router import Router
 from .settings import EngineSettings
-from .storage import MemoryStorage, SqliteStorage, Storage
-from .stream_socket import start_stream_socket
+from .storage import MemoryStorage, Storage
 from .writes import WritePipeline
 
-__all__ = ["EmbeddedEngine", "EngineSettings", "run"]
+__all__ = ["EmbeddedEngine"]
 
 logger = logging.getLogger("anyiii.engine")
 
@@ -107,6 +101,7 @@ class EmbeddedEngine:
         self.port = 0
         self.http_port: int | None = None
         self.stream_port: int | None = None
+        self.rbac_port: int | None = None  # the RBAC listener's (`settings.rbac`), or None
 
     @property
     def url(self) -> str:
@@ -256,8 +251,9 @@ class EmbeddedEngine:
 
     # --- tasks ---------------------------------------------------------------------------------
 
-    async def _serve_transport(self, transport: Transport) -> None:
-        """One accepted WebSocket: a worker, or the telemetry socket we drain and ignore."""
+    async def _serve_transport(self, transport: Transport, gate: Gate | None = None) -> None:
+        """One accepted WebSocket: a worker (its frames through `gate` on the RBAC
+        listener), or the telemetry socket we drain and ignore."""
         if transport.path.split("?", 1)[0] == TELEMETRY_PATH:
             await self._discard(transport)
             return
@@ -282,7 +278,7 @@ class EmbeddedEngine:
                         tg.start_soon(
                             keep_alive, transport, settings.ping_interval, settings.ping_timeout
                         )
-                    await self._read(conn, transport)
+                    await self._read(conn, transport, gate)
                     tg.cancel_scope.cancel()
         except ConnectionClosed:
             pass
@@ -302,14 +298,17 @@ class EmbeddedEngine:
             self.channels.find(channel_end.channel_id, channel_end.access_key) is not None
         )
 
-    async def _read(self, conn: int, transport: Transport) -> None:
+    async def _read(self, conn: int, transport: Transport, gate: Gate | None) -> None:
         router = self._router
         while True:
             try:
                 messages = await transport.receive_some()
             except ConnectionClosed:
                 return
-            self._perform(router.receive_many(conn, messages))
+            if gate is None:
+                self._perform(router.receive_many(conn, messages))
+            else:
+                await gate.receive(conn, messages)
             await self._writes.wait_for_room()
 
     async def _discard(self, transport: Transport) -> None:
@@ -344,152 +343,3 @@ class EmbeddedEngine:
                     link = self._links.get(close.conn)
                     if link is not None:
                         tg.start_soon(link.transport.aclose, close.code, close.reason)
-
-
-@asynccontextmanager
-async def run(
-    host: str = "127.0.0.1",
-    port: int = 0,
-    http_port: int | None = 0,
-    *,
-    settings: EngineSettings | None = None,
-    data_dir: str | Path | None = None,
-    stream_port: int | None = None,
-    services: Sequence[ServiceFactory] | None = None,
-    config: str | Path | Mapping[str, Any] | None = None,
-) -> AsyncIterator[EmbeddedEngine]:
-    """Run an embedded engine for the duration of the `async with` block.
-
-    Binds the worker WebSocket on `host:port` and the `http` trigger listener on
-    `host:http_port` (0 picks free ports; `http_port=None` disables HTTP). `data_dir`
-    keeps what the engine acknowledged (state values, stream items) in a SQLite database
-    there, so it survives a restart or a crash; None keeps everything in memory.
-    `stream_port` serves the stream subscriber socket for browsers there (0 picks a free
-    port; None, the default, serves none; the real engine's port is 3112). Leaving the
-    block answers every call still in flight with `invocation_stopped`, closes every
-    worker socket, and stops, within `settings.shutdown_timeout`. Entering and leaving are
-    both checkpoints.
-
-    `services` are the in-engine services to run, each made from the router (None: all of
-    them, `DEFAULT_SERVICES`); `anyiii engine --config` passes the ones a config file
-    lists, bound to their `config:` blocks.
-
-    `config` is a configuration in the real engine's format, as a `config.yaml` path or as
-    the mapping it parses to: the services it lists run, each with its `config:` block
-    (named queues and their retries, the stream service's `auth_function`, …). Its
-    listeners and data paths are not used here: the arguments above say where to serve and
-    what to keep (`anyiii engine --config` reads those too). What the embedded engine does
-    not implement is logged and skipped; a malformed config raises `ValueError` naming the
-    key.
-    """
-    if config is not None:
-        if services is not None:
-            raise ValueError("give either services or config, not both")
-        services = _services_of(config)
-    chosen = settings or EngineSettings()
-    channels = ChannelHub(anyio.current_time)
-    router = Router(
-        clock=anyio.current_time,
-        namespace_grace=chosen.namespace_grace,
-        services=DEFAULT_SERVICES if services is None else services,
-        channels=channels,
-        http_functions=chosen.http_functions,
-        registrations=chosen.registrations,
-    )
-    hosted = router.services
-    storage: Storage = (
-        MemoryStorage()
-        if data_dir is None
-        else await SqliteStorage.open(Path(data_dir), hosted.schema)
-    )
-    try:
-        hosted.restore(await storage.load(hosted.restore_queries))
-        engine = EmbeddedEngine(router, chosen, storage, channels)
-        limits = TransportLimits(
-            max_message_size=chosen.max_message_size,
-            max_queue_bytes=chosen.max_queue_bytes,
-            close_timeout=chosen.shutdown_timeout,
-            unfinished_budget=engine._unfinished,
-        )
-        async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
-            if stream_port is not None:
-                assert engine._tasks is not None
-                engine.stream_port = await start_stream_socket(
-                    engine._tasks,
-                    engine,
-                    router.services.service("iii-stream"),
-                    host,
-                    stream_port,
-                    max_message_size=chosen.max_message_size,
-                    handshake_timeout=chosen.handshake_timeout,
-                    connections=chosen.connections,
-                )
-            yield running
-    finally:
-        await storage.aclose()
-
-
-def _services_of(config: str | Path | Mapping[str, Any]) -> tuple[ServiceFactory, ...]:
-    parsed = load_config(config) if isinstance(config, str | Path) else config_from_mapping(config)
-    notes = list(parsed.skipped)
-    factories = configured_services(parsed, notes)
-    for note in notes:
-        logger.warning("config: %s", note)
-    return factories
-
-
-@asynccontextmanager
-async def _serving(
-    engine: EmbeddedEngine,
-    router: Router,
-    host: str,
-    port: int,
-    http_port: int | None,
-    chosen: EngineSettings,
-    limits: TransportLimits,
-) -> AsyncIterator[EmbeddedEngine]:
-    with single_errors():
-        async with anyio.create_task_group() as tg:
-            engine._tasks = tg
-            tg.start_soon(engine._writes.run)
-            await tg.start(engine._http_calls.run)
-            listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
-            engine.host = host
-            engine.port = listener.extra(anyio.abc.SocketAttribute.local_port)
-            await tg.start(
-                lambda task_status: serve_websockets(
-                    listener,
-                    engine._serve_transport,
-                    accept=engine._accepts,
-                    limits=limits,
-                    handshake_timeout=chosen.handshake_timeout,
-                    connections=chosen.connections,
-                    task_status=task_status,
-                )
-            )
-            if http_port is not None:
-                http_listener = await anyio.create_tcp_listener(
-                    local_host=host, local_port=http_port
-                )
-                engine.http_port = http_listener.extra(anyio.abc.SocketAttribute.local_port)
-                await tg.start(
-                    lambda task_status: serve_http(
-                        http_listener,
-                        engine,
-                        limits=chosen.http,
-                        connections=chosen.connections,
-                        task_status=task_status,
-                    )
-                )
-            tg.start_soon(engine._run_timers)
-            tg.start_soon(engine.channels.sweep_forever)
-            logger.info(
-                "anyiii engine listening: workers on %s, http on %s",
-                engine.url,
-                engine.http_url or "(disabled)",
-            )
-            try:
-                yield engine
-            finally:
-                await engine._stop()
-                tg.cancel_scope.cancel()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from .._transport.accepting import ConnectionLimits
 from .http import HttpLimits
 from .http_targets import HttpFunctionSettings
+from .rbac import RbacSettings
 from .registration_limits import RegistrationLimits
 
 __all__ = ["EngineSettings", "MemoryBudget"]
@@ -54,6 +55,9 @@ class EngineSettings:
     so a worker that vanished without closing (a half-open socket, a stopped process) is
     let go within a minute (None turns either off). Live workers answer pings on their
     own (every WebSocket library does), however idle they are.
+    `token`, when set, is the shared token every worker handshake on the main listener
+    must carry as `Authorization: Bearer <token>` (HTTP 401 otherwise); `rbac` adds an
+    RBAC-gated worker listener (see docs/security.md).
     """
 
     max_message_size: int = 64 * 2**20
@@ -69,6 +73,8 @@ class EngineSettings:
     registrations: RegistrationLimits = field(default_factory=RegistrationLimits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     memory: MemoryBudget = field(default_factory=MemoryBudget)
+    token: str | None = None
+    rbac: RbacSettings | None = None
 
     def __post_init__(self) -> None:
         ids = self.http_middleware

@@ -23,8 +23,9 @@ __all__ = [
     "FUNCTIONS_AVAILABLE",
     "FUNCTION_NAMESPACE_CONFLICT",
     "API_KEY_NOT_FOUND",
-    "FUNCTION_NOT_FOUND",
+    "AUTH_ERROR",
     "FORBIDDEN",
+    "FUNCTION_NOT_FOUND",
     "HTTP_ERROR",
     "HTTP_REQUEST_FAILED",
     "HTTP_RESPONSE_FAILED",
@@ -112,9 +113,12 @@ CHANNEL_SEND_FAILED: Final = "channel_send_failed"
 DESERIALIZATION_ERROR: Final = "deserialization_error"
 INVALID_ARGUMENTS: Final = "INVALID_ARGUMENTS"
 INVALID_NAMESPACE: Final = "INVALID_NAMESPACE"
+AUTH_ERROR: Final = "AUTH_ERROR"
+"""A worker handshake an RBAC listener's auth function refused (sent in an `error` frame
+before the engine closes the socket, spec §1)."""
 FORBIDDEN: Final = "FORBIDDEN"
-"""The caller may not do this: the real engine's RBAC refusal; anyiii's
-`engine::unregister_trigger` of another live worker's binding."""
+"""The caller may not do this (spec §7.1): RBAC denied a call, a trigger binding or a
+namespace; or `engine::unregister_trigger` of another live worker's binding."""
 NOT_FOUND: Final = "NOT_FOUND"
 ITEM_NOT_FOUND: Final = "not_found"
 """The per-item error in a batch answer (`engine::functions::info` with `function_ids`)."""

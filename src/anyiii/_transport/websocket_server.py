@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Mapping,
+)
 from http import HTTPStatus
 
 import anyio
@@ -36,6 +40,7 @@ async def serve_websockets(
     handler: Callable[[Transport], Awaitable[None]],
     *,
     accept: Callable[[str], bool] = lambda path: True,
+    authorize: Callable[[str, Mapping[str, str]], bool] | None = None,
     limits: TransportLimits | None = None,
     handshake_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
@@ -47,7 +52,8 @@ async def serve_websockets(
     Each accepted connection runs in its own task: the TLS handshake (if `ssl_context` is
     given) and the HTTP upgrade must finish within `handshake_timeout` or the TCP
     connection is dropped. A request target for which `accept(target)` is false gets
-    HTTP 404; a request that is not a WebSocket upgrade gets a 4xx answer. Otherwise
+    HTTP 404; one for which `authorize(target, headers)` (names lower-case) is false gets
+    HTTP 401; a request that is not a WebSocket upgrade gets a 4xx answer. Otherwise
     `handler(transport)` runs; when it returns or raises, the transport is closed (1000,
     or 1011 after an exception), bounded by `limits.close_timeout` (`limits`, None for the
     defaults, bounds every accepted transport). A handler's exception is
@@ -69,6 +75,7 @@ async def serve_websockets(
         _serve_connection,
         handler=handler,
         accept=accept,
+        authorize=authorize,
         limits=limits or TransportLimits(),
         handshake_timeout=handshake_timeout,
         ssl_context=ssl_context,
@@ -94,6 +101,7 @@ async def _serve_connection(
     *,
     handler: Callable[[Transport], Awaitable[None]],
     accept: Callable[[str], bool],
+    authorize: Callable[[str, Mapping[str, str]], bool] | None,
     limits: TransportLimits,
     handshake_timeout: float,
     ssl_context: ssl.SSLContext | None,
@@ -105,7 +113,9 @@ async def _serve_connection(
                 stream = await TLSStream.wrap(
                     stream, server_side=True, ssl_context=ssl_context, standard_compatible=False
                 )
-            transport = await _server_handshake(stream, accept=accept, limits=limits)
+            transport = await _server_handshake(
+                stream, accept=accept, authorize=authorize, limits=limits
+            )
         if transport is None:
             return
         async with transport:
@@ -126,6 +136,7 @@ async def _server_handshake(
     stream: anyio.abc.ByteStream,
     *,
     accept: Callable[[str], bool],
+    authorize: Callable[[str, Mapping[str, str]], bool] | None = None,
     limits: TransportLimits,
 ) -> WebSocketTransport | None:
     """Read the upgrade request and answer it; return the transport if it was accepted."""
@@ -157,10 +168,14 @@ async def _server_handshake(
                 replies = [response.serialize(), b""]
             await _answer_and_hang_up(stream, replies, limits.close_timeout)
             return None
-    if accept(request.path):
-        response = protocol.accept(request)
-    else:
+    headers = _lower_headers(request.headers)
+    if not accept(request.path):
         response = protocol.reject(HTTPStatus.NOT_FOUND, "Not Found\n")
+    elif authorize is not None and not authorize(request.path, headers):
+        response = protocol.reject(HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
+        response.headers["WWW-Authenticate"] = "Bearer"
+    else:
+        response = protocol.accept(request)
     protocol.send_response(response)
     replies = protocol.data_to_send()
     if response.status_code != 101:
@@ -172,7 +187,7 @@ async def _server_handshake(
         protocol,
         early_data=early,
         path=request.path,
-        request_headers=_lower_headers(request.headers),
+        request_headers=headers,
         limits=limits,
     )
 

@@ -55,10 +55,11 @@ const { values, positionals } = parseArgs({
     prefix: { type: 'string', default: 'node' },
     'http-path': { type: 'string' },
     name: { type: 'string' },
+    token: { type: 'string' },
   },
 })
 if (positionals.length !== 1) {
-  console.error('usage: node node_worker.mjs ENGINE_URL [--prefix P] [--http-path PATH] [--name N]')
+  console.error('usage: node node_worker.mjs ENGINE_URL [--prefix P] [--http-path PATH] [--name N] [--token T]')
   process.exit(2)
 }
 const url = positionals[0]
@@ -121,7 +122,9 @@ async function writeChannel(writer, script) {
   await new Promise((resolve, reject) => writer.stream.end((error) => (error ? reject(error) : resolve())))
 }
 
-const iii = registerWorker(url, { workerName: values.name ?? `${prefix}-official` })
+// SDK 0.22.1 does not read III_TOKEN: `--token` goes on the handshake as a header.
+const headers = values.token ? { Authorization: `Bearer ${values.token}` } : undefined
+const iii = registerWorker(url, { workerName: values.name ?? `${prefix}-official`, headers })
 
 const handlers = {
   echo: async (data) => {

@@ -1,6 +1,7 @@
 """A worker written with the official Python SDK (`iii-sdk`), driven by anyiii's interop tests.
 
     python py_worker.py ENGINE_URL [--prefix py] [--http-path py/hello] [--name NAME]
+                        [--token TOKEN]
 
 It registers `<prefix>::echo` (returns its payload), `<prefix>::fail` (raises
 `ValueError("boom")`), `<prefix>::slow` (sleeps for an hour), `<prefix>::http` (answers
@@ -13,7 +14,8 @@ server-sent events: two `tick` events, then a third once the `release` command c
 `body` with the SDK's `ChannelReader` and answers what it carried, see `Tally`) and
 `<prefix>::fill` (writes the `script` it gets on the `ChannelWriter` it gets as `out`, then
 closes it), binds `<prefix>::http` to an `http` trigger on `--http-path`, waits until the
-engine lists all of it, then prints the ready event.
+engine lists all of it, then prints the ready event. `--token` sets `III_TOKEN`, which
+the SDK sends as `Authorization: Bearer` on its sockets.
 
 A channel *script* is a list of steps, `{"data": HEX, "times": N}` (the bytes of HEX
 repeated N times, written in one write), `{"message": TEXT}` (one text message) or
@@ -57,6 +59,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
@@ -89,6 +92,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prefix", default="py", help="function id prefix (default: py)")
     parser.add_argument("--http-path", default=None, help="api_path (default: <prefix>/hello)")
     parser.add_argument("--name", default=None, help="worker name (default: <prefix>-official)")
+    parser.add_argument("--token", default=None, help="III_TOKEN for the SDK to send")
     return parser.parse_args()
 
 
@@ -439,6 +443,8 @@ def main() -> None:
     args = parse_args()
     prefix = args.prefix
     http_path = args.http_path or f"{prefix}/hello"
+    if args.token is not None:
+        os.environ["III_TOKEN"] = args.token
     client = register_worker(args.url, InitOptions(worker_name=args.name or f"{prefix}-official"))
     try:  # the SDK's thread is not a daemon: without shutdown() the process never exits
         function_ids = register(client, prefix, http_path)
