@@ -32,6 +32,10 @@ TOKENS: dict[str, dict[str, Any]] = {
         "allowed_functions": ["secret::granted"],
     },
     "scoped": {"namespaces": {"orders": ["svc::*"]}},
+    "binder": {
+        "allowed_functions": ["engine::register_trigger"],
+        "allowed_trigger_types": ["http"],
+    },
     "malformed": {"allow_function_registration": "yes"},
 }
 
@@ -292,3 +296,27 @@ async def test_a_scoped_session_may_declare_only_its_namespaces() -> None:
                 answer = decode(await transport.receive())
     assert answer["error"]["code"] == "FORBIDDEN"
     assert "permitted: orders" in answer["error"]["message"]
+
+
+async def test_the_register_trigger_built_in_is_no_way_around_the_binding_rules() -> None:
+    # A session granted `engine::register_trigger` is held to what a `registertrigger`
+    # frame is: its allowed trigger types, and a target function it may call.
+    def durable(trigger_type: str, function_id: str, path: str) -> dict[str, Any]:
+        config = {"api_path": path, "http_method": "GET"}
+        return {"trigger_type": trigger_type, "function_id": function_id, "config": config}
+
+    with anyio.fail_after(10):
+        async with gated() as (engine, _), untrusted(engine, "binder") as binder:
+            with pytest.raises(anyiii.InvocationError) as hidden:
+                await call(binder, "engine::register_trigger", durable("http", "secret::fn", "a"))
+            with pytest.raises(anyiii.InvocationError) as wrong_type:
+                await call(binder, "engine::register_trigger", durable("cron", "api::echo", "b"))
+            bound = await call(
+                binder, "engine::register_trigger", durable("http", "api::echo", "c")
+            )
+            routes = len(engine.http_routes)
+    assert (hidden.value.code, wrong_type.value.code) == ("FORBIDDEN", "FORBIDDEN")
+    assert "secret::fn" in str(hidden.value)
+    assert "cron" in str(wrong_type.value)
+    assert "id" in bound
+    assert routes == 1

@@ -29,6 +29,7 @@ from .._protocol.codes import (
     INVALID_NAMESPACE,
     ITEM_NOT_FOUND,
     NOT_FOUND,
+    REGISTER_TRIGGER,
     REGISTER_WORKER,
 )
 from .._protocol.frames import (
@@ -446,7 +447,7 @@ BUILTINS: Final[dict[str, Builtin]] = {
         ("engine::triggers::info", "Describe a trigger type", _triggers_info),
         ("engine::registered-triggers::list", "List trigger bindings", _bindings_list),
         ("engine::registered-triggers::info", "Describe a trigger binding", _bindings_info),
-        ("engine::register_trigger", "Bind a trigger that outlives its caller", _register_trigger),
+        (REGISTER_TRIGGER, "Bind a trigger that outlives its caller", _register_trigger),
         ("engine::unregister_trigger", "Remove a trigger binding", _unregister_trigger),
         (CHANNELS_CREATE, "Create a streaming channel pair", _create_channel),
     )

@@ -28,7 +28,13 @@ import msgspec
 from msgspec import UNSET, Raw
 
 from .._errors import ConnectionClosed
-from .._protocol.codes import AUTH_ERROR, DEFAULT_NAMESPACE, FORBIDDEN, REGISTER_WORKER
+from .._protocol.codes import (
+    AUTH_ERROR,
+    DEFAULT_NAMESPACE,
+    FORBIDDEN,
+    REGISTER_TRIGGER,
+    REGISTER_WORKER,
+)
 from .._protocol.frames import (
     Error,
     ErrorBody,
@@ -343,6 +349,12 @@ class Gate:
             )
             self._refuse(conn, frame, f"function '{function_id}' not allowed ({remedy})")
             return None
+        if function_id == REGISTER_TRIGGER:
+            checked = self._durable_binding(conn, frame, namespace)
+            if checked is None:
+                return None
+            if checked is not frame:
+                frame, data = checked, encode_frame(checked)
         if function_id == REGISTER_WORKER and session.namespaces:
             payload = decode_value(frame.data)
             declared = payload.get("namespace") if isinstance(payload, dict) else None
@@ -360,6 +372,34 @@ class Gate:
             self.engine._tasks.start_soon(self._through_middleware, conn, frame, middleware)
             return None
         return data
+
+    def _durable_binding(
+        self, conn: int, frame: InvokeFunction, namespace: str
+    ) -> InvokeFunction | None:
+        """A call of `engine::register_trigger` from this session, held to the rules of a
+        `registertrigger` frame (allowed trigger types, a target function the session may
+        call, the registration prefix), so the built-in is no way around them. None: it
+        was refused here; else the call to pass on (its target prefixed if need be)."""
+        session = self.session
+        payload = decode_value(frame.data)
+        if not isinstance(payload, dict):
+            return frame  # the built-in refuses its malformed argument itself
+        trigger_type, target = payload.get("trigger_type"), payload.get("function_id")
+        if not isinstance(trigger_type, str) or not isinstance(target, str):
+            return frame
+        allowed_types = session.allowed_trigger_types
+        if allowed_types is not None and trigger_type not in allowed_types:
+            self._refuse(conn, frame, f"trigger type '{trigger_type}' not allowed")
+            return None
+        function_id = session.prefixed(target)
+        metadata = self._metadata(namespace, function_id)
+        if not function_allowed(self.settings, session, function_id, namespace, metadata):
+            message = f"function '{function_id}' not allowed in namespace '{namespace}'"
+            self._refuse(conn, frame, message)
+            return None
+        if function_id == target:
+            return frame
+        return msgspec.structs.replace(frame, data=to_raw({**payload, "function_id": function_id}))
 
     def _engine_builtin(self, namespace: str, function_id: str) -> bool:
         """An `engine::*` id no worker registered: the middleware is not called for it."""

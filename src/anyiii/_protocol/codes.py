@@ -58,6 +58,7 @@ __all__ = [
     "WORKER_STOPPING",
     "SET_HEADERS",
     "SET_STATUS",
+    "REGISTER_TRIGGER",
 ]
 
 # --- names ---------------------------------------------------------------------------------
@@ -68,6 +69,9 @@ DEFAULT_NAMESPACE: Final = "default"
 CALLER_WORKER_ID_KEY: Final = "_caller_worker_id"
 """The key the engine adds to worker-originated object payloads (spec §5.4); handlers'
 typed payloads ignore it."""
+
+REGISTER_TRIGGER: Final = "engine::register_trigger"
+"""The built-in that binds a trigger outliving its caller (a durable binding, spec §8)."""
 
 REGISTER_WORKER: Final = "engine::workers::register"
 """The built-in every worker calls (void) right after connecting (spec §4.2)."""
