@@ -25,7 +25,6 @@ import anyio
 import httpx
 import pytest
 from interop_support import (
-    PEERS,
     PROMPT,
     Handler,
     OfficialWorker,
@@ -42,14 +41,6 @@ PAYLOAD = {"x": 1, "nested": {"list": [1, "two", None, 3.5]}, "text": "héllo"}
 #: Calls that must end promptly still get a deadline below the test's, so a missing answer
 #: fails as a TIMEOUT error instead of a hang.
 CALL_TIMEOUT_MS = 10_000
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    """Every test runs against each official SDK that is installed (see `Peer.require`)."""
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 def local_engine(port: int = 0) -> AbstractAsyncContextManager[anyiii.engine.EmbeddedEngine]:

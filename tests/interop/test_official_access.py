@@ -16,21 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-from interop_support import PEERS, Peer, without_caller, worker_env
+from interop_support import Peer, without_caller, worker_env
 
 import anyiii
 from anyiii._engine.rbac import RbacSettings, parse_filter
 from anyiii.engine import EngineSettings, run
 
 TOKEN = "interop-token"
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def test_an_official_worker_with_the_token_works_on_a_token_protected_port(

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import anyio
 import pytest
-from interop_support import PEERS, OfficialWorker, Peer, anyiii_worker
+from interop_support import OfficialWorker, Peer, anyiii_worker
 
 import anyiii
 import anyiii.engine
@@ -133,13 +133,6 @@ def received(items: list[bytes | str]) -> dict[str, Any]:
     """`report()` of items an anyiii reader got, after checking their data byte for byte."""
     assert b"".join(item for item in items if isinstance(item, bytes)) == EXPECTED_DATA
     return report(items)
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 @asynccontextmanager

@@ -10,17 +10,9 @@ from pathlib import Path
 
 import anyio
 import httpx
-import pytest
 from config_fixture import fixture_copy
 from engine_process import engine_process
-from interop_support import PEERS, PROMPT, Peer
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
+from interop_support import PROMPT, Peer
 
 
 async def test_an_official_worker_runs_against_the_sdk_fixture_config(

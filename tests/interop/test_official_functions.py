@@ -11,8 +11,7 @@ from typing import Any
 
 import anyio
 import msgspec
-import pytest
-from interop_support import PEERS, Peer
+from interop_support import Peer
 
 import anyiii
 
@@ -28,13 +27,6 @@ registry = anyiii.Registry("quotes")
 @registry.function(id="quotes::quote")
 async def quote(item: str, quantity: int, unit: int = 3) -> Quote:
     return Quote(item, quantity * unit)
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def test_an_official_worker_calls_a_registry_function_with_plain_json(

@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 import pytest
 from http_target import Recorded, Reply, target_server
-from interop_support import PEERS, Peer, listed_functions
+from interop_support import Peer, listed_functions
 
 import anyiii
 from anyiii.engine import EngineSettings, HttpFunctionSettings, run
@@ -25,13 +25,6 @@ from anyiii.engine import EngineSettings, HttpFunctionSettings, run
 LOCAL = EngineSettings(
     http_functions=HttpFunctionSettings(require_https=False, block_private_ips=False)
 )
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def respond(request: Recorded) -> Reply:

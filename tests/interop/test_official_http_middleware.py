@@ -14,17 +14,9 @@ from typing import Any
 
 import anyio
 import httpx
-import pytest
-from interop_support import PEERS, PROMPT, OfficialWorker, Peer
+from interop_support import PROMPT, OfficialWorker, Peer
 
 import anyiii.engine
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def bind_route(

@@ -13,18 +13,10 @@ from pathlib import Path
 
 import anyio
 import httpx
-import pytest
-from interop_support import PEERS, PROMPT, Peer
+from interop_support import PROMPT, Peer
 from test_official_http_middleware import bind_route
 
 import anyiii.engine
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def test_an_official_worker_streams_the_request_and_the_response(

@@ -10,17 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-from interop_support import PEERS, OfficialWorker, Peer
+from interop_support import OfficialWorker, Peer
 
 import anyiii
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def bindings_of(official: OfficialWorker, function_id: str) -> list[dict[str, Any]]:

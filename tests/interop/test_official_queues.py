@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-from interop_support import PEERS, OfficialWorker, Peer
+from interop_support import OfficialWorker, Peer
 
 import anyiii
 from anyiii._engine.queues import QueueService
@@ -18,13 +17,6 @@ from anyiii._engine.state_service import StateService
 
 FAST = {"queue_configs": {"fast": {"max_retries": 2, "backoff_ms": 10}}}
 SERVICES = (StateService, functools.partial(QueueService, config=FAST))
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def command(official: OfficialWorker, tag: str, **fields: Any) -> dict[str, Any]:

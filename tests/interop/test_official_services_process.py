@@ -11,18 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
 from engine_process import engine_process
-from interop_support import PEERS, OfficialWorker, Peer
+from interop_support import OfficialWorker, Peer
 
 import anyiii
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def command(official: OfficialWorker, tag: str, **fields: Any) -> dict[str, Any]:

@@ -6,17 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import pytest
-from interop_support import PEERS, Peer
+from interop_support import Peer
 
 import anyiii
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def test_an_official_worker_and_anyiii_share_state(peer: Peer, tmp_path: Path) -> None:

@@ -9,17 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import pytest
-from interop_support import PEERS, Peer, official_worker, python_worker_argv, require_python_sdk
+from interop_support import Peer, official_worker, python_worker_argv, require_python_sdk
 
 import anyiii
-
-
-@pytest.fixture(params=PEERS, ids=[peer.name for peer in PEERS])
-def peer(request: pytest.FixtureRequest) -> Peer:
-    chosen: Peer = request.param
-    chosen.require()
-    return chosen
 
 
 async def call(worker: anyiii.Worker, function_id: str, payload: Any) -> Any:
