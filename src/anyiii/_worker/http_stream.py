@@ -106,9 +106,9 @@ class ResponseStream(anyio.abc.ByteSendStream):
         exc_tb: TracebackType | None,
     ) -> None:
         if exc_val is None:
-            await self.aclose()
-            return
-        # An error part-way: the writer drops its socket, so the response is cut short.
+            await self.open()  # an answer with no body still sends its head
+        # The writer's own rule: a normal exit ends the response; an error part-way drops
+        # its socket, so the response is cut short.
         await self._writer.__aexit__(exc_type, exc_val, exc_tb)
 
 
