@@ -62,9 +62,13 @@ def close_code(frame: Frame) -> int:
 
 
 def test_memory_budget_defaults_and_validation() -> None:
-    assert EngineSettings().memory == MemoryBudget(unfinished_messages=256 * MiB)
+    assert EngineSettings().memory == MemoryBudget(
+        unfinished_messages=256 * MiB, send_queues=512 * MiB
+    )
     with pytest.raises(ValueError, match="unfinished_messages"):
         MemoryBudget(unfinished_messages=0)
+    with pytest.raises(ValueError, match="send_queues"):
+        MemoryBudget(send_queues=-1)
 
 
 # --- item 3: invalid UTF-8 -------------------------------------------------------------------
@@ -124,12 +128,12 @@ async def test_the_connection_that_passes_the_engine_budget_is_closed_and_memory
                         await peer.stream.send(message[sent:])
                 await good.wait_until(lambda: len(good.dispatched) == 2)
                 await assert_good_is_served(good)  # after good's answers to those calls
-                assert engine._unfinished.used == 0  # refused: released; finished: handed up
+                assert engine.unfinished.used == 0  # refused: released; finished: handed up
                 assert len(closed) == 1
                 tg.cancel_scope.cancel()
             for peer in peers:
                 await anyio.aclose_forcefully(peer.stream)
-    assert engine._unfinished.used == 0, "every connection gave its bytes back"
+    assert engine.unfinished.used == 0, "every connection gave its bytes back"
 
 
 # --- item 4: frames nested too deeply to decode ----------------------------------------------

@@ -22,7 +22,8 @@ from transport_peers import (
 
 from anyiii._errors import ConnectionClosed
 from anyiii._transport import Transport, TransportLimits
-from anyiii._transport.inbound import SMALL_FRAGMENT, SMALL_FRAGMENT_ALLOWANCE, UnfinishedBudget
+from anyiii._transport.budget import SharedBudget
+from anyiii._transport.inbound import SMALL_FRAGMENT, SMALL_FRAGMENT_ALLOWANCE
 
 
 async def assert_refused(transport: Transport, peer: Any, code: int) -> None:
@@ -91,7 +92,7 @@ async def test_a_utf8_sequence_split_across_fragments_is_accepted() -> None:
 
 
 async def test_the_connection_that_would_pass_the_shared_budget_is_refused() -> None:
-    budget = UnfinishedBudget(3 * 2**20)
+    budget = SharedBudget(3 * 2**20, what="unfinished messages")
     limits = TransportLimits(unfinished_budget=budget)
     message = b"y" * (5 * 2**20 // 4)  # 1.25 MiB: two fit whole
     part = message[: 11 * 2**20 // 10]  # 1.1 MiB sent of each first: three do not fit
@@ -133,7 +134,7 @@ async def test_the_connection_that_would_pass_the_shared_budget_is_refused() -> 
 
 
 async def test_a_connection_that_leaves_mid_message_gives_its_bytes_back() -> None:
-    budget = UnfinishedBudget(8 * 2**20)
+    budget = SharedBudget(8 * 2**20, what="unfinished messages")
     message = b"z" * 2**20
     held_at_end: list[int] = []
     done = anyio.Event()

@@ -8,6 +8,7 @@ unsolicited pongs, stop reading, or go silent after the handshake.
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -214,9 +215,23 @@ async def raw_server(
             tg.cancel_scope.cancel()
 
 
-async def raw_client(port: int, path: str = "/", **protocol_options: Any) -> RawConnection:
-    """Connect to 127.0.0.1:`port` and complete a WebSocket handshake by hand."""
-    stream = await anyio.connect_tcp("127.0.0.1", port)
+async def raw_client(
+    port: int,
+    path: str = "/",
+    *,
+    local_host: str | None = None,
+    receive_buffer: int | None = None,
+    **protocol_options: Any,
+) -> RawConnection:
+    """Connect to 127.0.0.1:`port` and complete a WebSocket handshake by hand.
+
+    `local_host` picks the client's own address (127.0.0.2 is another peer to the server);
+    `receive_buffer` shrinks the socket's receive buffer, so a client that stops reading
+    soon leaves the server's writes waiting."""
+    stream = await anyio.connect_tcp("127.0.0.1", port, local_host=local_host)
+    if receive_buffer is not None:
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"), **protocol_options)
     protocol.send_request(protocol.connect())
     connection = RawConnection(stream, protocol)

@@ -99,7 +99,8 @@ async def run(
             max_message_size=chosen.max_message_size,
             max_queue_bytes=chosen.max_queue_bytes,
             close_timeout=chosen.shutdown_timeout,
-            unfinished_budget=engine._unfinished,
+            unfinished_budget=engine.unfinished,
+            queue_budget=engine.send_queues,
         )
         async with _serving(engine, router, host, port, http_port, chosen, limits) as running:
             if stream_port is not None:
@@ -113,6 +114,7 @@ async def run(
                     max_message_size=chosen.max_message_size,
                     handshake_timeout=chosen.handshake_timeout,
                     connections=chosen.connections,
+                    budgets=(engine.unfinished, engine.send_queues),
                 )
             yield running
     finally:

@@ -26,9 +26,9 @@ from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody
 from .._transport import (
     SendQueueFull,
+    SharedBudget,
     Transport,
     TransportLimits,
-    UnfinishedBudget,
     keep_alive,
     memory_transport_pair,
     url_host,
@@ -92,8 +92,11 @@ class EmbeddedEngine:
         self._timers_changed = anyio.Event()
         self._http_calls = HttpCaller(self._http_answered)
         """Sends the requests of HTTP-invoked functions (started by `run()`)."""
-        self._unfinished = UnfinishedBudget(settings.memory.unfinished_messages)
-        """Shared by the worker sockets' transports: bytes of messages still arriving."""
+        memory = settings.memory
+        self.unfinished = SharedBudget(memory.unfinished_messages, what="unfinished messages")
+        """Shared by the WebSocket listeners' transports: bytes of messages still arriving."""
+        self.send_queues = SharedBudget(memory.send_queues, what="send queues")
+        """Shared by the WebSocket listeners' transports: bytes queued for their peers."""
         self._stopping = False
         self._tasks: anyio.abc.TaskGroup | None = None
         """The task group of `run()`: in-memory connections are served in it."""

@@ -18,19 +18,26 @@ class MemoryBudget:
     """Engine-wide bounds on memory that many connections could otherwise multiply.
 
     `unfinished_messages`: bytes of WebSocket messages still arriving (a frame or the
-    fragments of a message not yet complete) that all worker connections together may
-    hold, default 256 MiB: four messages at the 64 MiB cap. `max_message_size` bounds one
-    connection; this bounds their sum. The connection whose read would pass it is
-    disconnected (close 1009, reason "unfinished messages over the server's budget of N
-    bytes"); the others keep what they hold and are served as before. docs/limits.md.
+    fragments of a message not yet complete) that all connections of the engine's
+    WebSocket listeners together may hold, default 256 MiB: four messages at the 64 MiB
+    cap. `send_queues`: bytes queued for (or being written to) those connections, all
+    together, default 512 MiB: eight slow consumers at the 64 MiB `max_queue_bytes`.
+    `max_message_size` and `max_queue_bytes` bound one connection; these bound their sum.
+
+    When a connection's growth would pass a budget, the offender is disconnected: of the
+    client address holding the most, its connection holding the most (close 1009 for
+    unfinished messages, 1008 for send queues, reason "... over the server's budget of N
+    bytes"); everyone else keeps what they hold and is served as before. docs/limits.md.
     """
 
     unfinished_messages: int = 256 * 2**20
+    send_queues: int = 512 * 2**20
 
     def __post_init__(self) -> None:
-        size = self.unfinished_messages
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"unfinished_messages must be a positive int, not {size!r}")
+        for name in ("unfinished_messages", "send_queues"):
+            size = getattr(self, name)
+            if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+                raise ValueError(f"{name} must be a positive int, not {size!r}")
 
 
 @dataclass(frozen=True, slots=True)

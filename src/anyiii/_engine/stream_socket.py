@@ -38,7 +38,13 @@ from msgspec import Raw
 from .._errors import ConnectionClosed
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import ErrorBody, decode_value, present, to_raw
-from .._transport import SendQueueFull, Transport, TransportLimits, serve_websockets
+from .._transport import (
+    SendQueueFull,
+    SharedBudget,
+    Transport,
+    TransportLimits,
+    serve_websockets,
+)
 from .._transport.accepting import ConnectionLimits
 from .providers import Subscribers
 from .stream_hub import Subscription
@@ -268,15 +274,21 @@ async def start_stream_socket(
     max_message_size: int,
     handshake_timeout: float,
     connections: ConnectionLimits | None = None,
+    budgets: tuple[SharedBudget, SharedBudget] | None = None,
 ) -> int | None:
     """Bind the subscriber socket on `host:port` (0: a free port) and serve it in `tg`;
-    its port, or None when the engine runs no stream service."""
+    its port, or None when the engine runs no stream service. `budgets` are the engine's
+    shared budgets for unfinished messages and send queues, which subscribers count in."""
     if not isinstance(service, StreamService):
         return None
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     bound: int = listener.extra(anyio.abc.SocketAttribute.local_port)
+    unfinished, queued = (None, None) if budgets is None else budgets
     limits = TransportLimits(
-        max_message_size=max_message_size, max_queue_bytes=SUBSCRIBER_QUEUE_BYTES
+        max_message_size=max_message_size,
+        max_queue_bytes=SUBSCRIBER_QUEUE_BYTES,
+        unfinished_budget=unfinished,
+        queue_budget=queued,
     )
 
     async def serve(*, task_status: anyio.abc.TaskStatus[None]) -> None:

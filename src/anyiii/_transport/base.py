@@ -48,7 +48,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from anyiii._errors import ConnectionClosed
-from anyiii._transport.inbound import UnfinishedBudget
+from anyiii._transport.budget import SharedBudget
 
 __all__ = ["BinaryMessage", "SendQueueFull", "Transport", "TransportLimits"]
 
@@ -90,8 +90,13 @@ class TransportLimits:
 
     * `unfinished_budget`: shared by the transports of one server (the default transport
       counts against it; None: no shared bound), the bytes of messages not yet complete
-      that all of them together may hold; the connection whose read would pass it is
-      failed with close code 1009 (`inbound.UnfinishedBudget`).
+      that all of them together may hold. When a read would pass it, the offender gives
+      way (`budget.SharedBudget`: the largest holder of the peer address holding the
+      most), closed with 1009.
+    * `queue_budget`: likewise for bytes queued or being written to peers (every
+      transport counts against it): the offender's queue is dropped and its connection
+      ended with 1008; if that is the connection being sent to, the send raises
+      `SendQueueFull`.
 
     Sizes must be positive ints and timeouts positive numbers; anything else raises
     ValueError naming the field.
@@ -103,7 +108,8 @@ class TransportLimits:
     queue_high_water: int = 4 * 2**20
     max_queue_bytes: int = 64 * 2**20
     receive_burst: int = 64
-    unfinished_budget: UnfinishedBudget | None = None
+    unfinished_budget: SharedBudget | None = None
+    queue_budget: SharedBudget | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "queue_high_water", "max_queue_bytes", "receive_burst"):
@@ -131,11 +137,15 @@ class SendQueueFull(ConnectionClosed):
     `aclose(1008, ...)`: a write already on the wire may finish, so the close frame can still
     tell the peer why (bounded by the close timeout) instead of cutting a frame in half. The
     engine catches it to log and drop the worker as a slow consumer. `queued_bytes` and
-    `limit` say how far over it was.
+    `limit` say how far over it was; it is also raised when the send would pass the
+    server's shared queue budget and this connection is the one to give way (`reason`
+    says so).
     """
 
-    def __init__(self, queued_bytes: int, limit: int) -> None:
-        super().__init__(1008, f"send queue full: {queued_bytes} bytes queued, limit {limit}")
+    def __init__(self, queued_bytes: int, limit: int, reason: str | None = None) -> None:
+        super().__init__(
+            1008, reason or f"send queue full: {queued_bytes} bytes queued, limit {limit}"
+        )
         self.queued_bytes = queued_bytes
         self.limit = limit
 

@@ -1,4 +1,4 @@
-"""What the three transports share: close bookkeeping, group-commit writes, keepalive.
+"""What the three transports share: close bookkeeping, group-commit writes, receiving.
 
 `TransportBase` implements the whole `Transport` contract except the wire itself, with
 the bounds of the `TransportLimits` it is given. A concrete transport supplies seven hooks:
@@ -35,25 +35,22 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import deque
 from collections.abc import Mapping
 from contextlib import suppress
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
 
 import anyio
 
 from anyiii._errors import ConnectionClosed
 from anyiii._transport.base import SendQueueFull, TransportLimits
+from anyiii._transport.budget import SharedBudget
 from anyiii._transport.wire import check_close_code, clip_reason
 
 __all__ = ["TransportBase", "exit_close_code", "logger"]
 
 logger = logging.getLogger("anyiii.transport")
-
-# Messages the keepalive task may read ahead for an application that is not receiving.
-_KEEPALIVE_BUFFER = 32
 
 
 class TransportBase:
@@ -88,6 +85,11 @@ class TransportBase:
 
         self._queue: list[bytes] = []
         self._queued = 0
+        self._writing = 0  # bytes of queued chunks taken for the write under way
+        # Shared with the server's other connections: queued and written bytes count in it.
+        self._queue_budget = limits.queue_budget
+        if self._queue_budget is not None:
+            self._queue_budget.join(self)
         self._flushing = False
         self._write_scope: anyio.CancelScope | None = None
         self._drained: anyio.Event | None = None  # backpressure waiters
@@ -98,7 +100,6 @@ class TransportBase:
         self._close_started = False
         self._close_done: anyio.Event | None = None
         self._close_deadline = math.inf  # set by `aclose`: no write outlasts the close timeout
-        self._pings: dict[bytes, anyio.Event] = {}
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -164,8 +165,9 @@ class TransportBase:
         self._record_close(code, reason)
         if not self._broken:
             self._broken = True
-            self._queue = []
-            self._queued = 0
+            self._drop_queue()
+            if self._queue_budget is not None:
+                self._queue_budget.leave(self)  # nothing is queued from now on
             if self._write_scope is not None:
                 self._write_scope.cancel()
             self._wake_waiters()
@@ -184,6 +186,29 @@ class TransportBase:
             1006 if self._close_code is None else self._close_code, self._close_reason or ""
         )
 
+    # -- the server's shared budgets (`budget.SharedBudget`) ------------------------------
+
+    @property
+    def peer_host(self) -> str | None:
+        """The peer's address without its port, if the link has one."""
+        return None
+
+    def share_of(self, budget: SharedBudget) -> int:
+        """Bytes this connection holds of what `budget` counts: here, queued or being
+        written (a transport that reads into buffers adds its own budget)."""
+        return self._queued + self._writing if budget is self._queue_budget else 0
+
+    def give_way(self, budget: SharedBudget) -> None:
+        """Chosen as the offender of the server's queue budget: drop everything queued or
+        being written, end the connection (1008) and wake whoever reads it."""
+        self._break(1008, budget.reason)
+        self._written()
+        self._interrupt_read()
+
+    def _interrupt_read(self) -> None:
+        """Make a read waiting on the peer return now (from outside the task reading), so
+        the connection's owner sees it closed even if the peer stays silent."""
+
     # -- sending --------------------------------------------------------------------------
 
     async def send(self, message: bytes, *, deadline: float = math.inf) -> None:
@@ -195,17 +220,8 @@ class TransportBase:
         if self._close_code is not None:
             raise self._closed_error()
         if self._queued + len(message) > self._max_queue:
-            exc = SendQueueFull(self._queued + len(message), self._max_queue)
-            # Messages not yet started are dropped and nothing more is accepted; a write
-            # already on the wire may finish, so that closing (`aclose(1008, ...)`) can still
-            # tell the peer why instead of cutting a frame in half.
-            self._queue, self._queued = [], 0
-            self._record_close(exc.code, exc.reason)
-            raise exc
-        chunks = self._frame_message(message)
-        self._queue += chunks
-        for chunk in chunks:
-            self._queued += len(chunk)
+            self._give_up_sending(SendQueueFull(self._queued + len(message), self._max_queue))
+        self._enqueue(self._frame_message(message))
         self._wake_writer()
 
     def offer(self, message: bytes) -> bool:
@@ -213,10 +229,7 @@ class TransportBase:
             raise self._closed_error()
         if self._queued + len(message) > self._high_water:
             return False
-        chunks = self._frame_message(message)
-        self._queue += chunks
-        for chunk in chunks:
-            self._queued += len(chunk)
+        self._enqueue(self._frame_message(message))
         self._wake_writer()
         return True
 
@@ -246,9 +259,7 @@ class TransportBase:
         if not self._flushing:
             await self._flush(chunks, coalesce=True)
             return
-        self._queue += chunks
-        for chunk in chunks:
-            self._queued += len(chunk)
+        self._enqueue(chunks)
         while self._queued > self._high_water:
             if self._broken:
                 raise self._closed_error()
@@ -263,7 +274,51 @@ class TransportBase:
             if scope.cancelled_caught:
                 raise TimeoutError("the send queue did not drain before the deadline")
 
+    def _enqueue(self, chunks: list[bytes]) -> None:
+        """Queue `chunks` for the writer, counting them against the queue budget; if that
+        makes this connection the one to give way, drop its queue and raise SendQueueFull."""
+        added = 0
+        for chunk in chunks:
+            added += len(chunk)
+        self._queue += chunks
+        self._queued += added
+        if self._queue_budget is not None:
+            self._count_queued(self._queue_budget, added)
+
+    def _count_queued(self, budget: SharedBudget, added: int) -> None:
+        """Count `added` bytes just queued against `budget`; past its total, relieve it,
+        and if this connection is the offender, give up sending (SendQueueFull)."""
+        budget.used += added
+        if budget.used > budget.total and not budget.relieve(self):
+            self._give_up_sending(
+                SendQueueFull(self._queued + self._writing, budget.total, budget.reason)
+            )
+
+    def _give_up_sending(self, exc: SendQueueFull) -> NoReturn:
+        """Stop sending to a peer that does not keep up: drop what is queued, take nothing
+        more, raise `exc`. A write already on the wire may finish, so that closing
+        (`aclose(1008, ...)`) can still tell the peer why instead of cutting a frame in half."""
+        self._drop_queue()
+        self._record_close(exc.code, exc.reason)
+        raise exc
+
+    def _drop_queue(self) -> None:
+        """Forget the queued chunks (the link is over for sending)."""
+        budget = self._queue_budget
+        if budget is not None:
+            budget.used -= self._queued
+        self._queue = []
+        self._queued = 0
+
+    def _written(self) -> None:
+        """The chunks taken for the write under way are written (or given up)."""
+        budget = self._queue_budget
+        if budget is not None:
+            budget.used -= self._writing
+        self._writing = 0
+
     def _take_queue(self) -> list[bytes]:
+        self._writing += self._queued
         batch, self._queue, self._queued = self._queue, [], 0
         drained, self._drained = self._drained, None
         if drained is not None:
@@ -280,12 +335,11 @@ class TransportBase:
         mean fewer reads for the peer: the engine's CPU per routed call depends on it.
         Callers check that the link is not broken first.
         """
+        if coalesce:
+            self._enqueue(chunks)
         self._flushing = True
         failure: BaseException | None = None
         if coalesce:
-            self._queue += chunks
-            for chunk in chunks:
-                self._queued += len(chunk)
             batch: list[bytes] | None = None
         else:
             batch = self._take_queue() + chunks if self._queue else chunks
@@ -303,11 +357,13 @@ class TransportBase:
                     except Exception as exc:
                         failure = exc
                         break
+                    self._written()
                     if not self._queue or self._broken:
                         break
                     batch = self._take_queue()
                     scope.deadline = min(anyio.current_time() + write_timeout, closing_by)
         finally:
+            self._written()
             self._write_scope = None
             self._flushing = False
             idle, self._idle = self._idle, None
@@ -441,53 +497,6 @@ class TransportBase:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose(*exit_close_code(exc))
-
-    # -- keepalive ------------------------------------------------------------------------
-
-    def _on_pong(self, payload: bytes) -> None:
-        # Unknown payloads are unsolicited pongs, which RFC 6455 allows as heartbeats.
-        waiter = self._pings.pop(payload, None)
-        if waiter is not None:
-            waiter.set()
-
-    async def _keepalive(self, interval: float, pong_timeout: float | None) -> None:
-        """Ping every `interval` s; fail the connection (1011) if a pong takes longer than
-        `pong_timeout` s."""
-        while True:
-            await anyio.sleep(interval)
-            if self._close_code is not None:
-                return
-            payload = os.urandom(4)
-            pong = self._pings[payload] = anyio.Event()
-            try:
-                await self._submit(self._frame_ping(payload))
-            except ConnectionClosed:
-                return
-            if pong_timeout is None:
-                continue
-            with anyio.move_on_after(pong_timeout):
-                await self._await_pong(pong)
-            self._pings.pop(payload, None)
-            if not pong.is_set():
-                if self._close_code is None:
-                    logger.info("keepalive ping timed out after %s s; closing", pong_timeout)
-                    await self._fail(1011, "keepalive ping timeout")
-                return
-
-    async def _await_pong(self, pong: anyio.Event) -> None:
-        """Wait for `pong`, reading the link meanwhile if nobody else is.
-
-        Reading is pull-driven, so without this an idle application that is not inside
-        `receive` would never see the pong and lose its connection. Messages read here
-        wait in `_messages` for the application, but only up to `_KEEPALIVE_BUFFER`:
-        beyond that the application has stopped consuming, and (as in websockets, whose
-        reader pauses when its queue is full) the pong is left unread and the ping fails.
-        """
-        while not pong.is_set() and self._close_code is None:
-            if len(self._messages) >= _KEEPALIVE_BUFFER:
-                await pong.wait()
-            else:
-                await self._read_turn()  # read once, or wait for whoever is reading
 
 
 def exit_close_code(exc: BaseException | None) -> tuple[int, str]:

@@ -6,7 +6,7 @@ transport (transport-measurements.md §2), but keeps the same contract.
 
 httpx-ws does the HTTP upgrade. After that this module runs the connection itself, with
 wsproto over httpcore's network stream and the group-commit writes of
-`common.TransportBase`, because httpx-ws 0.9's session has confirmed bugs we must not
+`pinging.PingingTransport`, because httpx-ws 0.9's session has confirmed bugs we must not
 pass on to users (style-anchors §1.7 and §3, pitfalls 2, 7, 8, 9):
 
 * its receive buffer is always 0, so its reader stops answering pings and closes while
@@ -39,8 +39,8 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from anyiii._errors import ConnectError
 from anyiii._transport.base import BinaryMessage, Transport, TransportLimits
-from anyiii._transport.common import TransportBase
 from anyiii._transport.keepalive import keepalive_running
+from anyiii._transport.pinging import PingingTransport
 from anyiii._transport.wire import (
     FRAGMENT_ABOVE,
     FRAGMENT_SIZE,
@@ -79,7 +79,7 @@ class _HandshakeOnlySession(httpx_ws.AsyncWebSocketSession):
         yield self
 
 
-class HttpxWebSocketTransport(TransportBase):
+class HttpxWebSocketTransport(PingingTransport):
     """A client `Transport` over a network stream that httpx upgraded to WebSocket."""
 
     def __init__(

@@ -1,18 +1,17 @@
 """What a WebSocket transport holds for messages still arriving, and the checks on them.
 
-Three bounds keep a peer from turning a few bytes on the wire into a lot of memory or CPU
-on our side (docs/limits.md, "WebSocket messages and memory" and "Content checks"):
+What keeps a peer from turning a few bytes on the wire into a lot of memory or CPU on our
+side, and from passing on text that is not text (docs/limits.md, "WebSocket messages and
+memory" and "Content checks"):
 
 * `Reassembly` joins a fragmented message into one `bytearray`, so memory stays the size
   of the payload however it is cut (a list of one-byte `bytes` cost ~56 bytes each), and
   counts fragments under `SMALL_FRAGMENT` bytes: past `SMALL_FRAGMENT_ALLOWANCE` of them
   in one message the sender is refused, since each costs a full frame parse;
-* `UnfinishedBudget` is shared by every connection of a server: the bytes of messages not
-  yet complete, all connections together, may not pass its total; the connection whose
-  read would take them past it is refused (the others keep what they have);
 * `is_valid_text` tells whether a text message is UTF-8, as RFC 6455 §8.1 requires.
 
-The refusals are close codes and reasons from here, so they are written once.
+(What all connections together may hold is `budget.SharedBudget`'s job.) The refusals are
+close codes and reasons from here, so they are written once.
 """
 
 from __future__ import annotations
@@ -25,9 +24,7 @@ __all__ = [
     "SMALL_FRAGMENT_ALLOWANCE",
     "TOO_MANY_FRAGMENTS",
     "Reassembly",
-    "UnfinishedBudget",
     "is_valid_text",
-    "over_budget",
 ]
 
 SMALL_FRAGMENT: Final = 1024
@@ -44,12 +41,6 @@ TOO_MANY_FRAGMENTS: Final = (
 """The close for a message of too many small fragments (policy violation)."""
 INVALID_TEXT: Final = (1007, "text message is not valid UTF-8")
 """The close for a text message that is not UTF-8 (RFC 6455 §7.4.1: invalid payload)."""
-
-
-def over_budget(total: int) -> tuple[int, str]:
-    """The close for a connection whose unfinished message would pass a budget of `total`
-    bytes (1009: message too big, for now)."""
-    return 1009, f"unfinished messages over the server's budget of {total} bytes"
 
 
 def is_valid_text(data: bytes) -> bool:
@@ -102,31 +93,3 @@ class Reassembly:
         if len(payload) < SMALL_FRAGMENT:
             self.small += 1
         return self.small <= SMALL_FRAGMENT_ALLOWANCE
-
-
-class UnfinishedBudget:
-    """Bytes of unfinished messages that all the connections sharing this object may hold.
-
-    Each connection reports what it holds after every read (`claim`); the one whose growth
-    would pass `total` is refused and holds nothing from then on. Single-threaded like the
-    event loop it serves: no lock.
-    """
-
-    __slots__ = ("total", "used")
-
-    def __init__(self, total: int) -> None:
-        if isinstance(total, bool) or not isinstance(total, int) or total <= 0:
-            raise ValueError(f"the budget must be a positive int, not {total!r}")
-        self.total = total
-        self.used = 0
-        """Bytes held now, all connections together."""
-
-    def claim(self, held: int, now: int) -> bool:
-        """A connection that held `held` bytes holds `now`: record it and return True, or,
-        if that growth would pass the total, release its `held` bytes and return False."""
-        used = self.used - held + now
-        if now > held and used > self.total:
-            self.used -= held
-            return False
-        self.used = used
-        return True

@@ -1,7 +1,7 @@
 """`keepalive_running`: a transport's keepalive pings for the length of a block; and
 `keep_alive`, the same pinging as a task of its own for a server's connections.
 
-The pinging itself (`TransportBase._keepalive`) lives with the transport, whose read and
+The pinging itself (`PingingTransport._keepalive`) lives with the transport, whose read and
 write machinery it uses; this is the structured-concurrency wrapper the clients open a
 transport with, apart so that `common.py` stays about the transport itself.
 """
@@ -14,14 +14,15 @@ from contextlib import asynccontextmanager
 import anyio
 
 from anyiii._concurrency import reraise_unwrapped
-from anyiii._transport.common import TransportBase, exit_close_code
+from anyiii._transport.common import exit_close_code
+from anyiii._transport.pinging import PingingTransport
 
 __all__ = ["keep_alive", "keepalive_running"]
 
 
 @asynccontextmanager
 async def keepalive_running(
-    transport: TransportBase, ping_interval: float | None, ping_timeout: float | None
+    transport: PingingTransport, ping_interval: float | None, ping_timeout: float | None
 ) -> AsyncIterator[None]:
     """Run `transport`'s keepalive while the block runs; close the transport on the way out.
 
@@ -54,5 +55,5 @@ async def keep_alive(transport: object, ping_interval: float, ping_timeout: floa
     pong takes longer than `ping_timeout` s. For a server that holds connections from
     peers that may vanish without closing; a transport without pings (in memory) is left
     alone and this returns at once."""
-    if isinstance(transport, TransportBase):
+    if isinstance(transport, PingingTransport):
         await transport._keepalive(ping_interval, ping_timeout)

@@ -15,7 +15,7 @@ Settings that matter for the iii protocol:
   a bigger one fails the connection with close code 1009;
 * memory for messages still arriving is bounded (`inbound`): fragments are joined as they
   come, a message of too many tiny fragments is refused (1008), and a server's
-  connections may share an `UnfinishedBudget` (1009 for the one that would pass it);
+  connections may share a `SharedBudget` for it (the offender is closed with 1009);
 * a text message that is not UTF-8 is refused (1007), never handed up;
 * outgoing messages above 16 MiB (the Rust engine's frame limit) are sent as 1 MiB
   fragments, like the official SDK;
@@ -28,6 +28,7 @@ Settings that matter for the iii protocol:
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import (
     Mapping,
 )
@@ -43,16 +44,15 @@ from websockets.protocol import Protocol as SansIOProtocol
 from websockets.server import ServerProtocol
 
 from anyiii._transport.base import BinaryMessage, TransportLimits
-from anyiii._transport.common import TransportBase
+from anyiii._transport.budget import SharedBudget
 from anyiii._transport.frame_reader import Handoff, IncomingFrames, apply_mask
 from anyiii._transport.inbound import (
     INVALID_TEXT,
     TOO_MANY_FRAGMENTS,
     Reassembly,
-    UnfinishedBudget,
     is_valid_text,
-    over_budget,
 )
+from anyiii._transport.pinging import PingingTransport
 from anyiii._transport.wire import FRAGMENT_ABOVE, FRAGMENT_SIZE, RECEIVE_SIZE, format_address
 
 __all__ = ["LINK_ERRORS", "WebSocketTransport"]
@@ -112,7 +112,7 @@ def _text_frame(payload: bytes, masks: MaskSource | None) -> bytes:
     return header + mask + apply_mask(payload, mask)
 
 
-class WebSocketTransport(TransportBase):
+class WebSocketTransport(PingingTransport):
     """A `Transport` over one WebSocket connection whose handshake is done.
 
     Build one with `open_websocket` / `connect_websocket` (client) or receive one in a
@@ -147,9 +147,11 @@ class WebSocketTransport(TransportBase):
         self._stream_done = False  # EOF was read, or the stream is closed
         self._aborted = False
         # Read now: a closed socket no longer knows its peer.
-        self._remote_address = format_address(
-            stream.extra(anyio.abc.SocketAttribute.remote_address, None)
-        )
+        address = stream.extra(anyio.abc.SocketAttribute.remote_address, None)
+        self._remote_address = format_address(address)
+        self._peer_host = str(address[0]) if isinstance(address, tuple) and address else None
+        if self._budget is not None:
+            self._budget.join(self)
         # Frames that arrived in the same read as the handshake (websockets saw only the
         # handshake itself, so its parser holds no part of them).
         if early_data:
@@ -157,9 +159,7 @@ class WebSocketTransport(TransportBase):
             # What websockets answers them with (a pong, the echo of a close) waits in the
             # send queue: the first write takes it, and a closing handshake writes it
             # before waiting for the peer (who may be waiting for that very echo).
-            for chunk in self._protocol.data_to_send():
-                self._queue.append(chunk)
-                self._queued += len(chunk)
+            self._enqueue(self._protocol.data_to_send())
 
     # -- framing --------------------------------------------------------------------------
 
@@ -184,6 +184,8 @@ class WebSocketTransport(TransportBase):
             frame = _text_frame(message, self._masks)
             self._queue.append(frame)
             self._queued += len(frame)
+            if self._queue_budget is not None:
+                self._count_queued(self._queue_budget, len(frame))
             self._wake_writer()
             return True
         return False
@@ -332,17 +334,41 @@ class WebSocketTransport(TransportBase):
         if self._protocol.state is not State.OPEN and self._close_code is None:
             self._record_close(*self._protocol_close_info())
 
-    def _claim_budget(self, budget: UnfinishedBudget) -> None:
+    def _claim_budget(self, budget: SharedBudget) -> None:
         """Count what this connection holds of unfinished messages against the shared
-        budget; refuse the connection if its growth would pass it."""
-        held = self._incoming.buffered + len(self._reassembly.data)
-        if held == self._held:
+        budget; if its growth passes it, the offender gives way (maybe this one)."""
+        grown = self._incoming.buffered + len(self._reassembly.data) - self._held
+        if not grown:
             return
-        if budget.claim(self._held, held):
-            self._held = held
+        budget.used += grown
+        self._held += grown
+        if grown > 0 and budget.used > budget.total and not budget.relieve(self):
+            self._refuse(1009, budget.reason)
+
+    @property
+    def peer_host(self) -> str | None:
+        return self._peer_host
+
+    def share_of(self, budget: SharedBudget) -> int:
+        if budget is self._budget:
+            return self._held
+        return super().share_of(budget)
+
+    def give_way(self, budget: SharedBudget) -> None:
+        if budget is self._budget:
+            # The close frame waits in websockets' output; the reader, woken below, sends it.
+            self._refuse(1009, budget.reason)
+            self._interrupt_read()
         else:
-            self._held = 0
-            self._refuse(*over_budget(budget.total))
+            super().give_way(budget)
+
+    def _interrupt_read(self) -> None:
+        # Shutting down only the receiving side ends a pending read with end-of-stream on
+        # both backends while writes still work, so the reader can send the close frame.
+        sock = self._stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if sock is not None:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
 
     def _refuse(self, code: int, reason: str) -> None:
         """Fail the connection for what the peer sent: our close frame (queued for the
@@ -356,8 +382,8 @@ class WebSocketTransport(TransportBase):
         """Drop the buffers of unfinished messages and give their bytes back."""
         self._incoming.discard()
         self._reassembly.clear()
-        if self._budget is not None and self._held:
-            self._budget.claim(self._held, 0)
+        if self._budget is not None:
+            self._budget.used -= self._held
         self._held = 0
 
     def _protocol_close_info(self) -> tuple[int, str]:
@@ -401,6 +427,8 @@ class WebSocketTransport(TransportBase):
             self._aborted = True
             self._stream_done = True
             self._release()
+            if self._budget is not None:
+                self._budget.leave(self)
             await anyio.aclose_forcefully(self._stream)
 
     @property
