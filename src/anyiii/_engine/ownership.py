@@ -30,6 +30,7 @@ from typing import Final
 from .._protocol.codes import DEFAULT_NAMESPACE
 from .._protocol.frames import RegisterFunction, RegisterTrigger, RegisterTriggerType
 from .enqueue import ENQUEUE_PROVIDER
+from .registration_limits import function_bytes
 from .tables import Connection, FunctionKey, Tables
 
 __all__ = ["WORKER_PROVIDED_ENGINE_IDS", "Ownership"]
@@ -146,7 +147,7 @@ class Ownership:
         """`conn` was refused `key` because another worker holds it: remember its request
         (a repeated request keeps its place in line and its latest frame)."""
         self._waiting.setdefault(key, {})[conn.id] = frame
-        conn.waiting.add(key)
+        conn.waiting.add(key, function_bytes(frame))
 
     def stop_waiting(self, key: FunctionKey, conn: Connection) -> None:
         """`conn` no longer wants `key` (it unregistered it, or got it)."""

@@ -236,9 +236,8 @@ class RegistrationHandling:
         """No answer exists for `registertriggertype`: a refusal is only logged (as the real
         engine does), loudly, since every binding meant for the type will park."""
         key = (frame.namespace or conn.effective_namespace, frame.id)
-        is_new = key not in conn.trigger_types
         reason = self._ownership.trigger_type_refusal(conn, frame) or trigger_type_refusal(
-            self._limits, conn, frame, is_new
+            self._limits, conn, frame, key
         )
         if reason is None:
             self._triggers.register_type(conn, frame, out)

@@ -18,6 +18,7 @@ from .._protocol.frames import ErrorBody, RegisterFunction, RegistrationRejected
 from .._protocol.state import State
 from .actions import Action, Send
 from .http_targets import HttpTarget
+from .registration_limits import function_bytes
 from .tables import Connection, Function, Tables
 
 logger = logging.getLogger("anyiii.engine")
@@ -92,7 +93,7 @@ def register_function(
     tables.functions[key] = Function(
         key[0], frame, conn.id, http if isinstance(http, HttpTarget) else None
     )
-    conn.functions.add(key)
+    conn.functions.add(key, function_bytes(frame))  # in place of a previous frame's
     changed = existing is None or existing.owner != conn.id
     return Registered.CHANGED if changed else Registered.UNCHANGED
 

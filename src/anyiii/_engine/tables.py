@@ -8,9 +8,9 @@ built-in cannot change the engine's state behind the router's back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol, TypeAlias
+from typing import Final, Generic, Protocol, TypeAlias, TypeVar
 
 from .._protocol import events as ev
 from .._protocol.codes import DEFAULT_NAMESPACE
@@ -25,6 +25,7 @@ __all__ = [
     "Connection",
     "Function",
     "FunctionKey",
+    "Held",
     "Invocation",
     "TableView",
     "Tables",
@@ -41,6 +42,46 @@ FunctionKey: TypeAlias = tuple[str, str]
 TypeKey: TypeAlias = tuple[str, str]
 """(namespace, trigger type id): where a trigger type is provided."""
 
+K = TypeVar("K", bound=Hashable)
+
+
+class Held(Generic[K]):
+    """The registrations of one kind a connection holds (function ids, binding ids, ...),
+    each with the bytes it takes, and their running sum `nbytes`.
+
+    The sum is what `RegistrationLimits.max_registration_bytes` bounds: kept as keys come
+    and go, it is checked in O(1), and since it changes only with the keys (adding a held
+    key again replaces its size), it cannot drift from what the connection holds.
+    """
+
+    __slots__ = ("_sizes", "nbytes")
+
+    def __init__(self) -> None:
+        self._sizes: dict[K, int] = {}
+        self.nbytes = 0
+
+    def add(self, key: K, size: int) -> None:
+        """Hold `key`, taking `size` bytes (in place of what it took, if held already)."""
+        self.nbytes += size - self._sizes.get(key, 0)
+        self._sizes[key] = size
+
+    def discard(self, key: K) -> None:
+        """Hold `key` no more, giving its bytes back (nothing if it was not held)."""
+        self.nbytes -= self._sizes.pop(key, 0)
+
+    def size_of(self, key: K) -> int:
+        """The bytes `key` takes (0 if it is not held)."""
+        return self._sizes.get(key, 0)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._sizes
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._sizes)
+
+    def __len__(self) -> int:
+        return len(self._sizes)
+
 
 @dataclass(slots=True, eq=False)
 class Connection:
@@ -55,10 +96,10 @@ class Connection:
     """None until `engine::workers::register` (or the grace period) fixes it."""
     held: list[ev.Event] = field(default_factory=list)
     info: dict[str, object] = field(default_factory=dict)
-    functions: set[FunctionKey] = field(default_factory=set)
-    triggers: set[str] = field(default_factory=set)
-    trigger_types: set[TypeKey] = field(default_factory=set)
-    waiting: set[FunctionKey] = field(default_factory=set)
+    functions: Held[FunctionKey] = field(default_factory=Held)
+    triggers: Held[str] = field(default_factory=Held)
+    trigger_types: Held[TypeKey] = field(default_factory=Held)
+    waiting: Held[FunctionKey] = field(default_factory=Held)
     """Function ids it was refused because another worker holds them, which it gets when
     they free up (`ownership.py`)."""
     reattached_from: str | None = None
@@ -68,6 +109,17 @@ class Connection:
     @property
     def worker_id(self) -> str:
         return self.core.worker_id
+
+    @property
+    def registered_bytes(self) -> int:
+        """The bytes of everything it registered, waiting registrations included (what
+        `RegistrationLimits.max_registration_bytes` bounds)."""
+        return (
+            self.functions.nbytes
+            + self.triggers.nbytes
+            + self.trigger_types.nbytes
+            + self.waiting.nbytes
+        )
 
     @property
     def name(self) -> str | None:

@@ -29,6 +29,7 @@ from .._protocol.frames import (
 )
 from .._protocol.state import State
 from .actions import STOPPED, Action, Send, answer
+from .registration_limits import binding_bytes, trigger_type_bytes
 from .tables import Binding, Connection, Tables, TriggerType, TypeKey
 
 __all__ = ["Triggers"]
@@ -70,7 +71,7 @@ class Triggers:
             self.remove(previous, out)  # trigger ids overwrite (spec §4.3)
         binding = Binding(frame, conn.id, frame.namespace or DEFAULT_NAMESPACE)
         self._tables.bindings[frame.id] = binding
-        conn.triggers.add(frame.id)
+        conn.triggers.add(frame.id, binding_bytes(frame))
         self._bind(binding, out)
 
     def unregister(self, conn: Connection, trigger_id: str, out: list[Action]) -> None:
@@ -192,10 +193,15 @@ class Triggers:
                 "worker %s may not replace the engine's trigger type %s", conn.worker_id, frame.id
             )
             return
+        if existing is not None and existing.owner != conn.id:
+            # The previous provider holds the type no more: its count and bytes go down.
+            previous = self._tables.connection(existing.owner)
+            if previous is not None:
+                previous.trigger_types.discard(key)
         self._tables.trigger_types[key] = TriggerType(
             namespace, frame.id, frame.description, owner=conn.id, frame=frame
         )
-        conn.trigger_types.add(key)
+        conn.trigger_types.add(key, trigger_type_bytes(frame))
         # The new provider gets every binding of this type (spec §3.3): those the previous
         # provider served and the parked ones that now resolve to it.
         for binding in self._tables.all_bindings():
