@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ from typing import Any, Final
 import yaml
 
 from .._protocol.codes import PRE_HANDLER
-from .._version import __version__
 from .config_names import (
     ADAPTER_WORKERS,
     BUILTIN_ADAPTER,
@@ -50,6 +48,7 @@ from .config_names import (
     UNIMPLEMENTED_WORKERS,
     WORKER_MANAGER,
 )
+from .config_text import ConfigError, interpolate
 from .http_targets import HttpFunctionSettings
 from .rbac import RbacSettings, parse_rbac
 
@@ -77,20 +76,6 @@ DEFAULT_DATA_DIR: Final = Path("data")
 """Where `anyiii engine` keeps its database unless told otherwise: `./data`, relative to the
 working directory, where the real engine's own example configs put their file-based stores
 (`./data/state_store.db`, `./data/stream_store`, …)."""
-
-_VARIABLE: Final = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
-"""`${NAME}` or `${NAME:default}`: the real engine's pattern, so the same text expands the
-same way (no nesting, no escape; a default ends at the first `}`)."""
-_ENGINE_VERSION: Final = "__III_ENGINE_VERSION__"
-"""A default the real engine replaces by its own version; here, anyiii's."""
-
-
-class ConfigError(ValueError):
-    """A config file the engine cannot use; the message names the file and the key.
-
-    Services raise it too for a `config:` block they cannot accept, so the CLI reports both
-    the same way (exit code 2, no traceback).
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,38 +118,6 @@ class EngineConfig:
     http_functions: HttpFunctionSettings | None = None
     rbac: RbacSettings | None = None
     skipped: tuple[str, ...] = ()
-
-
-def interpolate(text: str, environ: Mapping[str, str]) -> str:
-    """Expand `${NAME}` and `${NAME:default}` in `text` as the real engine does.
-
-    A set variable wins, even when empty; otherwise the default (`${NAME:}` is an empty
-    default). Expansion is textual and happens before YAML parsing, so it works in any
-    scalar, in keys and in comments, and the result is typed by YAML (`port: ${P:3112}` is
-    an integer). One pass: a value that itself contains `${…}` is not expanded again.
-    Raises `ConfigError` naming every variable that is unset and has no default.
-    """
-    missing: list[str] = []
-
-    def expand(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = environ.get(name)
-        if value is not None:
-            return value
-        if default == _ENGINE_VERSION:
-            return __version__
-        if default is not None:
-            return default
-        line = text.count("\n", 0, match.start()) + 1
-        missing.append(f"{name} (line {line})")
-        return match.group(0)
-
-    expanded = _VARIABLE.sub(expand, text)
-    if missing:
-        raise ConfigError(
-            "environment variable not set and no default given: " + ", ".join(missing)
-        )
-    return expanded
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> EngineConfig:
