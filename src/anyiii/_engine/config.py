@@ -1,15 +1,17 @@
 """The real iii engine's `config.yaml`, read for the embedded engine.
 
 `load_config(path)` reads the file the way the real engine does (`engine/src/workers/
-config.rs`): `${VAR}` / `${VAR:default}` are expanded in the raw text first, then the YAML
-is parsed and its `workers:` (and legacy `modules:`) list is mapped onto what the embedded
-engine has: the worker listener (`iii-worker-manager`), the REST listener (`iii-http`), the
-stream subscriber port (`iii-stream`), and the `config:` block of each in-engine service
-(state, stream, pub/sub, cron, queue), which the services read themselves.
+config.rs`): `${VAR}` / `${VAR:default}` are expanded in the raw text first
+(`config_text.py`), then the YAML is parsed and its `workers:` (and legacy `modules:`) list
+is mapped onto what the embedded engine has: the worker listener (`iii-worker-manager`, and
+one RBAC-gated listener per such entry with `rbac:`), the REST listener (`iii-http`), the
+stream subscriber port (`iii-stream`), the `config:` block of each in-engine service
+(state, stream, pub/sub, cron, queue), which the services read themselves, and anyiii's own
+limits (the `anyiii:` key of the `iii-worker-manager` entry, `config_limits.py`).
 
 What the embedded engine does not implement (other workers, redis/rabbitmq/bridge
-adapters, RBAC, CORS, …) is never an error: it is listed in `EngineConfig.skipped`, one
-line each, for the CLI to log. Only a file that cannot be read, is not YAML, names an unset
+adapters, CORS, …) is never an error: it is listed in `EngineConfig.skipped`, one line
+each, for the CLI to log. Only a file that cannot be read, is not YAML, names an unset
 variable without a default, or gives a wrong type to a key the embedded engine uses raises
 `ConfigError`, whose message says where and why.
 
@@ -29,6 +31,7 @@ from typing import Any, Final
 import yaml
 
 from .._protocol.codes import PRE_HANDLER
+from .config_limits import LIMITS_KEY, Limits, read_limits
 from .config_names import (
     ADAPTER_WORKERS,
     BUILTIN_ADAPTER,
@@ -98,10 +101,12 @@ class EngineConfig:
     their data (the parent of their `file_path`), `in_memory` says the file chose in-memory
     stores only; both unset leaves the choice to the CLI. `http_middleware` is `iii-http`'s
     engine-wide middleware, as function ids in the order they run. `http_functions` is the
-    policy of `iii-http-functions`' `security:` block (None: not listed). `rbac` is the
-    first `iii-worker-manager` entry with an `rbac:` block: an RBAC-gated second worker
-    listener (its `port`/`host` included; None: none). `skipped` says,
-    one line each, what the embedded engine does not implement and ignores.
+    policy of `iii-http-functions`' `security:` block (None: not listed). `rbac` has one
+    RBAC-gated worker listener per `iii-worker-manager` entry with an `rbac:` block, in file
+    order (their `port`/`host` included), as the real engine starts one listener per entry.
+    `limits` is what the `anyiii:` key of a `iii-worker-manager` entry sets
+    (`config_limits.py`). `skipped` says, one line each, what the embedded engine does not
+    implement and ignores.
     """
 
     source: str
@@ -116,7 +121,8 @@ class EngineConfig:
     data_dir: Path | None = None
     in_memory: bool = False
     http_functions: HttpFunctionSettings | None = None
-    rbac: RbacSettings | None = None
+    rbac: tuple[RbacSettings, ...] = ()
+    limits: Limits = field(default_factory=lambda: MappingProxyType({}))
     skipped: tuple[str, ...] = ()
 
 
@@ -168,7 +174,8 @@ class _Reader:
         self.http_middleware: tuple[str, ...] = ()
         self.handshake_timeout: float | None = None
         self.http_functions: HttpFunctionSettings | None = None
-        self.rbac: RbacSettings | None = None
+        self.rbac: list[RbacSettings] = []
+        self.limits: Limits | None = None
 
     def fail(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {where}: {problem}")
@@ -206,7 +213,8 @@ class _Reader:
             data_dir=data_dir,
             in_memory=in_memory,
             http_functions=self.http_functions,
-            rbac=self.rbac,
+            rbac=tuple(self.rbac),
+            limits=MappingProxyType({}) if self.limits is None else self.limits,
             skipped=tuple(self.skipped),
         )
 
@@ -228,7 +236,9 @@ class _Reader:
             block = item.get("config")
             if block is not None and not isinstance(block, dict):
                 raise self.fail(where, "`config:` must be a mapping")
-            for extra in [key for key in item if key not in ("name", "config", "image")]:
+            if LIMITS_KEY in item:
+                self.read_limits(where, name, item[LIMITS_KEY])
+            for extra in [k for k in item if k not in ("name", "config", "image", LIMITS_KEY)]:
                 self.skip(f"{name}: entry key {extra!r} is not used by the embedded engine")
             if item.get("image") is not None:
                 self.skip(f"{name}: runs from an image (`image:`); start that worker yourself")
@@ -292,17 +302,23 @@ class _Reader:
                 "it as an external worker); start it yourself"
             )
 
-    def rbac_listener(self, where: str, name: str, block: Mapping[str, Any]) -> None:
-        """A `iii-worker-manager` with `rbac:`: the RBAC-gated listener (one is served)."""
-        listener = self.listener(where, block, DEFAULT_WORKER_PORT)
-        if self.rbac is not None:
-            self.skip(
-                f"{name}: another RBAC listener on port {listener.port} is not served "
-                "(the embedded engine has one)"
-            )
-            return
+    def read_limits(self, where: str, name: str, section: object) -> None:
+        """The `anyiii:` key of an entry: anyiii's limits (`config_limits.py`), on one
+        `iii-worker-manager` entry, the only place for it."""
+        if name.split("#", 1)[0] != WORKER_MANAGER:
+            raise self.fail(where, f"`{LIMITS_KEY}:` belongs on the `{WORKER_MANAGER}` entry")
+        if self.limits is not None:
+            raise self.fail(where, f"`{LIMITS_KEY}:` is given on two entries; keep one")
         try:
-            self.rbac = parse_rbac(block, port=listener.port, host=listener.host)
+            self.limits = read_limits(section)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def rbac_listener(self, where: str, name: str, block: Mapping[str, Any]) -> None:
+        """A `iii-worker-manager` with `rbac:`: one more RBAC-gated listener."""
+        listener = self.listener(where, block, DEFAULT_WORKER_PORT)
+        try:
+            self.rbac.append(parse_rbac(block, port=listener.port, host=listener.host))
         except ValueError as exc:
             raise self.fail(where, str(exc)) from None
         if "handshake_timeout_ms" in block:
