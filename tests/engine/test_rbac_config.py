@@ -80,7 +80,7 @@ workers:
   - name: iii-worker-manager
     config: {port: 49135, host: 0.0.0.0, rbac: {expose_functions: [match("a::*")]}}
   - name: iii-worker-manager
-    config: {port: 49136, rbac: {expose_functions: [match("b::*")]}}
+    config: {port: 49136, host: "::", rbac: {expose_functions: [match("b::*")]}}
 """
 
 
@@ -89,7 +89,7 @@ def test_every_rbac_entry_becomes_a_listener_in_file_order() -> None:
     first = RbacSettings(
         port=49135, host="0.0.0.0", expose_functions=(FunctionFilter(pattern="a::*"),)
     )
-    second = RbacSettings(port=49136, expose_functions=(FunctionFilter(pattern="b::*"),))
+    second = RbacSettings(port=49136, host="::", expose_functions=(FunctionFilter(pattern="b::*"),))
     assert config.rbac == (first, second)
     assert config.skipped == ()  # none is left out
     settings = resolve(EngineFlags(), config).settings
