@@ -236,8 +236,6 @@ workers:
         "(the embedded engine calls it only on its RBAC listener)",
         "iii-worker-manager: another listener on port 6002 is not served (the embedded "
         "engine has one)",
-        "iii-worker-manager: another RBAC listener on port 6003 is not served (the embedded "
-        "engine has one)",
         "iii-http: `cors` is not applied: the REST listener sends no CORS headers",
         "iii-http: `mystery` is not used by the embedded engine",
         "iii-observability: OpenTelemetry export is not implemented (SDK telemetry sent to "
@@ -253,8 +251,9 @@ workers:
         "'builtin' adapter is used instead",
     }
     assert set(config.skipped) == expected
-    assert config.rbac == RbacSettings(
-        port=6000, auth_function_id="a::b", middleware_function_id="m::w"
+    assert config.rbac == (  # every RBAC entry is a listener, as in the real engine
+        RbacSettings(port=6000, auth_function_id="a::b", middleware_function_id="m::w"),
+        RbacSettings(port=6003),
     )
     assert len(config.skipped) == len(expected)  # the custom worker, listed twice, once
     assert config.workers == Listener(6001)  # the first trusted listener is the one served
@@ -431,7 +430,8 @@ def test_the_sdk_fixture_maps_onto_the_embedded_engine() -> None:
     assert config.http_timeout == 30.0
     assert set(config.services) == {"iii-stream", "iii-state", "iii-pubsub", "iii-cron"}
     assert config.data_dir == Path("data")
-    assert config.rbac == RbacSettings(
+    (rbac,) = config.rbac
+    assert rbac == RbacSettings(
         port=49135,
         host="0.0.0.0",
         auth_function_id="test::rbac-worker::auth",

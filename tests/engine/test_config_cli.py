@@ -12,6 +12,7 @@ ports are still the ones served, without colliding with anything else on the mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import subprocess
@@ -148,6 +149,54 @@ workers:
     assert not (tmp_path / "filedata").exists()
 
 
+_UPGRADE = (
+    b"GET / HTTP/1.1\r\nhost: test\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+    b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+)
+
+
+async def test_the_files_limits_and_every_rbac_listener_are_served(
+    tmp_path: Path, anyio_backend_name: str
+) -> None:
+    """`anyiii:` on the worker manager entry caps connections per client; both RBAC entries
+    are served, each on a port of its own, and the CLI prints both."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        """
+workers:
+  - name: iii-worker-manager
+    anyiii: {connections: {max_per_peer: 1}}
+  - name: iii-worker-manager
+    config: {port: 0, rbac: {}}
+  - name: iii-worker-manager
+    config: {port: 0, rbac: {}}
+  - name: iii-http
+"""
+    )
+    with anyio.fail_after(30):
+        async with engine_process(anyio_backend_name, "--config", str(config)) as engine:
+            found = re.search(r"rbac ports (\d+), (\d+)$", engine.stdout_line)
+            assert found is not None, engine.stdout_line
+            rbac_ports = {int(found.group(1)), int(found.group(2))}
+            assert len(rbac_ports) == 2
+            assert 0 not in rbac_ports
+            for port in rbac_ports:  # each accepts a worker (no auth function: no grants)
+                async with open_websocket(f"ws://127.0.0.1:{port}", ping_interval=None) as ws:
+                    first = msgspec.json.decode(await ws.receive())
+                    assert first["type"] == "workerregistered"
+            async with open_websocket(engine.url, ping_interval=None) as held:
+                assert msgspec.json.decode(await held.receive())["type"] == "workerregistered"
+                port = int(engine.url.rsplit(":", 1)[1])
+                async with await anyio.connect_tcp("127.0.0.1", port) as second:
+                    await second.send(_UPGRADE)
+                    answer = b""
+                    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                        while True:
+                            answer += await second.receive()
+                assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert await engine.stop(signal.SIGTERM) == 0
+
+
 async def test_the_default_data_dir_is_dot_data_and_outlives_a_restart(
     tmp_path: Path, anyio_backend_name: str
 ) -> None:
@@ -171,8 +220,12 @@ async def test_the_default_data_dir_is_dot_data_and_outlives_a_restart(
         ("workers:\n  - name: iii-http\n    config: {port: web}\n", r"`port` must be a port"),
         ("workers:\n  - name: ${WORKER_NAME_NOBODY_SETS}\n", r"WORKER_NAME_NOBODY_SETS \(line 2\)"),
         (None, r"config\.yaml: config file not found"),
+        (
+            "workers:\n  - name: iii-worker-manager\n    anyiii: {max_mesage_size: 1}\n",
+            r"`anyiii\.max_mesage_size` is not a setting \(did you mean `max_message_size`\?\)",
+        ),
     ],
-    ids=["yaml", "type", "variable", "missing"],
+    ids=["yaml", "type", "variable", "missing", "limits"],
 )
 def test_a_broken_config_exits_2_with_a_clear_message(
     tmp_path: Path, text: str | None, message: str

@@ -31,6 +31,7 @@ from .config import (
     Listener,
     load_config,
 )
+from .config_limits import apply_limits
 from .configured import configured_services
 from .hosting import ServiceFactory
 from .running import run
@@ -154,7 +155,7 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
     """Choose each setting: the flag if given, else the file's, else the default."""
     notes = list(config.skipped) if config is not None else []
     listeners = (config.workers, config.http, config.stream) if config is not None else ()
-    rbac = None if config is None else config.rbac
+    rbac = () if config is None else config.rbac
     hosts = [each.host for each in listeners if each is not None and each.host is not None]
     host = flags.host or (hosts[0] if hosts else DEFAULT_HOST)
     if flags.host is None and len(set(hosts)) > 1:
@@ -177,25 +178,43 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
     # `iii-worker-manager` entry still gets one, on the default port.
     worker_port = port(flags.port, workers, DEFAULT_WORKER_PORT)
     worker_port = DEFAULT_WORKER_PORT if worker_port is None else worker_port
-    if rbac is not None:
-        if rbac.port == worker_port and worker_port != 0:
-            raise ConfigError(
-                f"{config.source if config else ''}: the RBAC listener's port {rbac.port} is "
-                "the worker port: the embedded engine keeps its trusted worker listener, so "
-                "give the `iii-worker-manager` entry with `rbac:` a port of its own"
-            )
-        if flags.host is not None:  # the file's own host for it, unless overridden
-            rbac = replace(rbac, host=None)
+    _check_rbac_ports(config, worker_port)
+    if flags.host is not None:  # each RBAC listener's own host from the file, unless overridden
+        rbac = tuple(replace(each, host=None) for each in rbac)
     return EngineOptions(
         host=host,
         port=worker_port,
         http_port=port(flags.http_port, http, DEFAULT_HTTP_PORT),
         stream_port=port(flags.stream_port, stream, DEFAULT_STREAM_PORT),
         data_dir=_data_dir(flags, config),
-        settings=replace(_settings(config), token=flags.token, rbac=rbac),
+        settings=replace(
+            _settings(config),
+            token=flags.token,
+            rbac=rbac[0] if rbac else None,
+            rbac_listeners=rbac[1:],
+        ),
         services=None if config is None else configured_services(config, notes),
         notes=tuple(notes),
     )
+
+
+def _check_rbac_ports(config: EngineConfig | None, worker_port: int) -> None:
+    """Refuse an RBAC listener on the worker port, or two on one port (0: a free one)."""
+    if config is None:
+        return
+    ports = [each.port for each in config.rbac if each.port != 0]
+    if worker_port in ports and worker_port != 0:
+        raise ConfigError(
+            f"{config.source}: the RBAC listener's port {worker_port} is the worker port: the "
+            "embedded engine keeps its trusted worker listener, so give the "
+            "`iii-worker-manager` entry with `rbac:` a port of its own"
+        )
+    shared = sorted({port for port in ports if ports.count(port) > 1})
+    if shared:
+        raise ConfigError(
+            f"{config.source}: two RBAC listeners on port {shared[0]}: give each "
+            "`iii-worker-manager` entry with `rbac:` a port of its own"
+        )
 
 
 def _data_dir(flags: EngineFlags, config: EngineConfig | None) -> Path | None:
@@ -225,7 +244,7 @@ def _settings(config: EngineConfig | None) -> EngineSettings:
         settings = replace(settings, http_middleware=config.http_middleware)
     if config.http_functions is not None:
         settings = replace(settings, http_functions=config.http_functions)
-    return settings
+    return apply_limits(settings, config.limits)
 
 
 async def _serve(options: EngineOptions) -> None:
@@ -243,7 +262,9 @@ async def _serve(options: EngineOptions) -> None:
                 logger.info("keeping data in memory only: nothing survives a restart")
             else:
                 logger.info("keeping data in %s", options.data_dir.resolve())
-            rbac = "" if engine.rbac_port is None else f"  rbac port {engine.rbac_port}"
+            ports = ", ".join(map(str, engine.rbac_ports))
+            plural = "s" if len(engine.rbac_ports) > 1 else ""
+            rbac = f"  rbac port{plural} {ports}" if ports else ""
             print(
                 f"anyiii engine: workers {engine.url}  http {engine.http_url or 'off'}{rbac}",
                 flush=True,

@@ -1,15 +1,17 @@
 """The real iii engine's `config.yaml`, read for the embedded engine.
 
 `load_config(path)` reads the file the way the real engine does (`engine/src/workers/
-config.rs`): `${VAR}` / `${VAR:default}` are expanded in the raw text first, then the YAML
-is parsed and its `workers:` (and legacy `modules:`) list is mapped onto what the embedded
-engine has: the worker listener (`iii-worker-manager`), the REST listener (`iii-http`), the
-stream subscriber port (`iii-stream`), and the `config:` block of each in-engine service
-(state, stream, pub/sub, cron, queue), which the services read themselves.
+config.rs`): `${VAR}` / `${VAR:default}` are expanded in the raw text first
+(`config_text.py`), then the YAML is parsed and its `workers:` (and legacy `modules:`) list
+is mapped onto what the embedded engine has: the worker listener (`iii-worker-manager`, and
+one RBAC-gated listener per such entry with `rbac:`), the REST listener (`iii-http`), the
+stream subscriber port (`iii-stream`), the `config:` block of each in-engine service
+(state, stream, pub/sub, cron, queue), which the services read themselves, and anyiii's own
+limits (the `anyiii:` key of the `iii-worker-manager` entry, `config_limits.py`).
 
 What the embedded engine does not implement (other workers, redis/rabbitmq/bridge
-adapters, RBAC, CORS, …) is never an error: it is listed in `EngineConfig.skipped`, one
-line each, for the CLI to log. Only a file that cannot be read, is not YAML, names an unset
+adapters, CORS, …) is never an error: it is listed in `EngineConfig.skipped`, one line
+each, for the CLI to log. Only a file that cannot be read, is not YAML, names an unset
 variable without a default, or gives a wrong type to a key the embedded engine uses raises
 `ConfigError`, whose message says where and why.
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Any, Final
 import yaml
 
 from .._protocol.codes import PRE_HANDLER
-from .._version import __version__
+from .config_limits import LIMITS_KEY, Limits, read_limits
 from .config_names import (
     ADAPTER_WORKERS,
     BUILTIN_ADAPTER,
@@ -50,6 +51,7 @@ from .config_names import (
     UNIMPLEMENTED_WORKERS,
     WORKER_MANAGER,
 )
+from .config_text import ConfigError, interpolate
 from .http_targets import HttpFunctionSettings
 from .rbac import RbacSettings, parse_rbac
 
@@ -78,20 +80,6 @@ DEFAULT_DATA_DIR: Final = Path("data")
 working directory, where the real engine's own example configs put their file-based stores
 (`./data/state_store.db`, `./data/stream_store`, …)."""
 
-_VARIABLE: Final = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
-"""`${NAME}` or `${NAME:default}`: the real engine's pattern, so the same text expands the
-same way (no nesting, no escape; a default ends at the first `}`)."""
-_ENGINE_VERSION: Final = "__III_ENGINE_VERSION__"
-"""A default the real engine replaces by its own version; here, anyiii's."""
-
-
-class ConfigError(ValueError):
-    """A config file the engine cannot use; the message names the file and the key.
-
-    Services raise it too for a `config:` block they cannot accept, so the CLI reports both
-    the same way (exit code 2, no traceback).
-    """
-
 
 @dataclass(frozen=True, slots=True)
 class Listener:
@@ -113,10 +101,12 @@ class EngineConfig:
     their data (the parent of their `file_path`), `in_memory` says the file chose in-memory
     stores only; both unset leaves the choice to the CLI. `http_middleware` is `iii-http`'s
     engine-wide middleware, as function ids in the order they run. `http_functions` is the
-    policy of `iii-http-functions`' `security:` block (None: not listed). `rbac` is the
-    first `iii-worker-manager` entry with an `rbac:` block: an RBAC-gated second worker
-    listener (its `port`/`host` included; None: none). `skipped` says,
-    one line each, what the embedded engine does not implement and ignores.
+    policy of `iii-http-functions`' `security:` block (None: not listed). `rbac` has one
+    RBAC-gated worker listener per `iii-worker-manager` entry with an `rbac:` block, in file
+    order (their `port`/`host` included), as the real engine starts one listener per entry.
+    `limits` is what the `anyiii:` key of a `iii-worker-manager` entry sets
+    (`config_limits.py`). `skipped` says, one line each, what the embedded engine does not
+    implement and ignores.
     """
 
     source: str
@@ -131,40 +121,9 @@ class EngineConfig:
     data_dir: Path | None = None
     in_memory: bool = False
     http_functions: HttpFunctionSettings | None = None
-    rbac: RbacSettings | None = None
+    rbac: tuple[RbacSettings, ...] = ()
+    limits: Limits = field(default_factory=lambda: MappingProxyType({}))
     skipped: tuple[str, ...] = ()
-
-
-def interpolate(text: str, environ: Mapping[str, str]) -> str:
-    """Expand `${NAME}` and `${NAME:default}` in `text` as the real engine does.
-
-    A set variable wins, even when empty; otherwise the default (`${NAME:}` is an empty
-    default). Expansion is textual and happens before YAML parsing, so it works in any
-    scalar, in keys and in comments, and the result is typed by YAML (`port: ${P:3112}` is
-    an integer). One pass: a value that itself contains `${…}` is not expanded again.
-    Raises `ConfigError` naming every variable that is unset and has no default.
-    """
-    missing: list[str] = []
-
-    def expand(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        value = environ.get(name)
-        if value is not None:
-            return value
-        if default == _ENGINE_VERSION:
-            return __version__
-        if default is not None:
-            return default
-        line = text.count("\n", 0, match.start()) + 1
-        missing.append(f"{name} (line {line})")
-        return match.group(0)
-
-    expanded = _VARIABLE.sub(expand, text)
-    if missing:
-        raise ConfigError(
-            "environment variable not set and no default given: " + ", ".join(missing)
-        )
-    return expanded
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> EngineConfig:
@@ -215,7 +174,8 @@ class _Reader:
         self.http_middleware: tuple[str, ...] = ()
         self.handshake_timeout: float | None = None
         self.http_functions: HttpFunctionSettings | None = None
-        self.rbac: RbacSettings | None = None
+        self.rbac: list[RbacSettings] = []
+        self.limits: Limits | None = None
 
     def fail(self, where: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.source}: {where}: {problem}")
@@ -253,7 +213,8 @@ class _Reader:
             data_dir=data_dir,
             in_memory=in_memory,
             http_functions=self.http_functions,
-            rbac=self.rbac,
+            rbac=tuple(self.rbac),
+            limits=MappingProxyType({}) if self.limits is None else self.limits,
             skipped=tuple(self.skipped),
         )
 
@@ -275,7 +236,9 @@ class _Reader:
             block = item.get("config")
             if block is not None and not isinstance(block, dict):
                 raise self.fail(where, "`config:` must be a mapping")
-            for extra in [key for key in item if key not in ("name", "config", "image")]:
+            if LIMITS_KEY in item:
+                self.read_limits(where, name, item[LIMITS_KEY])
+            for extra in [k for k in item if k not in ("name", "config", "image", LIMITS_KEY)]:
                 self.skip(f"{name}: entry key {extra!r} is not used by the embedded engine")
             if item.get("image") is not None:
                 self.skip(f"{name}: runs from an image (`image:`); start that worker yourself")
@@ -339,17 +302,23 @@ class _Reader:
                 "it as an external worker); start it yourself"
             )
 
-    def rbac_listener(self, where: str, name: str, block: Mapping[str, Any]) -> None:
-        """A `iii-worker-manager` with `rbac:`: the RBAC-gated listener (one is served)."""
-        listener = self.listener(where, block, DEFAULT_WORKER_PORT)
-        if self.rbac is not None:
-            self.skip(
-                f"{name}: another RBAC listener on port {listener.port} is not served "
-                "(the embedded engine has one)"
-            )
-            return
+    def read_limits(self, where: str, name: str, section: object) -> None:
+        """The `anyiii:` key of an entry: anyiii's limits (`config_limits.py`), on one
+        `iii-worker-manager` entry, the only place for it."""
+        if name.split("#", 1)[0] != WORKER_MANAGER:
+            raise self.fail(where, f"`{LIMITS_KEY}:` belongs on the `{WORKER_MANAGER}` entry")
+        if self.limits is not None:
+            raise self.fail(where, f"`{LIMITS_KEY}:` is given on two entries; keep one")
         try:
-            self.rbac = parse_rbac(block, port=listener.port, host=listener.host)
+            self.limits = read_limits(section)
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from None
+
+    def rbac_listener(self, where: str, name: str, block: Mapping[str, Any]) -> None:
+        """A `iii-worker-manager` with `rbac:`: one more RBAC-gated listener."""
+        listener = self.listener(where, block, DEFAULT_WORKER_PORT)
+        try:
+            self.rbac.append(parse_rbac(block, port=listener.port, host=listener.host))
         except ValueError as exc:
             raise self.fail(where, str(exc)) from None
         if "handshake_timeout_ms" in block:

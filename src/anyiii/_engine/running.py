@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,20 @@ def _services_of(config: str | Path | Mapping[str, Any]) -> tuple[ServiceFactory
     return factories
 
 
+async def _start_rbac_listeners(
+    engine: EmbeddedEngine, chosen: EngineSettings, host: str, limits: TransportLimits
+) -> tuple[int, ...]:
+    """One RBAC-gated listener per `chosen.all_rbac_listeners` entry, each with its own
+    policy (the real engine starts a listener per `iii-worker-manager` entry); their ports."""
+    ports = []
+    for each in chosen.all_rbac_listeners:
+        alone = replace(chosen, rbac=each, rbac_listeners=())  # what one listener reads
+        port = await start_rbac_listener(engine, alone, host, limits)
+        assert port is not None
+        ports.append(port)
+    return tuple(ports)
+
+
 @asynccontextmanager
 async def _serving(
     engine: EmbeddedEngine,
@@ -174,7 +189,7 @@ async def _serving(
                         task_status=task_status,
                     )
                 )
-            engine.rbac_port = await start_rbac_listener(engine, chosen, host, limits)
+            engine.rbac_ports = await _start_rbac_listeners(engine, chosen, host, limits)
             tg.start_soon(engine._run_timers)
             tg.start_soon(engine.channels.sweep_forever)
             logger.info(

@@ -104,7 +104,14 @@ class EmbeddedEngine:
         self.port = 0
         self.http_port: int | None = None
         self.stream_port: int | None = None
-        self.rbac_port: int | None = None  # the RBAC listener's (`settings.rbac`), or None
+        self.rbac_ports: tuple[int, ...] = ()
+        """The RBAC listeners' ports, in `settings.all_rbac_listeners` order."""
+
+    @property
+    def rbac_port(self) -> int | None:
+        """The first RBAC listener's port (`settings.rbac`'s, if set), or None; all of
+        them are in `rbac_ports`."""
+        return self.rbac_ports[0] if self.rbac_ports else None
 
     @property
     def url(self) -> str:

@@ -64,7 +64,10 @@ class EngineSettings:
     own (every WebSocket library does), however idle they are.
     `token`, when set, is the shared token every worker handshake on the main listener
     must carry as `Authorization: Bearer <token>` (HTTP 401 otherwise); `rbac` adds an
-    RBAC-gated worker listener (see docs/security.md).
+    RBAC-gated worker listener (see docs/security.md), and `rbac_listeners` any number
+    more, each on its own port with its own policy (the real engine serves one per
+    `iii-worker-manager` entry with `rbac:`): all are served, `rbac` first
+    (`all_rbac_listeners`). `rbac` alone is the older form and still works.
     """
 
     max_message_size: int = 64 * 2**20
@@ -82,9 +85,19 @@ class EngineSettings:
     memory: MemoryBudget = field(default_factory=MemoryBudget)
     token: str | None = None
     rbac: RbacSettings | None = None
+    rbac_listeners: tuple[RbacSettings, ...] = ()
 
     def __post_init__(self) -> None:
         ids = self.http_middleware
         if not isinstance(ids, tuple | list) or not all(isinstance(i, str) and i for i in ids):
             raise ValueError(f"http_middleware must be function ids (strings), not {ids!r}")
         object.__setattr__(self, "http_middleware", tuple(ids))
+        more = self.rbac_listeners
+        if not isinstance(more, tuple | list) or not all(isinstance(r, RbacSettings) for r in more):
+            raise ValueError(f"rbac_listeners must be RbacSettings, not {more!r}")
+        object.__setattr__(self, "rbac_listeners", tuple(more))
+
+    @property
+    def all_rbac_listeners(self) -> tuple[RbacSettings, ...]:
+        """Every RBAC-gated listener to serve: `rbac` (if set), then `rbac_listeners`."""
+        return self.rbac_listeners if self.rbac is None else (self.rbac, *self.rbac_listeners)
