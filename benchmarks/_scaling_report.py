@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _scaling_workers import OFFICIAL
+from _scaling_scripts import OFFICIAL
 
 # -- what a series measures ------------------------------------------------------------------
 

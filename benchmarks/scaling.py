@@ -78,10 +78,8 @@ from _scaling_report import (
     report_sizes,
     size_label,
 )
+from _scaling_scripts import ANYIII, HELPER, SDKS
 from _scaling_workers import (
-    ANYIII,
-    HELPER,
-    SDKS,
     Lines,
     PhaseFailed,
     SanityError,

@@ -1,7 +1,7 @@
 """HTTP-invoked functions in the sans-IO router (`http_routing.py`): registration, calls
 becoming `HttpCall` actions, answers, and the ways an invocation ends without one.
 
-The router is driven as in `test_router.py` (real worker cores, a fake clock); `HttpCall`
+The router is driven through `router_harness.py` (real worker cores, a fake clock); `HttpCall`
 actions are collected instead of sent, and answered by hand with `http_answered`.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from test_router import STOPPED, Engine, Peer, value
+from router_harness import STOPPED, Engine, Peer, value
 
 from anyiii._engine.actions import Action, HttpCall
 from anyiii._engine.http_targets import HttpFunctionSettings, HttpResponse

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from test_router import Engine, Peer, _call_value, webhook_binding
+from router_harness import Engine, Peer, call_value, webhook_binding
 
 from anyiii._protocol.frames import RegisterTrigger, to_raw
 
@@ -20,7 +20,7 @@ def parked_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def listed(engine: Engine, peer: Peer) -> dict[str, bool]:
-    rows = _call_value(engine, peer, "engine::registered-triggers::list", {})
+    rows = call_value(engine, peer, "engine::registered-triggers::list", {})
     return {row["id"]: row["parked"] for row in rows["registered_triggers"]}
 
 
@@ -43,7 +43,7 @@ def test_parking_is_warned_once_per_trigger_type_and_listed(
     assert "w-1" in warnings[0]
     assert "'other'" in warnings[1]
     assert listed(engine, worker) == {"w-1": True, "w-2": True, "o-1": True}
-    info = _call_value(engine, worker, "engine::registered-triggers::info", {"id": "w-2"})
+    info = call_value(engine, worker, "engine::registered-triggers::info", {"id": "w-2"})
     assert info["parked"] is True
 
 

@@ -1,120 +1,32 @@
-"""The structured combinators `gather`, `any` and `race`: their rules, one test each, and
-Hypothesis properties checking all three against a model of which awaitable finishes when.
+"""The structured combinators `gather`, `any` and `race`: their rules, one test each.
 
 Every test runs on asyncio and on trio. Tests marked `autojump` get a virtual clock on trio,
 so their sleeps are the durations being tested, not synchronization; on asyncio they are
-short real sleeps whose order is what matters, so the written tests space their deadlines
-widely (tens of milliseconds) and the properties read the order the children really
-finished in on asyncio (see `run_plan`).
+short real sleeps whose order is what matters, so these tests space their deadlines
+widely (tens of milliseconds). The children they run are in `combinator_support.py`; the
+Hypothesis properties checking all three against a model are in
+`test_combinators_properties.py`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Coroutine, Generator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from combinator_support import Boom, Combinator, Later, Tracker, indices
 
 from anyiii._functions.combinators import AnyError, any, gather, race
 
-Combinator = Callable[..., Coroutine[Any, Any, Any]]
 COMBINATORS = pytest.mark.parametrize("combinator", [gather, any, race], ids=lambda c: c.__name__)
-
-#: One unit of a drawn or written duration, in seconds (virtual on trio under autojump).
-UNIT = 0.005
-#: Every duration counts from a start taken before the call, plus this head start, so on
-#: asyncio's real clock the finishing order is the order of the units even when the tasks
-#: start a little apart: the timers fire in deadline order.
-HEAD_START = 0.05
-
-
-def deadline(units: float) -> float:
-    """When something lasting `units`, starting now, is due."""
-    return anyio.current_time() + HEAD_START + units * UNIT
-
-
-class Boom(Exception):
-    """A failure tagged with the index of the awaitable that raised it."""
-
-    def __init__(self, index: int) -> None:
-        super().__init__(index)
-        self.index = index
-
-
-def indices(group: BaseExceptionGroup[BaseException]) -> list[int]:
-    """The indices of the Booms in `group`, in its order (any other exception fails)."""
-    found = []
-    for error in group.exceptions:
-        assert isinstance(error, Boom), error
-        found.append(error.index)
-    return found
 
 
 class Halt(BaseException):
     """Not an `Exception`: no combinator treats it as an outcome."""
-
-
-@dataclass
-class Tracker:
-    """What each child did: started, finished (value or failure), cancelled; and how many
-    are running right now (counted down in `finally`)."""
-
-    started: set[int] = field(default_factory=set)
-    finished: set[int] = field(default_factory=set)
-    cancelled: set[int] = field(default_factory=set)
-    running: int = 0
-    order: list[int] = field(default_factory=list)  # completion order of finished children
-    start: float = field(default_factory=lambda: deadline(0))  # when a 0-unit child is due
-
-    async def child(self, index: int, units: float | None, fail: bool = False) -> int:
-        """Sleep `units` (forever when None), then return `index * 10` or raise Boom(index)."""
-        self.started.add(index)
-        self.running += 1
-        try:
-            if units is None:
-                await anyio.sleep_forever()
-            else:
-                await anyio.sleep_until(self.start + units * UNIT)
-        except anyio.get_cancelled_exc_class():
-            self.cancelled.add(index)
-            raise
-        finally:
-            self.running -= 1
-        self.finished.add(index)
-        self.order.append(index)
-        if fail:
-            raise Boom(index)
-        return index * 10
-
-    def settled(self, count: int) -> None:
-        """Nothing still running; every child finished or was cancelled, never both."""
-        assert self.running == 0
-        assert self.started == set(range(count))
-        assert self.finished | self.cancelled == set(range(count))
-        assert not self.finished & self.cancelled
-
-
-class Later:
-    """An awaitable that is not a coroutine: it delegates to one made when awaited."""
-
-    def __init__(self, value: int, units: float = 1, fail: bool = False) -> None:
-        self.value, self.due, self.fail = value, deadline(units), fail
-
-    async def _run(self) -> int:
-        await anyio.sleep_until(self.due)
-        if self.fail:
-            raise Boom(self.value)
-        return self.value
-
-    def __await__(self) -> Generator[Any, None, int]:
-        return self._run().__await__()
 
 
 # --- gather ------------------------------------------------------------------------------------
@@ -394,128 +306,3 @@ async def test_the_callers_cancellation_is_reraised(combinator: Combinator) -> N
     assert scope.cancelled_caught
     assert tracker.running == 0
     assert tracker.finished == set()
-
-
-# --- properties --------------------------------------------------------------------------------
-
-PROPERTIES = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Child i sleeps `units[i]` (all distinct, so the finishing order is unambiguous), then
-    returns `i * 10` or, when `fails[i]`, raises Boom(i)."""
-
-    units: tuple[int, ...]
-    fails: tuple[bool, ...]
-
-    @property
-    def by_finish(self) -> list[int]:
-        return sorted(range(len(self.units)), key=lambda i: self.units[i])
-
-
-@st.composite
-def plans(draw: st.DrawFn) -> Plan:
-    size = draw(st.integers(min_value=1, max_value=8))
-    units = draw(st.permutations(range(1, size + 1)))
-    fails = draw(st.lists(st.booleans(), min_size=size, max_size=size))
-    return Plan(tuple(units), tuple(fails))
-
-
-async def run_plan(
-    combinator: Combinator,
-    plan: Plan,
-    decide: Callable[[Plan, list[int]], int | None],
-    backend: str,
-) -> tuple[Any, BaseException | None, int | None]:
-    """Run the plan's children under `combinator`; return its result or exception and the
-    child the model says decides the call (None: every child must finish).
-
-    The model reads the finishing order. On trio's virtual clock that is the drawn order,
-    exactly. On asyncio's real clock a loaded machine can stall past a deadline, so the
-    order observed is taken (it must still be the drawn one when nothing stalled), and a
-    child due at almost the same moment as the decider may finish instead of being
-    cancelled. Checks: no child left running, each finished or was cancelled, every child
-    up to the decider finished, none after it finished first.
-    """
-    tracker = Tracker()
-    pairs = enumerate(zip(plan.units, plan.fails, strict=True))
-    children = [tracker.child(i, units, fail) for i, (units, fail) in pairs]
-    result: Any = None
-    error: BaseException | None = None
-    with anyio.fail_after(10):
-        try:
-            result = await combinator(*children)
-        except Exception as caught:
-            error = caught
-    tracker.settled(len(plan.units))
-    if backend == "trio":
-        order = plan.by_finish
-        assert tracker.order == order[: len(tracker.order)]
-    else:
-        order = tracker.order + [i for i in plan.by_finish if i not in tracker.finished]
-    decider = decide(plan, order)
-    cut = len(order) if decider is None else order.index(decider) + 1
-    assert set(order[:cut]) <= tracker.finished
-    later = set(order[cut:])
-    assert tracker.cancelled <= later
-    if backend == "trio":
-        assert tracker.cancelled == later
-    return result, error, decider
-
-
-def first_failure(plan: Plan, order: list[int]) -> int | None:
-    """The earliest-finishing child that fails, if any."""
-    return next((i for i in order if plan.fails[i]), None)
-
-
-def first_success(plan: Plan, order: list[int]) -> int | None:
-    """The earliest-finishing child that succeeds, if any."""
-    return next((i for i in order if not plan.fails[i]), None)
-
-
-def first_finisher(plan: Plan, order: list[int]) -> int:
-    """The earliest-finishing child."""
-    return order[0]
-
-
-@pytest.mark.autojump
-@PROPERTIES
-@given(plan=plans())
-async def test_gather_matches_the_model(plan: Plan, anyio_backend_name: str) -> None:
-    result, error, failure = await run_plan(gather, plan, first_failure, anyio_backend_name)
-    if failure is not None:
-        assert isinstance(error, Boom)
-        assert error.index == failure
-    else:
-        assert error is None
-        assert result == [i * 10 for i in range(len(plan.units))]
-
-
-@pytest.mark.autojump
-@PROPERTIES
-@given(plan=plans())
-async def test_any_matches_the_model(plan: Plan, anyio_backend_name: str) -> None:
-    result, error, success = await run_plan(any, plan, first_success, anyio_backend_name)
-    if success is not None:
-        assert error is None
-        assert result == success * 10
-    else:
-        assert isinstance(error, AnyError)
-        assert indices(error) == list(range(len(plan.units)))
-
-
-@pytest.mark.autojump
-@PROPERTIES
-@given(plan=plans())
-async def test_race_matches_the_model(plan: Plan, anyio_backend_name: str) -> None:
-    result, error, first = await run_plan(race, plan, first_finisher, anyio_backend_name)
-    assert first is not None
-    if plan.fails[first]:
-        assert isinstance(error, Boom)
-        assert error.index == first
-    else:
-        assert error is None
-        assert result == first * 10

@@ -13,9 +13,11 @@ outgoing calls) and `binding_requests` (binding requests for trigger types we pr
 in the bundles and exercise the "unknown id" paths.
 
 What the engine machine (`test_engine_machine.py`) shares with this one, the model's
-bookkeeping and the rules both roles have, is `protocol_model.CoreModel`. The model's
-tables are named as there: `calls` (our pending calls), `invocations` (in flight here) and
-`bindings` (binding requests awaiting our answer).
+bookkeeping and the rules both roles have, is `protocol_model.CoreModel`;
+`worker_model.WorkerModel` adds the worker role (the strategies, the core's id source and
+the checks several rules share), and this machine the rules. The model's tables are named
+as there: `calls` (our pending calls), `invocations` (in flight here) and `bindings`
+(binding requests awaiting our answer).
 """
 
 from __future__ import annotations
@@ -25,14 +27,8 @@ from typing import Any
 import msgspec
 from hypothesis import note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    consumes,
-    invariant,
-    multiple,
-    precondition,
-    rule,
-)
+from hypothesis.stateful import Bundle, consumes, invariant, multiple, precondition, rule
+from worker_model import ERRORS, INFO, NOISE, REGISTRATIONS, UNREGISTRATIONS, WorkerModel
 
 from anyiii._protocol import events as ev
 from anyiii._protocol.codes import (
@@ -42,21 +38,17 @@ from anyiii._protocol.codes import (
     TRIGGER_REGISTRATION_FAILED,
 )
 from anyiii._protocol.frames import (
-    NULL,
     EnqueueAction,
     Error,
     ErrorBody,
     InvokeFunction,
     Reattach,
     RegisterFunction,
-    RegisterService,
     RegisterTrigger,
     RegisterTriggerType,
     RegistrationRejected,
     TriggerRegistrationResult,
-    UnregisterFunction,
     UnregisterTrigger,
-    UnregisterTriggerType,
     VoidAction,
     WorkerRegistered,
     decode_frame,
@@ -64,99 +56,16 @@ from anyiii._protocol.frames import (
     encode_frame,
     to_raw,
 )
-from anyiii._protocol.registry import Registry, WorkerInfo
-from anyiii._protocol.state import TRANSITIONS, Input, Role, State
-from anyiii._protocol.worker import WorkerConnection
-from protocol_model import (
-    MALFORMED_INVOKE,
-    MALFORMED_RESULT,
-    CoreModel,
-    call_namespace,
-    draw_id,
-    only,
-    sent_invoke,
-)
-from strategies import (
-    FUNCTION_IDS,
-    RESULT_SHAPES,
-    SAMPLE_JSON,
-    TRIGGER_TYPES,
-    UNDECODABLE,
-    error_bodies,
-    noise,
-)
-
-INFO = WorkerInfo(name="model-worker", version="0", os="test", pid=1)
-
-ERRORS = error_bodies("invocation_failed", "function_not_found", "TIMEOUT")
-
-REGISTRATIONS = st.one_of(
-    st.builds(RegisterFunction, id=FUNCTION_IDS, description=st.none() | st.just("d")),
-    st.builds(RegisterTriggerType, id=TRIGGER_TYPES, description=st.just("a type")),
-    st.builds(
-        RegisterTrigger,
-        id=st.sampled_from(["t-1", "t-2"]),
-        trigger_type=TRIGGER_TYPES,
-        function_id=FUNCTION_IDS,
-        config=st.sampled_from([NULL, to_raw({"every": 5})]),
-    ),
-)
-UNREGISTRATIONS = st.one_of(
-    st.builds(UnregisterFunction, id=FUNCTION_IDS),
-    st.builds(UnregisterTriggerType, id=TRIGGER_TYPES),
-    st.builds(UnregisterTrigger, id=st.sampled_from(["t-1", "t-2"]), trigger_type=TRIGGER_TYPES),
-)
-
-# Not JSON, not an object, no `type`, a `type` that is not text, a known type missing its
-# required fields (an invokefunction with no id among them): all undecodable, none naming
-# an invocation. None of them starts like telemetry or is blank.
-GARBAGE = st.sampled_from(
-    [
-        *UNDECODABLE,
-        b'{"type": "workerregistered"}',
-        "not json at all",
-    ]
-)
-# Frames a worker never receives (worker → engine only).
-FOREIGN = st.sampled_from(
-    [
-        RegisterFunction(id="greet"),
-        UnregisterFunction(id="greet"),
-        RegisterTriggerType(id="webhook"),
-        UnregisterTriggerType(id="webhook"),
-        RegisterService(id="svc"),
-        Reattach(previous_worker_id="w-0"),
-    ]
-)
-NOISE = noise(GARBAGE, FOREIGN)
+from anyiii._protocol.registry import Registry
+from anyiii._protocol.state import Input, State
+from protocol_model import MALFORMED_INVOKE, MALFORMED_RESULT, call_namespace, draw_id, sent_invoke
+from strategies import FUNCTION_IDS, RESULT_SHAPES, SAMPLE_JSON, TRIGGER_TYPES
 
 
-class WorkerMachine(CoreModel):
-    TABLE = TRANSITIONS[Role.WORKER]
-    OWED = "invocations"
-
+class WorkerMachine(WorkerModel):
     inbound = Bundle("inbound")
     outbound = Bundle("outbound")
     binding_requests = Bundle("binding_requests")
-
-    core: WorkerConnection
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.previous: tuple[str, str | None] | None = None  # last worker id and token
-        self.forced_id: str | None = None  # the next id the core's id source returns
-        self._fresh_core(namespace=None)
-
-    # --- model helpers -----------------------------------------------------------------------
-
-    def _next_call_id(self) -> str:
-        """The core's id source: fresh ids, unless a rule forced a reused one."""
-        forced, self.forced_id = self.forced_id, None
-        return self._mint("c0ffee00") if forced is None else forced
-
-    def _fresh_core(self, namespace: str | None) -> None:
-        self._fresh_model(WorkerConnection(namespace=namespace, ids=self._next_call_id))
-        self.namespace = namespace
 
     # --- local intents -----------------------------------------------------------------------
 
@@ -324,19 +233,6 @@ class WorkerMachine(CoreModel):
         trigger_id = draw_id(data, self.bindings, "binding id")
         self._answer_binding(trigger_id, error)
 
-    def _answer_binding(self, trigger_id: str, error: ErrorBody | None) -> None:
-        payload = self._local(
-            Input.SEND_RESULT,
-            lambda: self.core.answer_binding(trigger_id, error),
-            allowed=trigger_id in self.bindings,
-        )
-        if payload is None:
-            return
-        trigger_type, function_id = self._binding_answered(trigger_id)
-        assert decode_frame(payload) == TriggerRegistrationResult(
-            id=trigger_id, trigger_type=trigger_type, function_id=function_id, error=error
-        )
-
     # `ping` (and `pong`) and `start_closing` (and `send_failed`): rules of `CoreModel`.
 
     # --- frames from the engine --------------------------------------------------------------
@@ -360,33 +256,6 @@ class WorkerMachine(CoreModel):
             self._violation(events)
             assert len(events) == 1
             assert self.core.worker_id != worker_id
-
-    def _invoke(self, invocation_id: str | None, function_id: str, value: object) -> bool:
-        """The engine dispatches; True when the id became (or stays) in flight anew."""
-        metadata = to_raw({"trace": 1})
-        frame = InvokeFunction(
-            function_id=function_id,
-            invocation_id=invocation_id,
-            data=to_raw(value),
-            metadata=metadata,
-            traceparent="00-abc-def-01",
-        )
-        events = self._request(frame)
-        if events is None:
-            return False
-        assert events == [
-            ev.InvocationRequested(
-                invocation_id=invocation_id,
-                function_id=function_id,
-                data=to_raw(value),
-                metadata=metadata,
-                traceparent="00-abc-def-01",
-            )
-        ]
-        if invocation_id is None:
-            return False
-        self._requested(invocation_id, function_id)
-        return True
 
     @rule(target=inbound, function_id=FUNCTION_IDS, value=SAMPLE_JSON, with_id=st.booleans())
     def engine_invokes(self, function_id: str, value: object, with_id: bool) -> object:
@@ -417,22 +286,6 @@ class WorkerMachine(CoreModel):
         invalid = self._malformed_request(invocation_id, broken, ev.InvalidInvocation)
         return multiple() if invalid is None else invocation_id
 
-    def _call_answered(self, invocation_id: str, shape: str, value: object) -> None:
-        """The engine answers one of our calls: completed or failed if pending, else late."""
-        answered = self._result(invocation_id, shape, value)
-        if answered is None:
-            return
-        frame, function_id, events = answered
-        if frame.error is not None:
-            assert events == [ev.CallFailed(invocation_id, function_id, frame.error)]
-        else:
-            completed = only(events, ev.CallCompleted)
-            assert (completed.invocation_id, completed.function_id) == (invocation_id, function_id)
-            if shape == "value" and value is not None:
-                assert decode_value(completed.result) == value  # type: ignore[arg-type]
-            else:
-                assert completed.result is None
-
     @rule(invocation_id=st.none() | outbound, shape=RESULT_SHAPES, value=SAMPLE_JSON)
     def engine_answers_call(self, invocation_id: str | None, shape: str, value: object) -> None:
         """Pending: completes or fails it. Forgotten, answered, stale or never seen (None):
@@ -455,20 +308,6 @@ class WorkerMachine(CoreModel):
         assert isinstance(failed, ev.CallFailed), failed
         assert (failed.invocation_id, failed.function_id) == (invocation_id, function_id)
         assert failed.error.code == MALFORMED_FRAME
-
-    def _binding(self, trigger_id: str, trigger_type: str, function_id: str) -> bool:
-        frame = RegisterTrigger(
-            id=trigger_id,
-            trigger_type=trigger_type,
-            function_id=function_id,
-            config=to_raw({"path": "/x"}),
-        )
-        events = self._feed(encode_frame(frame))
-        if events is None:
-            return False
-        assert events == [ev.TriggerBindingRequested(frame)]
-        self._binding_sent(trigger_id, trigger_type, function_id)
-        return True
 
     @rule(target=binding_requests, trigger_type=TRIGGER_TYPES, function_id=FUNCTION_IDS)
     def engine_requests_binding(self, trigger_type: str, function_id: str) -> object:

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_router import Engine
+from router_harness import Engine
 
 import anyiii
 from anyiii._engine.cron import CronService
