@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_router import Engine, Peer, value
+from router_harness import Engine, Peer, value
 
 from anyiii._engine.registration_limits import RegistrationLimits
 from anyiii._protocol import events as ev

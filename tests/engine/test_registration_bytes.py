@@ -18,7 +18,7 @@ import pytest
 from engine_peers import decode, encode, raw_client, register_frame
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_router import Engine, Peer
+from router_harness import Engine, Peer
 
 from anyiii._engine.registration_limits import (
     RegistrationLimits,

@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from engine_peers import decode, encode, raw_client, raw_worker, register_frame
-from test_router import Engine, Peer, value
+from router_harness import Engine, Peer, value
 
 from anyiii._engine.registration_limits import RegistrationLimits
 from anyiii._engine.tables import Invocation

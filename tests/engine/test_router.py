@@ -15,7 +15,6 @@ import json
 import msgspec
 import pytest
 from router_harness import STOPPED, Engine, value
-from router_harness import Peer as Peer  # for test_ownership.py, test_registration_limits.py
 
 from anyiii._engine.actions import Close, Completed
 from anyiii._engine.state_service import StateService
