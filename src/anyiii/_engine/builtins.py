@@ -3,8 +3,9 @@
 Each takes the engine (an `EngineHost`), the calling connection (None for engine-originated
 calls) and the raw payload, and returns the result as `Raw`, an `ErrorBody`, or `AwaitAck`
 when the answer must wait for a worker provider (`engine::register_trigger`). Inputs are
-msgspec Structs (`builtin_inputs.py`), so unknown keys (such as the injected `_caller_worker_id`) are ignored and
-a wrong shape is a `deserialization_error`, never an exception.
+msgspec Structs (`builtin_inputs.py`), so unknown keys (such as the injected
+`_caller_worker_id`) are ignored and a wrong shape is a `deserialization_error`, never an
+exception.
 
 `EngineHost` names all a built-in may see and do: read the tables, and ask for the three
 changes the built-ins make. The router implements it; this module never imports the router,

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+import anyio.abc
 import msgspec
 from msgspec import UNSET, Raw
 
@@ -45,20 +46,37 @@ from .._protocol.ids import random_uuid
 from .actions import Action
 from .builtins import BUILTINS, AwaitAck
 from .rbac import RbacSettings, Session, function_allowed
+from .router import Router
 
-if TYPE_CHECKING:
-    from .rbac_gate import GatedEngine
-
-__all__ = ["Admission"]
+__all__ = ["Admission", "AdmittingEngine"]
 
 logger = logging.getLogger("anyiii.engine.rbac")
+
+
+class AdmittingEngine(Protocol):
+    """What the checks use of the engine's shell (`server.EmbeddedEngine`; all the RBAC
+    listener uses is `rbac_gate.GatedEngine`)."""
+
+    _tasks: anyio.abc.TaskGroup | None
+    _router: Router
+
+    def _send(self, conn: int, data: bytes) -> None: ...
+
+    async def invoke(
+        self,
+        function_id: str,
+        data: Raw,
+        *,
+        metadata: Raw | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> tuple[Raw | None, ErrorBody | None]: ...
 
 
 @dataclass(slots=True)
 class Admission:
     """The checks of one RBAC connection's session (see the module docstring)."""
 
-    engine: GatedEngine
+    engine: AdmittingEngine
     settings: RbacSettings
     session: Session
 

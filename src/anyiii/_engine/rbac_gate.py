@@ -28,10 +28,9 @@ from urllib.parse import parse_qsl, urlsplit
 import anyio
 import anyio.abc
 import msgspec
-from msgspec import Raw
 
 from .._errors import ConnectionClosed, RemoteProtocolError
-from .._protocol.codes import AUTH_ERROR, DEFAULT_NAMESPACE
+from .._protocol.codes import AUTH_ERROR
 from .._protocol.frames import (
     AnyFrame,
     Error,
@@ -54,35 +53,21 @@ from .._transport import Transport, TransportLimits, serve_websockets
 from .actions import Action
 from .channels import parse_channel_target
 from .rbac import RbacSettings, Session, auth_input, parse_auth_result
-from .rbac_admission import Admission
-from .router import Router
+from .rbac_admission import Admission, AdmittingEngine
 from .settings import EngineSettings
 
 
-class GatedEngine(Protocol):
+class GatedEngine(AdmittingEngine, Protocol):
     """What the RBAC listener uses of the engine's shell (`server.EmbeddedEngine`), named
     here so that this module does not import the server that imports it."""
 
-    _tasks: anyio.abc.TaskGroup | None
     _settings: EngineSettings
-    _router: Router
 
     def _perform(self, actions: list[Action]) -> None: ...
-
-    def _send(self, conn: int, data: bytes) -> None: ...
 
     async def _serve_transport(self, transport: Transport, gate: Gate | None = None) -> None: ...
 
     def _accepts(self, target: str) -> bool: ...
-
-    async def invoke(
-        self,
-        function_id: str,
-        data: Raw,
-        *,
-        metadata: Raw | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
-    ) -> tuple[Raw | None, ErrorBody | None]: ...
 
 
 __all__ = ["GatedEngine", "Gate", "start_rbac_listener", "token_authorizer"]
