@@ -14,8 +14,9 @@ from typing import Any
 
 import anyio
 import pytest
+from engine_peers import call_frame, decode, encode
 from msgspec import Raw
-from rbac_peers import call, gated, untrusted
+from rbac_peers import call, gated, raw_session, untrusted
 
 import anyiii
 from anyiii._engine.builtins import BUILTINS
@@ -110,6 +111,16 @@ async def test_a_prefixed_session_sees_its_own_functions_only_where_granted() ->
     assert {("default", "tenant::api::mine"), ("default", "tenant::api::other")} <= registered
     # listed under the id it is kept as; `tenant::api::other` is nobody's grant
     assert ids(shown) == {"api::drop", "api::echo", "pub::fn", "tenant::api::mine"}
+
+
+async def test_a_listing_call_nobody_waits_for_or_with_a_bad_id_is_treated_as_elsewhere() -> None:
+    with anyio.fail_after(10):
+        async with gated() as (engine, _), raw_session(engine, "lister") as (transport, _):
+            await transport.send(encode(call_frame(LIST, {})))  # no invocation id: no answer
+            await transport.send(encode(call_frame(LIST, {}, invocation_id="nope")))
+            answer = decode(await transport.receive())
+    assert answer["invocation_id"] == "nope"
+    assert answer["error"]["code"] == "invalid_invocation_id"  # the trusted port's answer
 
 
 def test_hidden_functions_take_no_room_in_a_cut_answer() -> None:

@@ -42,7 +42,7 @@ from .._protocol.frames import (
     encode_frame,
     to_raw,
 )
-from .._protocol.ids import random_uuid
+from .._protocol.ids import is_uuid, random_uuid
 from .actions import Action
 from .builtins import BUILTINS, AwaitAck
 from .rbac import RbacSettings, Session, function_allowed
@@ -278,6 +278,8 @@ class Admission:
             return False  # not the engine's own: the router answers function_not_found
         if frame.invocation_id is None or isinstance(frame.action, VoidAction):
             return True  # nobody waits, and these built-ins change nothing
+        if not is_uuid(frame.invocation_id):
+            return False  # the router's core answers `invalid_invocation_id`
         out: list[Action] = []
         caller = router.tables.connection(conn)
         outcome = builtin.narrowed(router, caller, frame.data, out, self._visible)

@@ -272,7 +272,8 @@ class Gate:
                 if anyio.current_time() >= connection.grace_deadline:
                     self.engine._perform(router.tick())
             async with self._turn:
-                self._grace = None
+                if self._grace is scope:
+                    self._grace = None
                 await self._release(conn)
 
 
