@@ -6,7 +6,9 @@
   registers, binds and is ready, and a channel it makes carries data to an anyiii handler.
 * RBAC: the official worker connects to the RBAC listener; a trusted anyiii worker on the
   main listener serves the auth function and the functions. The SDK's calls are allowed or
-  answered `FORBIDDEN` as the real engine would, and its registrations reach the engine.
+  answered `FORBIDDEN` as the real engine would, `engine::functions::list` shows it only
+  what it may call (its own readiness check relies on that listing), and its registrations
+  reach the engine.
 """
 
 from __future__ import annotations
@@ -79,8 +81,9 @@ async def test_an_official_worker_on_the_rbac_listener_is_allowed_and_forbidden(
         if data["headers"].get("authorization") != f"Bearer {TOKEN}":
             raise ValueError("who are you?")
         return {
-            # its http binding targets its own function: grant it
-            "allowed_functions": [peer.function_id("http")],
+            # its own functions: its readiness check finds them with `engine::functions::list`
+            # (which shows a session only what it may call), and its http binding targets one
+            "namespaces": {"default": [peer.function_id("*")]},
             "forbidden_functions": ["api::drop"],
         }
 
@@ -97,6 +100,7 @@ async def test_an_official_worker_on_the_rbac_listener_is_allowed_and_forbidden(
             rbac_url = f"ws://127.0.0.1:{engine.rbac_port}"
             async with peer.start(rbac_url, tmp_path, "--token", TOKEN) as official:
                 allowed = await official.request("api::echo", {"n": 1})
+                listed = await official.request("engine::functions::list", {})
                 denied = await official.request("secret::fn", {})
                 dropped = await official.request("api::drop", {})
                 await official.send(
@@ -122,6 +126,11 @@ async def test_an_official_worker_on_the_rbac_listener_is_allowed_and_forbidden(
         assert answer["event"] == "error", answer
         assert answer["code"] == "FORBIDDEN", answer
     assert "add to rbac.expose_functions" in denied["message"]
+    # the listing shows the session what it may call, and nothing else
+    assert listed["event"] == "result", listed
+    shown = {f["function_id"] for f in listed["value"]["functions"]}
+    assert {"api::echo", peer.function_id("echo"), peer.function_id("http")} <= shown
+    assert {f for f in shown if not f.startswith(f"{peer.prefix}::")} == {"api::echo"}
     assert "remove from rbac.forbidden_functions" in dropped["message"]
     assert auth_inputs[0]["headers"]["authorization"] == f"Bearer {TOKEN}"
     assert set(auth_inputs[0]) == {"headers", "query_params", "ip_address"}

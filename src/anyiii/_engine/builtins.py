@@ -3,19 +3,26 @@
 Each takes the engine (an `EngineHost`), the calling connection (None for engine-originated
 calls) and the raw payload, and returns the result as `Raw`, an `ErrorBody`, or `AwaitAck`
 when the answer must wait for a worker provider (`engine::register_trigger`). Inputs are
-msgspec Structs, so unknown keys (such as the injected `_caller_worker_id`) are ignored and
-a wrong shape is a `deserialization_error`, never an exception.
+msgspec Structs (`builtin_inputs.py`), so unknown keys (such as the injected
+`_caller_worker_id`) are ignored and a wrong shape is a `deserialization_error`, never an
+exception.
 
 `EngineHost` names all a built-in may see and do: read the tables, and ask for the three
 changes the built-ins make. The router implements it; this module never imports the router,
 so the two stay one-way (the router runs the built-ins, not the reverse).
+
+Two built-ins describe functions, `engine::functions::list` and `engine::functions::info`:
+their answer also depends on which functions the caller may see (`Visible`). The router
+runs them for callers who see everything; whoever narrows a caller's view (the RBAC
+listener's checks, `rbac_admission.py`) runs their `Builtin.narrowed` with its own `Visible`, so
+neither the router nor this module knows why a function is hidden.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Final, ParamSpec, Protocol
 
 import msgspec
 from msgspec import Raw
@@ -42,6 +49,20 @@ from .._protocol.frames import (
 )
 from .._protocol.ids import random_uuid
 from .actions import Action
+from .builtin_inputs import (
+    BindingsInfoInput,
+    BindingsListInput,
+    CreateChannelInput,
+    FunctionsInfoInput,
+    FunctionsListInput,
+    RegisterTriggerInput,
+    TriggersInfoInput,
+    TriggersListInput,
+    UnregisterTriggerInput,
+    WorkersInfoInput,
+    WorkersListInput,
+    decode_input,
+)
 from .listings import bounded_answer, bounded_lists
 from .registration_limits import RegistrationLimits
 from .shapes import (
@@ -56,16 +77,20 @@ from .shapes import (
     trigger_type_summary,
     worker_summary,
 )
-from .tables import Binding, Connection, TableView
+from .tables import Binding, Connection, Function, TableView
 
 __all__ = [
     "BUILTINS",
+    "ITEM_FORBIDDEN",
     "AwaitAck",
     "Builtin",
     "EngineHost",
+    "Visible",
 ]
 
-"""The per-id error in an `engine::functions::info` batch answer (`function_ids`)."""
+ITEM_FORBIDDEN: Final = "forbidden"
+"""The per-id error in an `engine::functions::info` batch answer (`function_ids`) for a
+function the caller may not see (the real engine's; `ITEM_NOT_FOUND` is the other one)."""
 
 
 class EngineHost(Protocol):
@@ -112,87 +137,20 @@ class AwaitAck:
 
 Outcome = Raw | ErrorBody | AwaitAck
 Runner = Callable[[EngineHost, Connection | None, Raw, list[Action]], Outcome]
+Visible = Callable[[str, str, Raw | None], bool]
+"""Whether the caller may see a function, given its id, its namespace and its registered
+metadata (None: it has none)."""
+NarrowedRunner = Callable[[EngineHost, Connection | None, Raw, list[Action], Visible], Outcome]
 
 
 @dataclass(frozen=True, slots=True)
 class Builtin:
+    """A built-in: its description, how it runs, and, for those whose answer depends on
+    which functions the caller may see, how it runs for a caller who sees only some."""
+
     description: str
     run: Runner
-
-
-# --- inputs ---------------------------------------------------------------------------------
-
-
-class _FunctionsList(msgspec.Struct):
-    search: str | None = None
-    prefix: str | None = None
-    worker: str | None = None
-    workers: list[str] | None = None
-    include_internal: bool = False
-
-
-class _FunctionsInfo(msgspec.Struct):
-    function_id: str | None = None
-    function_ids: list[str] | None = None
-    namespace: str | None = None
-
-
-class _WorkersList(msgspec.Struct):
-    search: str | None = None
-    runtime: str | None = None
-    status: str | None = None
-
-
-class _WorkersInfo(msgspec.Struct):
-    name: str
-    namespace: str | None = None
-
-
-class _TriggersList(msgspec.Struct):
-    search: str | None = None
-    prefix: str | None = None
-    worker: str | None = None
-    include_internal: bool = False
-
-
-class _TriggersInfo(msgspec.Struct):
-    id: str
-    namespace: str | None = None
-
-
-class _BindingsList(msgspec.Struct):
-    search: str | None = None
-    trigger_type: str | None = None
-    function_id: str | None = None
-    worker: str | None = None
-    include_internal: bool = False
-
-
-class _BindingsInfo(msgspec.Struct):
-    id: str
-
-
-class _RegisterTrigger(msgspec.Struct):
-    trigger_type: str
-    function_id: str
-    config: Raw = Raw(b"null")
-    metadata: Raw | None = None
-    trigger_namespace: str | None = None
-
-
-class _UnregisterTrigger(msgspec.Struct):
-    id: str
-    trigger_type: str | None = None
-
-
-class _CreateChannel(msgspec.Struct):
-    buffer_size: int | None = None
-
-
-def _decode(data: Raw, kind: type[Any]) -> Any:
-    """Decode a built-in's input; an absent payload reads as an empty object."""
-    source = bytes(data) if present(data) is not None else b"{}"
-    return msgspec.json.decode(source, type=kind)
+    narrowed: NarrowedRunner | None = None
 
 
 # --- the functions --------------------------------------------------------------------------
@@ -219,9 +177,13 @@ def _register_worker(
 
 
 def _functions_list(
-    host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
+    host: EngineHost,
+    conn: Connection | None,
+    data: Raw,
+    out: list[Action],
+    visible: Visible | None = None,
 ) -> Outcome:
-    query: _FunctionsList = _decode(data, _FunctionsList)
+    query: FunctionsListInput = decode_input(data, FunctionsListInput)
     names = set(query.workers or ()) | ({query.worker} if query.worker else set())
     listed = [
         summary
@@ -233,21 +195,49 @@ def _functions_list(
         listed = [s for s in listed if str(s["function_id"]).startswith(query.prefix)]
     if names:
         listed = [s for s in listed if s["worker_name"] in names]
+    if visible is not None:  # before the answer is cut, so hidden entries take no room
+        listed = [s for s in listed if _shown(s, visible)]
     return bounded_answer("functions", listed, host.limits.max_listing_bytes)
 
 
+def _shown(summary: dict[str, object], visible: Visible) -> bool:
+    """Whether a function's summary (`shapes.function_summary`) is for the caller's eyes."""
+    metadata = summary.get("metadata")
+    return visible(
+        str(summary["function_id"]),
+        str(summary["namespace"]),
+        metadata if isinstance(metadata, Raw) else None,
+    )
+
+
 def _functions_info(
-    host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
+    host: EngineHost,
+    conn: Connection | None,
+    data: Raw,
+    out: list[Action],
+    visible: Visible | None = None,
 ) -> Outcome:
-    query: _FunctionsInfo = _decode(data, _FunctionsInfo)
+    # As the real engine: a function that does not exist is "not found" even to a caller
+    # who could not see it; one that exists and is hidden is "forbidden".
+    query: FunctionsInfoInput = decode_input(data, FunctionsInfoInput)
     if (query.function_id is None) == (query.function_ids is None):
         return ErrorBody(INVALID_ARGUMENTS, "give exactly one of function_id or function_ids")
     tables = host.tables
     namespace = query.namespace or DEFAULT_NAMESPACE
+
+    def hidden(function: Function) -> bool:
+        frame = function.frame
+        return visible is not None and not visible(
+            frame.id, function.namespace, present(frame.metadata)
+        )
+
     if query.function_id is not None:
         function = tables.function(namespace, query.function_id)
         if function is None:
             return ErrorBody(NOT_FOUND, f"function {query.function_id} not found")
+        if hidden(function):
+            message = f"Function '{query.function_id}' is not visible to this session."
+            return ErrorBody(FORBIDDEN, message)
         return to_raw(function_detail(tables, function))
     ids = query.function_ids or []
     if len(ids) > 32:
@@ -257,6 +247,8 @@ def _functions_info(
         function = tables.function(namespace, function_id)
         if function is None:
             details.append({"function_id": function_id, "error": ITEM_NOT_FOUND})
+        elif hidden(function):
+            details.append({"function_id": function_id, "error": ITEM_FORBIDDEN})
         else:
             details.append(function_detail(tables, function))
     return to_raw({"functions": details})
@@ -265,7 +257,7 @@ def _functions_info(
 def _workers_list(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _WorkersList = _decode(data, _WorkersList)
+    query: WorkersListInput = decode_input(data, WorkersListInput)
     tables = host.tables
     workers = [engine_worker(tables)] + [
         worker_summary(tables, c) for c in tables.live_connections() if "pid" in c.info
@@ -283,7 +275,7 @@ def _workers_list(
 def _workers_info(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _WorkersInfo = _decode(data, _WorkersInfo)
+    query: WorkersInfoInput = decode_input(data, WorkersInfoInput)
     tables = host.tables
     namespace = query.namespace or DEFAULT_NAMESPACE
     found = tables.worker_named(query.name, namespace)
@@ -310,7 +302,7 @@ def _workers_info(
 def _triggers_list(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _TriggersList = _decode(data, _TriggersList)
+    query: TriggersListInput = decode_input(data, TriggersListInput)
     tables = host.tables
     listed = [
         trigger_type_summary(tables, t)
@@ -326,7 +318,7 @@ def _triggers_list(
 def _triggers_info(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _TriggersInfo = _decode(data, _TriggersInfo)
+    query: TriggersInfoInput = decode_input(data, TriggersInfoInput)
     tables = host.tables
     trigger_type = tables.trigger_type((query.namespace or DEFAULT_NAMESPACE, query.id))
     if trigger_type is None:
@@ -337,7 +329,7 @@ def _triggers_info(
 def _bindings_list(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _BindingsList = _decode(data, _BindingsList)
+    query: BindingsListInput = decode_input(data, BindingsListInput)
     tables = host.tables
     listed = [
         binding_summary(tables, b)
@@ -354,7 +346,7 @@ def _bindings_list(
 def _bindings_info(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _BindingsInfo = _decode(data, _BindingsInfo)
+    query: BindingsInfoInput = decode_input(data, BindingsInfoInput)
     tables = host.tables
     binding = tables.binding(query.id)
     if binding is None:
@@ -376,7 +368,7 @@ def _bindings_info(
 def _register_trigger(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _RegisterTrigger = _decode(data, _RegisterTrigger)
+    query: RegisterTriggerInput = decode_input(data, RegisterTriggerInput)
     frame = RegisterTrigger(
         id=random_uuid(),
         trigger_type=query.trigger_type,
@@ -397,7 +389,7 @@ def _register_trigger(
 def _unregister_trigger(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    query: _UnregisterTrigger = _decode(data, _UnregisterTrigger)
+    query: UnregisterTriggerInput = decode_input(data, UnregisterTriggerInput)
     binding = host.tables.binding(query.id)
     if binding is None or (
         query.trigger_type is not None and binding.frame.trigger_type != query.trigger_type
@@ -415,7 +407,7 @@ def _unregister_trigger(
 def _create_channel(
     host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]
 ) -> Outcome:
-    request = _decode(data, _CreateChannel)
+    request = decode_input(data, CreateChannelInput)
     made = host.create_channel(None if conn is None else conn.id, request.buffer_size)
     if made is None:
         return ErrorBody(INVALID_ARGUMENTS, "this engine serves no data channels")
@@ -423,20 +415,37 @@ def _create_channel(
     return to_raw({"writer": writer, "reader": reader})
 
 
-def _guarded(run: Runner) -> Runner:
+_P = ParamSpec("_P")
+
+
+def _guarded(run: Callable[_P, Outcome]) -> Callable[_P, Outcome]:
     """Turn a malformed input into the `deserialization_error` the engine answers with."""
 
-    def guarded(host: EngineHost, conn: Connection | None, data: Raw, out: list[Action]) -> Outcome:
+    def guarded(*args: _P.args, **kwargs: _P.kwargs) -> Outcome:
         try:
-            return run(host, conn, data, out)
+            return run(*args, **kwargs)
         except msgspec.DecodeError as exc:
             return ErrorBody(DESERIALIZATION_ERROR, str(exc))
 
     return guarded
 
 
+_NARROWED: Final[dict[str, NarrowedRunner]] = {
+    "engine::functions::list": _functions_list,
+    "engine::functions::info": _functions_info,
+}
+"""The built-ins whose answer depends on which functions the caller may see: those the
+real engine filters by the caller's RBAC session (`workers/engine_fn/mod.rs`). Its other
+listings (`engine::workers::*`, `engine::triggers::*`, `engine::registered-triggers::*`)
+and the `engine::functions-available` announcement show everything to everyone."""
+
+
 BUILTINS: Final[dict[str, Builtin]] = {
-    function_id: Builtin(description, _guarded(run))
+    function_id: Builtin(
+        description,
+        _guarded(run),
+        None if function_id not in _NARROWED else _guarded(_NARROWED[function_id]),
+    )
     for function_id, description, run in (
         (REGISTER_WORKER, "Describe the calling worker", _register_worker),
         ("engine::functions::list", "List registered functions", _functions_list),

@@ -8,81 +8,66 @@
   listener. Each connection is authorized by the auth function during its handshake (a
   refusal is an `error` frame with `AUTH_ERROR`, then a close, as the real engine does:
   after the upgrade, not before), and every frame it sends passes the `Gate` before the
-  router sees it. The rules themselves are in `rbac.py`.
+  router sees it: in order, its registrations held until the connection's namespace is
+  fixed. The rules themselves are in `rbac.py`, their checks per frame in
+  `rbac_admission.py`.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, Final, Protocol, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import anyio.abc
 import msgspec
-from msgspec import UNSET, Raw
 
-from .._errors import ConnectionClosed
-from .._protocol.codes import (
-    AUTH_ERROR,
-    DEFAULT_NAMESPACE,
-    FORBIDDEN,
-    REGISTER_TRIGGER,
-    REGISTER_WORKER,
-)
+from .._errors import ConnectionClosed, RemoteProtocolError
+from .._protocol.codes import AUTH_ERROR
 from .._protocol.frames import (
+    AnyFrame,
     Error,
     ErrorBody,
-    InvocationResult,
     InvokeFunction,
     RegisterFunction,
+    RegisterService,
     RegisterTrigger,
     RegisterTriggerType,
-    TriggerRegistrationResult,
+    UnknownFrame,
     UnregisterFunction,
+    UnregisterTrigger,
+    UnregisterTriggerType,
     decode_frame,
     decode_value,
     encode_frame,
     to_raw,
 )
-from .._protocol.ids import random_uuid
 from .._transport import Transport, TransportLimits, serve_websockets
 from .actions import Action
 from .channels import parse_channel_target
-from .rbac import RbacSettings, Session, auth_input, function_allowed, parse_auth_result
-from .router import Router
+from .rbac import RbacSettings, Session, auth_input, parse_auth_result
+from .rbac_admission import Admission, AdmittingEngine
 from .settings import EngineSettings
 
 
-class GatedEngine(Protocol):
-    """What the gate uses of the engine's shell (`server.EmbeddedEngine`), named here so
-    that this module does not import the server that imports it."""
+class GatedEngine(AdmittingEngine, Protocol):
+    """What the RBAC listener uses of the engine's shell (`server.EmbeddedEngine`), named
+    here so that this module does not import the server that imports it."""
 
-    _tasks: anyio.abc.TaskGroup | None
     _settings: EngineSettings
-    _router: Router
 
     def _perform(self, actions: list[Action]) -> None: ...
-
-    def _send(self, conn: int, data: bytes) -> None: ...
 
     async def _serve_transport(self, transport: Transport, gate: Gate | None = None) -> None: ...
 
     def _accepts(self, target: str) -> bool: ...
-
-    async def invoke(
-        self,
-        function_id: str,
-        data: Raw,
-        *,
-        metadata: Raw | None = None,
-        namespace: str = DEFAULT_NAMESPACE,
-    ) -> tuple[Raw | None, ErrorBody | None]: ...
 
 
 __all__ = ["GatedEngine", "Gate", "start_rbac_listener", "token_authorizer"]
@@ -180,274 +165,116 @@ async def _authenticate(
         return None
 
 
+_HELD: Final = (
+    RegisterFunction,
+    UnregisterFunction,
+    RegisterService,
+    RegisterTrigger,
+    UnregisterTrigger,
+    RegisterTriggerType,
+    UnregisterTriggerType,
+)
+"""The frames the router holds until the connection's namespace is fixed (the events of its
+`_BUFFERED`): the gate holds them before it, so that their checks run then."""
+
+
 @dataclass(slots=True)
 class Gate:
     """What an RBAC connection's frames go through before the router sees them.
 
     Frames are taken one at a time, in order, as the real engine does: a registration
-    waits for its hook's answer before the next frame is looked at.
+    waits for its hook's answer before the next frame is looked at. Registrations that
+    arrive before the connection's namespace is fixed (by `engine::workers::register`, or
+    at the end of the namespace grace) are held here, then checked and routed in arrival
+    order once it is, as the real engine runs its hooks on its namespace buffer's drain:
+    so a hook is told the namespace the registration lands in, and a binding to a function
+    registered just before it sees that function (its metadata, for `expose_functions`).
+    The call that fixed the namespace is answered after they are applied, as there.
     """
 
     engine: GatedEngine
     settings: RbacSettings
     session: Session
+    _admission: Admission = field(init=False)
+    _held: deque[tuple[AnyFrame, bytes]] = field(init=False, default_factory=deque)
+    _turn: anyio.Lock = field(init=False, default_factory=anyio.Lock)
+    """Taken by whoever routes this connection's frames: its reader, or the grace timer."""
+    _grace: anyio.CancelScope | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._admission = Admission(self.engine, self.settings, self.session)
 
     async def receive(self, conn: int, messages: list[bytes]) -> None:
-        """Route what `conn` sent that the session allows; answer or drop the rest."""
-        engine = self.engine
-        for data in messages:
-            admitted = await self._admit(conn, data)
-            if admitted is not None:
-                engine._perform(engine._router.receive(conn, admitted))
+        """Route what `conn` sent that the session allows; answer, hold or drop the rest."""
+        async with self._turn:
+            for data in messages:
+                try:
+                    frame = decode_frame(data)
+                except RemoteProtocolError:  # the router's core answers or logs it
+                    self.engine._perform(self.engine._router.receive(conn, data))
+                    continue
+                if isinstance(frame, _HELD) and self._waiting(conn):
+                    self._hold(conn, frame, data)
+                    continue
+                actions = await self._route(conn, frame, data)
+                if self._held and self._settled(conn):
+                    await self._release(conn)
+                self.engine._perform(actions)
 
-    def _send(self, conn: int, frame: InvocationResult | TriggerRegistrationResult) -> None:
-        self.engine._send(conn, encode_frame(frame))
+    async def _route(self, conn: int, frame: AnyFrame | UnknownFrame, data: bytes) -> list[Action]:
+        """What the router makes of `frame` once admitted, not yet carried out."""
+        admitted = await self._admission.admit(conn, frame, data)
+        return [] if admitted is None else self.engine._router.receive(conn, admitted)
 
-    def _metadata(self, namespace: str, function_id: str) -> object:
-        function = self.engine._router.tables.function(namespace, function_id)
-        if function is None or function.frame.metadata is UNSET:
-            return None
-        assert isinstance(function.frame.metadata, Raw)
-        return decode_value(function.frame.metadata)
-
-    def _namespace(self, conn: int) -> str:
+    def _waiting(self, conn: int) -> bool:
+        """Whether a registration must wait: the namespace is not fixed, or others wait."""
+        if self._held:
+            return True
         connection = self.engine._router.tables.connection(conn)
-        return DEFAULT_NAMESPACE if connection is None else connection.effective_namespace
+        return connection is not None and connection.namespace is None
 
-    async def _hook(self, function_id: str | None, data: dict[str, Any]) -> dict[str, Any] | None:
-        """A registration hook's answer (None: it refused), or `{}` when there is none."""
-        if function_id is None:
-            return {}
-        result, error = await self.engine.invoke(function_id, to_raw(data))
-        answer = None if error is not None or result is None else decode_value(result)
-        if not isinstance(answer, dict):
-            logger.warning("registration refused by hook %s: %s", function_id, error or answer)
-            return None
-        return answer
+    def _settled(self, conn: int) -> bool:
+        """Whether the held registrations may go: the namespace is fixed, or nobody is left."""
+        connection = self.engine._router.tables.connection(conn)
+        return connection is None or connection.namespace is not None
 
-    async def _admit(self, conn: int, data: bytes) -> bytes | None:
-        frame = decode_frame(data)
-        session, settings = self.session, self.settings
-        if isinstance(frame, InvokeFunction):
-            return self._invoke(conn, frame, data)
-        if isinstance(frame, RegisterFunction):
-            if not session.allow_function_registration:
-                logger.warning("function registration not allowed: %s", frame.id)
-                return None
-            hook = settings.on_function_registration_function_id
-            metadata = None if frame.metadata is UNSET else frame.metadata
-            answer = await self._hook(
-                hook,
-                {
-                    "function_id": frame.id,
-                    "description": frame.description,
-                    "metadata": metadata,
-                    "namespace": self._namespace(conn),
-                    "context": session.context,
-                },
-            )
-            if answer is None:
-                return None
-            changes: dict[str, Any] = {
-                "id": session.prefixed(_text(answer, "function_id", frame.id))
-            }
-            if isinstance(answer.get("description"), str):
-                changes["description"] = answer["description"]
-            if "metadata" in answer:
-                changes["metadata"] = to_raw(answer["metadata"])
-            return encode_frame(msgspec.structs.replace(frame, **changes))
-        if isinstance(frame, UnregisterFunction) and session.function_registration_prefix:
-            return encode_frame(msgspec.structs.replace(frame, id=session.prefixed(frame.id)))
-        if isinstance(frame, RegisterTriggerType):
-            if not session.allow_trigger_type_registration:
-                logger.warning("trigger type registration not allowed: %s", frame.id)
-                return None
-            hook = settings.on_trigger_type_registration_function_id
-            answer = await self._hook(
-                hook,
-                {
-                    "trigger_type_id": frame.id,
-                    "description": frame.description,
-                    "context": session.context,
-                },
-            )
-            if answer is None:
-                return None
-            return encode_frame(
-                msgspec.structs.replace(
-                    frame,
-                    id=_text(answer, "trigger_type_id", frame.id),
-                    description=_text(answer, "description", frame.description),
-                )
-            )
-        if isinstance(frame, RegisterTrigger):
-            return await self._bind(conn, frame)
-        return data
-
-    async def _bind(self, conn: int, frame: RegisterTrigger) -> bytes | None:
-        session = self.session
-        if frame.namespace is not None and not frame.namespace.strip():
-            return encode_frame(frame)  # the router answers INVALID_NAMESPACE
-        allowed_types = session.allowed_trigger_types
-        if allowed_types is not None and frame.trigger_type not in allowed_types:
-            logger.warning("trigger registration not allowed for type %s", frame.trigger_type)
-            return None
-        namespace = frame.namespace or DEFAULT_NAMESPACE
-        answer = await self._hook(
-            self.settings.on_trigger_registration_function_id,
-            {
-                "trigger_id": frame.id,
-                "trigger_type": frame.trigger_type,
-                "function_id": frame.function_id,
-                "config": frame.config,
-                "metadata": None if frame.metadata is UNSET else frame.metadata,
-                "namespace": namespace,
-                "context": session.context,
-            },
-        )
-        if answer is None:
-            return None
-        trigger_id = _text(answer, "trigger_id", frame.id)
-        trigger_type = _text(answer, "trigger_type", frame.trigger_type)
-        function_id = session.prefixed(_text(answer, "function_id", frame.function_id))
-        config = to_raw(answer["config"]) if "config" in answer else frame.config
-        metadata = self._metadata(namespace, function_id)
-        if not function_allowed(self.settings, session, function_id, namespace, metadata):
-            message = f"function '{function_id}' not allowed in namespace '{namespace}'"
-            self._send(
-                conn,
-                TriggerRegistrationResult(
-                    id=trigger_id,
-                    trigger_type=trigger_type,
-                    function_id=function_id,
-                    error=ErrorBody(code=FORBIDDEN, message=message),
-                ),
-            )
-            return None
-        return encode_frame(
-            msgspec.structs.replace(
-                frame,
-                id=trigger_id,
-                trigger_type=trigger_type,
-                function_id=function_id,
-                config=config,
-            )
-        )
-
-    def _invoke(self, conn: int, frame: InvokeFunction, data: bytes) -> bytes | None:
-        session, settings = self.session, self.settings
-        if frame.namespace is not None and not frame.namespace.strip():
-            return data  # the router answers INVALID_NAMESPACE
-        namespace = frame.namespace or DEFAULT_NAMESPACE
-        function_id = frame.function_id
-        metadata = self._metadata(namespace, function_id)
-        if not function_allowed(settings, session, function_id, namespace, metadata):
-            remedy = (
-                "remove from rbac.forbidden_functions"
-                if function_id in session.forbidden_functions
-                else "add to rbac.expose_functions"
-            )
-            self._refuse(conn, frame, f"function '{function_id}' not allowed ({remedy})")
-            return None
-        if function_id == REGISTER_TRIGGER:
-            checked = self._durable_binding(conn, frame, namespace)
-            if checked is None:
-                return None
-            if checked is not frame:
-                frame, data = checked, encode_frame(checked)
-        if function_id == REGISTER_WORKER and session.namespaces:
-            payload = decode_value(frame.data)
-            declared = payload.get("namespace") if isinstance(payload, dict) else None
-            declared = declared if isinstance(declared, str) else DEFAULT_NAMESPACE
-            if declared not in session.namespaces:
-                permitted = ", ".join(sorted(session.namespaces))
-                message = (
-                    f"namespace '{declared}' not allowed for this session (permitted: {permitted})"
-                )
-                self._refuse(conn, frame, message)
-                return None
-        middleware = settings.middleware_function_id
-        if middleware is not None and not self._engine_builtin(namespace, function_id):
+    def _hold(self, conn: int, frame: AnyFrame, data: bytes) -> None:
+        self._held.append((frame, data))
+        if self._grace is None:
+            self._grace = anyio.CancelScope()
             assert self.engine._tasks is not None
-            self.engine._tasks.start_soon(self._through_middleware, conn, frame, middleware)
-            return None
-        return data
+            self.engine._tasks.start_soon(self._end_of_grace, conn, self._grace)
 
-    def _durable_binding(
-        self, conn: int, frame: InvokeFunction, namespace: str
-    ) -> InvokeFunction | None:
-        """A call of `engine::register_trigger` from this session, held to the rules of a
-        `registertrigger` frame (allowed trigger types, a target function the session may
-        call, the registration prefix), so the built-in is no way around them. None: it
-        was refused here; else the call to pass on (its target prefixed if need be)."""
-        session = self.session
-        payload = decode_value(frame.data)
-        if not isinstance(payload, dict):
-            return frame  # the built-in refuses its malformed argument itself
-        trigger_type, target = payload.get("trigger_type"), payload.get("function_id")
-        if not isinstance(trigger_type, str) or not isinstance(target, str):
-            return frame
-        allowed_types = session.allowed_trigger_types
-        if allowed_types is not None and trigger_type not in allowed_types:
-            self._refuse(conn, frame, f"trigger type '{trigger_type}' not allowed")
-            return None
-        function_id = session.prefixed(target)
-        metadata = self._metadata(namespace, function_id)
-        if not function_allowed(self.settings, session, function_id, namespace, metadata):
-            message = f"function '{function_id}' not allowed in namespace '{namespace}'"
-            self._refuse(conn, frame, message)
-            return None
-        if function_id == target:
-            return frame
-        return msgspec.structs.replace(frame, data=to_raw({**payload, "function_id": function_id}))
+    async def _release(self, conn: int) -> None:
+        """Route the held registrations, in order; forget them if the connection ended."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        tables = self.engine._router.tables
+        while self._held:
+            if tables.connection(conn) is None:
+                self._held.clear()
+                return
+            frame, data = self._held.popleft()
+            self.engine._perform(await self._route(conn, frame, data))
 
-    def _engine_builtin(self, namespace: str, function_id: str) -> bool:
-        """An `engine::*` id no worker registered: the middleware is not called for it."""
-        function = self.engine._router.tables.function(namespace, function_id)
-        return function_id.startswith("engine::") and (function is None or function.owner is None)
-
-    def _refuse(self, conn: int, frame: InvokeFunction, message: str) -> None:
-        self._send(
-            conn,
-            InvocationResult(
-                invocation_id=frame.invocation_id or random_uuid(),
-                function_id=frame.function_id,
-                error=ErrorBody(code=FORBIDDEN, message=message),
-                traceparent=frame.traceparent,
-                baggage=frame.baggage,
-            ),
-        )
-
-    async def _through_middleware(self, conn: int, frame: InvokeFunction, middleware: str) -> None:
-        """Call the middleware instead of the function; its answer is the call's answer."""
-        namespace = frame.namespace or DEFAULT_NAMESPACE
-        data = {
-            "function_id": frame.function_id,
-            "payload": frame.data,
-            "action": frame.action,
-            "context": self.session.context,
-            "namespace": namespace,
-        }
-        metadata = None if frame.metadata is UNSET else frame.metadata
-        result, error = await self.engine.invoke(
-            middleware, to_raw(data), metadata=metadata, namespace=namespace
-        )
-        self._send(
-            conn,
-            InvocationResult(
-                invocation_id=frame.invocation_id or random_uuid(),
-                function_id=frame.function_id,
-                result=UNSET if result is None else result,
-                error=error,
-                traceparent=frame.traceparent,
-                baggage=frame.baggage,
-            ),
-        )
-
-
-def _text(answer: Mapping[str, Any], key: str, default: str) -> str:
-    value = answer.get(key)
-    return value if isinstance(value, str) else default
+    async def _end_of_grace(self, conn: int, scope: anyio.CancelScope) -> None:
+        """When no `engine::workers::register` comes: at the end of the namespace grace,
+        the router fixes the namespace to `default`, and the held registrations go there."""
+        router = self.engine._router
+        with scope:
+            while (connection := router.tables.connection(conn)) is not None:
+                if connection.namespace is not None:
+                    break
+                await anyio.sleep_until(connection.grace_deadline)
+                # The router's clock is anyio's (`running.py`); its timer task may not have
+                # ticked yet, and the held frames must follow the namespace, not guess it.
+                if anyio.current_time() >= connection.grace_deadline:
+                    self.engine._perform(router.tick())
+            async with self._turn:
+                if self._grace is scope:
+                    self._grace = None
+                await self._release(conn)
 
 
 class _Unprefixing:
