@@ -34,6 +34,7 @@ from .._protocol.codes import (
     FORBIDDEN,
     INVALID_ARGUMENTS,
     INVALID_NAMESPACE,
+    ITEM_FORBIDDEN,
     ITEM_NOT_FOUND,
     NOT_FOUND,
     REGISTER_TRIGGER,
@@ -81,16 +82,11 @@ from .tables import Binding, Connection, Function, TableView
 
 __all__ = [
     "BUILTINS",
-    "ITEM_FORBIDDEN",
     "AwaitAck",
     "Builtin",
     "EngineHost",
     "Visible",
 ]
-
-ITEM_FORBIDDEN: Final = "forbidden"
-"""The per-id error in an `engine::functions::info` batch answer (`function_ids`) for a
-function the caller may not see (the real engine's; `ITEM_NOT_FOUND` is the other one)."""
 
 
 class EngineHost(Protocol):

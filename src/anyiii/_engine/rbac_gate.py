@@ -113,6 +113,7 @@ async def start_rbac_listener(
             accept=engine._accepts,
             limits=limits,
             handshake_timeout=settings.handshake_timeout,
+            connections=settings.connections,
         )
     )
     logger.info("anyiii engine: RBAC worker listener on port %d", port)

@@ -37,6 +37,7 @@ __all__ = [
     "INVOCATION_CANCELLED",
     "INVOCATION_FAILED",
     "INVOCATION_STOPPED",
+    "ITEM_FORBIDDEN",
     "ITEM_NOT_FOUND",
     "MALFORMED_FRAME",
     "MIDDLEWARE_TIMEOUT",
@@ -126,6 +127,9 @@ namespace; or `engine::unregister_trigger` of another live worker's binding."""
 NOT_FOUND: Final = "NOT_FOUND"
 ITEM_NOT_FOUND: Final = "not_found"
 """The per-item error in a batch answer (`engine::functions::info` with `function_ids`)."""
+ITEM_FORBIDDEN: Final = "forbidden"
+"""The per-id error in an `engine::functions::info` batch answer for a function that exists
+but the caller's RBAC session may not see (the real engine's)."""
 TIMEOUT: Final = "TIMEOUT"
 """A caller's own wait for a result ran out (the official SDKs' code)."""
 
