@@ -37,6 +37,14 @@ def test_codec_benchmark_quick_run() -> None:
     assert "| measurement | median µs | per second | ratio (median of rounds) |" in output
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_fragment_cost_benchmark_quick_run(backend: str) -> None:
+    """The three ways of sending 16 MiB each reach the server; the ratio is printed."""
+    output = _quick_run("fragment_cost.py", 60, "--backend", backend)
+    for way in ("whole:", "messages:", "fragments:", "fragments / messages:"):
+        assert way in output
+
+
 @pytest.mark.timeout(180)
 def test_engine_routing_benchmark_quick_run() -> None:
     """Official SDK workers through the embedded engine, on both engine backends."""
