@@ -46,9 +46,9 @@ import anyio
 from anyiii._errors import ConnectionClosed
 from anyiii._transport.base import SendQueueFull, TransportLimits
 from anyiii._transport.budget import SharedBudget
-from anyiii._transport.wire import check_close_code, clip_reason
+from anyiii._transport.wire import check_close_code, clip_reason, exit_close_code
 
-__all__ = ["TransportBase", "exit_close_code", "logger"]
+__all__ = ["TransportBase", "logger"]
 
 logger = logging.getLogger("anyiii.transport")
 
@@ -497,12 +497,3 @@ class TransportBase:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose(*exit_close_code(exc))
-
-
-def exit_close_code(exc: BaseException | None) -> tuple[int, str]:
-    """The close code for leaving a transport's scope with `exc` (None: a normal exit)."""
-    if exc is None or isinstance(exc, ConnectionClosed):
-        return 1000, ""
-    if isinstance(exc, Exception):
-        return 1011, "internal error"
-    return 1001, "going away"  # cancellation, KeyboardInterrupt: we are leaving

@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 import anyio
 
 from anyiii._concurrency import reraise_unwrapped
-from anyiii._transport.common import exit_close_code
 from anyiii._transport.pinging import PingingTransport
+from anyiii._transport.wire import exit_close_code
 
 __all__ = ["keep_alive", "keepalive_running"]
 

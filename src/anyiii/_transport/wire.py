@@ -1,5 +1,6 @@
 """What the socket transports share about the wire: read size, fragmenting, addresses,
-handshake headers, the close codes and reasons a close frame may carry.
+handshake headers, the close codes and reasons a close frame may carry, and the close
+code for leaving a transport's block (`exit_close_code`).
 
 The default transport (`websocket`) and the httpx one (`httpx_ws`) read and fragment by
 the same numbers, and both report the peer as "host:port" ("[v6]:port"). The embedded
@@ -11,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
+from anyiii._errors import ConnectionClosed
+
 __all__ = [
     "FRAGMENT_ABOVE",
     "FRAGMENT_SIZE",
@@ -18,6 +21,7 @@ __all__ = [
     "HeadersLike",
     "check_close_code",
     "clip_reason",
+    "exit_close_code",
     "format_address",
     "head_end",
     "url_host",
@@ -80,3 +84,12 @@ def clip_reason(reason: str) -> str:
     """Shorten `reason` to the 123 UTF-8 bytes a close frame can carry, on a char boundary."""
     raw = reason.encode()
     return reason if len(raw) <= 123 else raw[:123].decode(errors="ignore")
+
+
+def exit_close_code(exc: BaseException | None) -> tuple[int, str]:
+    """The close code for leaving a transport's scope with `exc` (None: a normal exit)."""
+    if exc is None or isinstance(exc, ConnectionClosed):
+        return 1000, ""
+    if isinstance(exc, Exception):
+        return 1011, "internal error"
+    return 1001, "going away"  # cancellation, KeyboardInterrupt: we are leaving
