@@ -113,6 +113,22 @@ async def test_without_an_announce_registrations_wait_for_the_end_of_the_grace()
     assert registered
 
 
+def grace_timers() -> int:
+    return sum(1 for task in anyio.get_running_tasks() if task.name.endswith("_end_of_grace"))
+
+
+async def test_a_connection_that_ends_while_frames_are_held_leaves_no_timer_behind() -> None:
+    with anyio.fail_after(10):
+        async with gated(namespace_grace=60) as (engine, _):
+            async with raw_session(engine, "reader") as (transport, _):
+                await transport.send(encode({"type": "registerfunction", "id": "api::held"}))
+                await until_pong(transport)  # the registration was read, and held
+                assert grace_timers() == 1
+            await anyio.wait_all_tasks_blocked()  # the engine has let the connection go
+            assert grace_timers() == 0
+            assert ("default", "api::held") not in engine._router.tables.functions
+
+
 async def test_a_frame_that_is_not_a_protocol_frame_is_ignored_as_on_the_trusted_port() -> None:
     with anyio.fail_after(10):
         async with gated() as (engine, _), raw_session(engine, "reader") as (transport, _):

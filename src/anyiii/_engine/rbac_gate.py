@@ -135,7 +135,11 @@ async def _serve_rbac_transport(
         return
     if session.function_registration_prefix is not None:
         transport = cast(Transport, _Unprefixing(transport, session))
-    await engine._serve_transport(transport, Gate(engine, settings, session))
+    gate = Gate(engine, settings, session)
+    try:
+        await engine._serve_transport(transport, gate)
+    finally:
+        gate.close()
 
 
 async def _authenticate(
@@ -221,6 +225,14 @@ class Gate:
                 if self._held and self._settled(conn):
                     await self._release(conn)
                 self.engine._perform(actions)
+
+    def close(self) -> None:
+        """The connection is over: stop its grace timer (a task of the engine's, which would
+        otherwise sleep out the grace) and forget what it held."""
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self._held.clear()
 
     async def _route(self, conn: int, frame: AnyFrame | UnknownFrame, data: bytes) -> list[Action]:
         """What the router makes of `frame` once admitted, not yet carried out."""
