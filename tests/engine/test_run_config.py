@@ -62,3 +62,38 @@ async def test_a_bad_config_is_a_value_error_naming_the_key() -> None:
     with pytest.raises(ValueError, match="not both"):
         async with anyiii.engine.run(http_port=None, config=CONFIG, services=()):
             pass
+
+
+async def test_the_files_settings_apply_unless_settings_are_given() -> None:
+    """`run(config=...)` takes the file's `anyiii:` limits and worker-manager settings too;
+    an explicit `settings=` wins over all of them."""
+    config = {
+        "registration_namespace_grace_ms": 1500,
+        "workers": [
+            {
+                "name": "iii-worker-manager",
+                "config": {"port": 0},
+                "anyiii": {"registrations": {"max_description_bytes": 64}},
+            },
+            {"name": "iii-state"},
+        ],
+    }
+    long = "x" * 200
+    with anyio.fail_after(20):
+        async with (
+            anyiii.engine.run(http_port=None, config=config) as engine,
+            anyiii.connect(engine.url, reconnect=False) as w,
+        ):
+            assert engine._settings.namespace_grace == 1.5
+            assert engine._settings.registrations.max_description_bytes == 64
+            w.register_function("app::long", _noop, description=long)
+            with pytest.raises(anyiii.InvocationError) as refused:  # the file's limit
+                await w.trigger_async({"function_id": "app::long", "payload": {}})
+            assert refused.value.code == "function_not_found"
+        given = anyiii.engine.EngineSettings()
+        async with anyiii.engine.run(http_port=None, config=config, settings=given) as engine:
+            assert engine._settings is given
+
+
+async def _noop(data: object) -> None:
+    return None

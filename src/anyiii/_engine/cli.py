@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Final
 
 import anyio
-import msgspec
 
 from .._loops import LOOPS, backend_options
 from .config import (
@@ -31,8 +30,7 @@ from .config import (
     Listener,
     load_config,
 )
-from .config_limits import apply_limits
-from .configured import configured_services
+from .configured import configured_services, configured_settings
 from .hosting import ServiceFactory
 from .running import run
 from .settings import EngineSettings
@@ -188,7 +186,7 @@ def resolve(flags: EngineFlags, config: EngineConfig | None) -> EngineOptions:
         stream_port=port(flags.stream_port, stream, DEFAULT_STREAM_PORT),
         data_dir=_data_dir(flags, config),
         settings=replace(
-            _settings(config),
+            EngineSettings() if config is None else configured_settings(config),
             token=flags.token,
             rbac=rbac[0] if rbac else None,
             rbac_listeners=rbac[1:],
@@ -227,24 +225,6 @@ def _data_dir(flags: EngineFlags, config: EngineConfig | None) -> Path | None:
     if config is not None and config.in_memory:
         return None
     return DEFAULT_DATA_DIR
-
-
-def _settings(config: EngineConfig | None) -> EngineSettings:
-    settings = EngineSettings()
-    if config is None:
-        return settings
-    if config.namespace_grace is not None:
-        settings = replace(settings, namespace_grace=config.namespace_grace)
-    if config.handshake_timeout is not None:
-        settings = replace(settings, handshake_timeout=config.handshake_timeout)
-    if config.http_timeout is not None:
-        http = msgspec.structs.replace(settings.http, request_timeout=config.http_timeout)
-        settings = replace(settings, http=http)
-    if config.http_middleware:
-        settings = replace(settings, http_middleware=config.http_middleware)
-    if config.http_functions is not None:
-        settings = replace(settings, http_functions=config.http_functions)
-    return apply_limits(settings, config.limits)
 
 
 async def _serve(options: EngineOptions) -> None:

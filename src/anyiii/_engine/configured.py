@@ -1,27 +1,39 @@
-"""Which in-engine service implements which worker of the real engine's config file, and
-the services a parsed config asks for, each bound to its `config:` block.
+"""Which in-engine service implements which worker of the real engine's config file, the
+services a parsed config asks for (each bound to its `config:` block), and the engine
+settings it gives.
 
 Used by `anyiii engine --config` and by `anyiii.engine.run(config=...)`, so a config runs
-the same services whichever way the engine is started.
+the same services with the same settings whichever way the engine is started.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import partial
 from typing import Any, Final, Protocol
 
+import msgspec
+
 from .config import EngineConfig
+from .config_limits import apply_limits
 from .config_names import STATE_WORKER, STREAM_WORKER
 from .cron import CronService
 from .hosting import ServiceFactory
 from .pubsub import PubSubService
 from .queues import QueueService
 from .service import Service, ServiceContext
+from .settings import EngineSettings
 from .state_service import StateService
 from .stream_service import StreamService
 
-__all__ = ["DEFAULT_SERVICES", "SERVICE_CLASSES", "ConfiguredService", "configured_services"]
+__all__ = [
+    "DEFAULT_SERVICES",
+    "SERVICE_CLASSES",
+    "ConfiguredService",
+    "configured_services",
+    "configured_settings",
+]
 
 
 class ConfiguredService(Protocol):
@@ -63,3 +75,23 @@ def configured_services(config: EngineConfig, notes: list[str]) -> tuple[Service
         else:
             factories.append(partial(service_class, config=block))
     return tuple(factories)
+
+
+def configured_settings(config: EngineConfig) -> EngineSettings:
+    """The engine settings `config` gives: the worker manager's namespace grace and
+    handshake timeout, the REST timeout and middleware, the HTTP-function URL policy, and
+    the limits of its `anyiii:` section. Its listeners (RBAC ones included) are not here:
+    where to serve is the caller's choice (`anyiii engine --config` reads them too)."""
+    settings = EngineSettings()
+    if config.namespace_grace is not None:
+        settings = replace(settings, namespace_grace=config.namespace_grace)
+    if config.handshake_timeout is not None:
+        settings = replace(settings, handshake_timeout=config.handshake_timeout)
+    if config.http_timeout is not None:
+        http = msgspec.structs.replace(settings.http, request_timeout=config.http_timeout)
+        settings = replace(settings, http=http)
+    if config.http_middleware:
+        settings = replace(settings, http_middleware=config.http_middleware)
+    if config.http_functions is not None:
+        settings = replace(settings, http_functions=config.http_functions)
+    return apply_limits(settings, config.limits)

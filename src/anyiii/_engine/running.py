@@ -21,8 +21,8 @@ from .._transport import (
     serve_websockets,
 )
 from .channels import ChannelHub
-from .config import config_from_mapping, load_config
-from .configured import DEFAULT_SERVICES, configured_services
+from .config import EngineConfig, config_from_mapping, load_config
+from .configured import DEFAULT_SERVICES, configured_services, configured_settings
 from .hosting import ServiceFactory
 from .http import serve_http
 from .rbac_gate import start_rbac_listener, token_authorizer
@@ -67,16 +67,21 @@ async def run(
 
     `config` is a configuration in the real engine's format, as a `config.yaml` path or as
     the mapping it parses to: the services it lists run, each with its `config:` block
-    (named queues and their retries, the stream service's `auth_function`, …). Its
-    listeners and data paths are not used here: the arguments above say where to serve and
-    what to keep (`anyiii engine --config` reads those too). What the embedded engine does
-    not implement is logged and skipped; a malformed config raises `ValueError` naming the
-    key.
+    (named queues and their retries, the stream service's `auth_function`, …), and unless
+    `settings` is given, the engine settings it holds apply (namespace grace, handshake
+    and REST timeouts, HTTP middleware and URL policy, the limits of its `anyiii:`
+    section). Its listeners (RBAC ones included) and data paths are not used here: the
+    arguments above say where to serve and what to keep (`anyiii engine --config` reads
+    those too). What the embedded engine does not implement is logged and skipped; a
+    malformed config raises `ValueError` naming the key.
     """
     if config is not None:
         if services is not None:
             raise ValueError("give either services or config, not both")
-        services = _services_of(config)
+        parsed = _parse(config)
+        services = _services_of(parsed)
+        if settings is None:
+            settings = configured_settings(parsed)
     chosen = settings or EngineSettings()
     channels = ChannelHub(anyio.current_time)
     router = Router(
@@ -122,8 +127,11 @@ async def run(
         await storage.aclose()
 
 
-def _services_of(config: str | Path | Mapping[str, Any]) -> tuple[ServiceFactory, ...]:
-    parsed = load_config(config) if isinstance(config, str | Path) else config_from_mapping(config)
+def _parse(config: str | Path | Mapping[str, Any]) -> EngineConfig:
+    return load_config(config) if isinstance(config, str | Path) else config_from_mapping(config)
+
+
+def _services_of(parsed: EngineConfig) -> tuple[ServiceFactory, ...]:
     notes = list(parsed.skipped)
     factories = configured_services(parsed, notes)
     for note in notes:
