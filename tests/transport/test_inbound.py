@@ -40,24 +40,31 @@ async def assert_refused(transport: Transport, peer: Any, code: int) -> None:
 # --- item 1: tiny fragments ------------------------------------------------------------------
 
 
-async def test_a_message_of_many_tiny_fragments_is_refused_with_1008() -> None:
+KINDS = ["websocket-server", "websocket-client", "httpx-client"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_message_of_many_tiny_fragments_is_refused_with_1008(kind: str) -> None:
     pieces = [b"["] + [b" "] * (SMALL_FRAGMENT_ALLOWANCE + 10) + [b"]"]
     with anyio.fail_after(10):
-        async with wire_under_test("websocket-server") as (transport, peer):
-            await peer.stream.send(fragmented(pieces))
+        async with wire_under_test(kind) as (transport, peer):
+            await peer.stream.send(fragmented(pieces, masked=kind == "websocket-server"))
             await assert_refused(transport, peer, 1008)
 
 
-async def test_fragments_of_a_reasonable_size_are_joined_whatever_their_number() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+async def test_fragments_of_a_reasonable_size_are_joined_whatever_their_number(kind: str) -> None:
     # Small ones up to the allowance, then many at the small size: all accepted.
     pieces = [b"x"] * SMALL_FRAGMENT_ALLOWANCE + [b"y" * SMALL_FRAGMENT] * 2000 + [b"z"]
+    masked = kind == "websocket-server"
     with anyio.fail_after(10):
-        async with wire_under_test("websocket-server") as (transport, peer):
-            await peer.stream.send(fragmented(pieces))
-            await peer.stream.send(raw_frame(TEXT, b"next"))
+        async with wire_under_test(kind) as (transport, peer):
+            await peer.stream.send(fragmented(pieces, masked=masked))
+            await peer.stream.send(raw_frame(TEXT, b"next", masked=masked))
             assert await transport.receive() == b"".join(pieces)
             assert await transport.receive() == b"next"
-            assert transport._reassembly.data == b""  # type: ignore[attr-defined]
+            held = getattr(transport, "_reassembly", None)
+            assert (transport._joined if held is None else held.data) == b""  # type: ignore[attr-defined]
 
 
 # --- item 3: text that is not UTF-8 ----------------------------------------------------------

@@ -39,6 +39,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessag
 
 from anyiii._errors import ConnectError
 from anyiii._transport.base import BinaryMessage, Transport, TransportLimits
+from anyiii._transport.inbound import SMALL_FRAGMENT, SMALL_FRAGMENT_ALLOWANCE, TOO_MANY_FRAGMENTS
 from anyiii._transport.keepalive import keepalive_running
 from anyiii._transport.pinging import PingingTransport
 from anyiii._transport.wire import (
@@ -93,9 +94,12 @@ class HttpxWebSocketTransport(PingingTransport):
         self._stream = stream
         self._connection = Connection(ConnectionType.CLIENT)
         self._max_message_size = chosen.max_message_size
-        self._parts: list[bytes] = []
-        self._part_size = 0
-        self._discarding = False  # after failing with 1009, message data is ignored
+        # The message being received, joined as it comes (a list of small parts would cost
+        # ~56 bytes per one-byte fragment); its frames under SMALL_FRAGMENT bytes, counted.
+        self._joined = bytearray()
+        self._frame_size = 0
+        self._small_fragments = 0
+        self._discarding = False  # after failing (1009, 1008), message data is ignored
         self._stream_done = False
         self._aborted = False
         address = stream.get_extra_info("server_addr")
@@ -173,22 +177,29 @@ class HttpxWebSocketTransport(PingingTransport):
                 if self._discarding:
                     continue
                 data = event.data.encode() if isinstance(event.data, str) else bytes(event.data)
-                self._part_size += len(data)
-                if self._part_size > self._max_message_size:
+                self._joined += data
+                self._frame_size += len(data)
+                refusal: tuple[int, str] | None = None
+                if len(self._joined) > self._max_message_size:
+                    refusal = 1009, f"message exceeds {self._max_message_size} bytes"
+                elif event.frame_finished and not event.message_finished:
+                    if self._frame_size < SMALL_FRAGMENT:
+                        self._small_fragments += 1
+                        if self._small_fragments > SMALL_FRAGMENT_ALLOWANCE:
+                            refusal = TOO_MANY_FRAGMENTS
+                    self._frame_size = 0
+                if refusal is not None:
                     self._discarding = True
-                    self._parts, self._part_size = [], 0
-                    reason = f"message exceeds {self._max_message_size} bytes"
-                    replies += self._fail_frames(1009, reason)
-                    self._record_close(1009, reason)
+                    self._joined = bytearray()
+                    replies += self._fail_frames(*refusal)
+                    self._record_close(*refusal)
                     continue
                 if event.message_finished:
-                    self._parts.append(data)
-                    joined = b"".join(self._parts)
+                    joined = bytes(self._joined)
                     binary = isinstance(event, BytesMessage)
                     self._messages.append(BinaryMessage(joined) if binary else joined)
-                    self._parts, self._part_size = [], 0
-                else:
-                    self._parts.append(data)
+                    self._joined = bytearray()
+                    self._frame_size = self._small_fragments = 0
             elif isinstance(event, Ping):
                 if connection.state is ConnectionState.OPEN:
                     replies.append(connection.send(event.response()))
