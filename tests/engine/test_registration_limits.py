@@ -134,6 +134,49 @@ def test_durable_bindings_per_worker_are_capped_across_its_connections() -> None
     assert sum(b.owner is None for b in engine.router.tables.bindings.values()) == 3
 
 
+def test_durable_bindings_of_all_workers_together_are_capped_in_bytes() -> None:
+    """Renaming itself is no way around the per-worker count: the engine-wide total
+    refuses the binding that would pass it, and removing one makes room again."""
+    payload = {"trigger_type": "http", "function_id": "svc::a", "config": {"api_path": "p"}}
+    engine = Engine(registrations=RegistrationLimits(max_durable_binding_bytes=300))
+    made = []
+    for index in range(10):  # a new name each time: the per-worker count never bites
+        worker = engine.connect(name=f"rename-{index}")
+        engine.call(worker, "engine::register_trigger", payload)
+        failed = [e for e in worker.events if isinstance(e, ev.CallFailed)]
+        if failed:
+            assert failed[0].error.code == TRIGGER_REGISTRATION_FAILED
+            assert "max_durable_binding_bytes" in failed[0].error.message
+            break
+        made.append(value(worker.one(ev.CallCompleted).result)["id"])  # type: ignore[index]
+    assert 0 < len(made) < 10
+    durable = [b for b in engine.router.tables.bindings.values() if b.owner is None]
+    assert len(durable) == len(made)
+    remover = engine.connect(name="remover")
+    assert _call(engine, remover, "engine::unregister_trigger", {"id": made[0]}) == {
+        "removed": True
+    }
+    assert "id" in _call(engine, remover, "engine::register_trigger", payload)
+
+
+def test_the_durable_tallies_follow_every_way_a_binding_leaves() -> None:
+    """Refused by its provider, or removed: either way the binding no longer counts."""
+    engine = Engine(registrations=RegistrationLimits(max_durable_bindings=1))
+    good = {"trigger_type": "http", "function_id": "svc::a", "config": {"api_path": "p"}}
+    bad = {"trigger_type": "http", "function_id": "svc::a", "config": {"nope": 1}}
+    worker = engine.connect(name="cli")
+    engine.call(worker, "engine::register_trigger", bad)  # the http provider refuses it
+    assert worker.one(ev.CallFailed)
+    triggers = engine.router._triggers
+    assert (triggers.durable_bytes, triggers.durable_made_by("default/cli")) == (0, 0)
+    worker.events.clear()
+    made = _call(engine, worker, "engine::register_trigger", good)["id"]
+    assert triggers.durable_made_by("default/cli") == 1
+    assert _call(engine, worker, "engine::unregister_trigger", {"id": made}) == {"removed": True}
+    assert (triggers.durable_bytes, triggers.durable_made_by("default/cli")) == (0, 0)
+    assert "id" in _call(engine, worker, "engine::register_trigger", good)
+
+
 def test_functions_list_is_cut_at_the_listing_budget_and_says_so() -> None:
     engine = Engine(registrations=RegistrationLimits(max_listing_bytes=4096))
     worker = engine.connect(*(f"svc::{i:03}" for i in range(100)))

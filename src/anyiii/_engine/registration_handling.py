@@ -33,6 +33,7 @@ from .http_routing import HttpFunctions
 from .ownership import Ownership
 from .registration_limits import (
     RegistrationLimits,
+    binding_bytes,
     binding_refusal,
     function_refusal,
     trigger_type_refusal,
@@ -117,14 +118,23 @@ class RegistrationHandling:
 
         Returns the binding, or why it was refused: over a limit (a worker `caller` may
         hold `max_durable_bindings`, counted by its worker name and namespace, as the
-        bindings outlive its connection), or by an in-engine provider.
+        bindings outlive its connection; all of them together may take
+        `max_durable_binding_bytes`), or by an in-engine provider.
         """
-        reason = binding_refusal(self._limits, None, frame)
+        limits = self._limits
+        reason = binding_refusal(limits, None, frame)
         if reason is None and caller is not None:
-            creator = _creator(caller)
-            made = sum(1 for b in self.tables.bindings.values() if b.creator == creator)
-            if made >= self._limits.max_durable_bindings:
+            made = self._triggers.durable_made_by(_creator(caller))
+            if made >= limits.max_durable_bindings:
                 reason = f"the worker already made {made} durable bindings, the limit"
+        if reason is None:
+            total = self._triggers.durable_bytes + binding_bytes(frame)
+            if total > limits.max_durable_binding_bytes:
+                reason = (
+                    f"durable bindings would take {total} bytes with this one, over the "
+                    f"engine's limit of {limits.max_durable_binding_bytes} "
+                    "(max_durable_binding_bytes)"
+                )
         if reason is not None:
             return ErrorBody(TRIGGER_REGISTRATION_FAILED, reason)
         return self._triggers.add_durable(frame, out, None if caller is None else _creator(caller))

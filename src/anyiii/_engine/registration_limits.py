@@ -54,9 +54,12 @@ class RegistrationLimits:
     per-connection count would not bound them. They do not count toward
     `max_registration_bytes` either, for the same reason: that total is given back when the
     connection ends, and they stay. Each is bounded by `max_metadata_bytes` (its `config`
-    and its `metadata`), their number per worker by `max_durable_bindings`. A worker may
-    change its name, so neither bounds a hostile one: deny it `engine::register_trigger`
-    through RBAC (docs/security.md).
+    and its `metadata`), their number per worker by `max_durable_bindings`, and the bytes
+    of all of them, whoever made them, by `max_durable_binding_bytes` (default 256 MiB):
+    a worker may change its name, so only an engine-wide total bounds what hostile ones
+    can make the engine hold. Once it is reached nobody adds durable bindings until some
+    are removed, so deny untrusted workers `engine::register_trigger` through RBAC
+    (docs/security.md).
 
     `max_listing_bytes` bounds one listing's answer (`engine::functions::list` and the
     other `*::list`, `engine::workers::info`, the `engine::functions-available` payload):
@@ -73,6 +76,7 @@ class RegistrationLimits:
     max_schema_bytes: int = 256 * 1024
     max_registration_bytes: int = 64 * 2**20
     max_durable_bindings: int = 1_000
+    max_durable_binding_bytes: int = 256 * 2**20
     max_listing_bytes: int = 16 * 2**20
     reattach_grace: float = 5.0
 
@@ -84,6 +88,7 @@ class RegistrationLimits:
             "max_schema_bytes",
             "max_registration_bytes",
             "max_durable_bindings",
+            "max_durable_binding_bytes",
             "max_listing_bytes",
         ):
             value = getattr(self, name)

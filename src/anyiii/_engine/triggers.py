@@ -55,6 +55,10 @@ class Triggers:
         self._ack_timeout = ack_timeout
         self._awaited_acks: dict[str, _AwaitedAck] = {}
         self._warned_missing: set[str] = set()
+        self.durable_bytes = 0
+        """Bytes of the durable bindings (`binding_bytes`), all creators together."""
+        self._durable_made: dict[str | None, int] = {}
+        """Durable bindings per creator, so a limit check never walks the bindings."""
         """Trigger types whose parked bindings were already reported."""
 
     # --- bindings ----------------------------------------------------------------------------
@@ -90,13 +94,14 @@ class Triggers:
         """
         binding = Binding(frame, None, frame.namespace or DEFAULT_NAMESPACE, creator=creator)
         self._tables.bindings[frame.id] = binding
+        self._tally(binding, 1)
         refusal = self._bind(binding, out)
         return binding if refusal is None else refusal
 
     def remove(self, binding: Binding, out: list[Action]) -> None:
         """Remove a binding and tell its provider."""
         frame = binding.frame
-        self._tables.bindings.pop(frame.id, None)
+        self._forget(frame.id)
         ack = self._awaited_acks.pop(frame.id, None)
         if ack is not None:  # it was registered, then removed before its provider answered
             self._answer_ack(ack, frame.id, out)
@@ -114,6 +119,24 @@ class Triggers:
             out.append(
                 Send(provider.id, provider.core.forward_unbinding(frame.id, frame.trigger_type))
             )
+
+    def durable_made_by(self, creator: str) -> int:
+        """How many durable bindings `creator` has made that are still there."""
+        return self._durable_made.get(creator, 0)
+
+    def _forget(self, binding_id: str) -> None:
+        """Take a binding out of the table (if there), keeping the durable tallies right."""
+        binding = self._tables.bindings.pop(binding_id, None)
+        if binding is not None and binding.owner is None:
+            self._tally(binding, -1)
+
+    def _tally(self, binding: Binding, sign: int) -> None:
+        self.durable_bytes += sign * binding_bytes(binding.frame)
+        made = self._durable_made.get(binding.creator, 0) + sign
+        if made:
+            self._durable_made[binding.creator] = made
+        else:
+            self._durable_made.pop(binding.creator, None)
 
     def _provider_key(self, binding: Binding) -> TypeKey | None:
         """Where a binding's trigger type is provided: the explicit `trigger_namespace`, else
@@ -146,7 +169,7 @@ class Triggers:
         if trigger_type.builtin is not None:
             error = trigger_type.builtin.register(binding.frame)
             if error is not None:
-                del self._tables.bindings[binding.frame.id]
+                self._forget(binding.frame.id)
                 binding.provider = None
                 self._report_failure_to_owner(binding, error, out)
             return error
@@ -255,7 +278,7 @@ class Triggers:
             answer(self._tables, ack.caller, ack.invocation_id, None, error, out)
             if binding is not None and binding.owner is None:
                 # The caller of engine::register_trigger was told it failed: drop it.
-                self._tables.bindings.pop(frame.id, None)
+                self._forget(frame.id)
                 return
         if binding is None:
             return
