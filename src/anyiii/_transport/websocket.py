@@ -184,8 +184,11 @@ class WebSocketTransport(PingingTransport):
             frame = _text_frame(message, self._masks)
             self._queue.append(frame)
             self._queued += len(frame)
-            if self._queue_budget is not None:
-                self._count_queued(self._queue_budget, len(frame))
+            budget = self._queue_budget
+            if budget is not None:
+                budget.used += len(frame)
+                if budget.used > budget.total:  # rare: let the general path decide
+                    self._count_queued(budget, 0)
             self._wake_writer()
             return True
         return False
