@@ -33,8 +33,8 @@ from .http_routing import HttpFunctions
 from .ownership import Ownership
 from .registration_limits import (
     RegistrationLimits,
-    binding_bytes,
     binding_refusal,
+    durable_binding_refusal,
     function_refusal,
     trigger_type_refusal,
 )
@@ -121,23 +121,13 @@ class RegistrationHandling:
         bindings outlive its connection; all of them together may take
         `max_durable_binding_bytes`), or by an in-engine provider.
         """
-        limits = self._limits
-        reason = binding_refusal(limits, None, frame)
-        if reason is None and caller is not None:
-            made = self._triggers.durable_made_by(_creator(caller))
-            if made >= limits.max_durable_bindings:
-                reason = f"the worker already made {made} durable bindings, the limit"
-        if reason is None:
-            total = self._triggers.durable_bytes + binding_bytes(frame)
-            if total > limits.max_durable_binding_bytes:
-                reason = (
-                    f"durable bindings would take {total} bytes with this one, over the "
-                    f"engine's limit of {limits.max_durable_binding_bytes} "
-                    "(max_durable_binding_bytes)"
-                )
+        creator = None if caller is None else _creator(caller)
+        triggers = self._triggers
+        made = None if creator is None else triggers.durable_made_by(creator)
+        reason = durable_binding_refusal(self._limits, frame, made, triggers.durable_bytes)
         if reason is not None:
             return ErrorBody(TRIGGER_REGISTRATION_FAILED, reason)
-        return self._triggers.add_durable(frame, out, None if caller is None else _creator(caller))
+        return triggers.add_durable(frame, out, creator)
 
     def remove_binding(self, binding: Binding, out: list[Action]) -> None:
         """`engine::unregister_trigger`: remove a binding and tell its provider."""

@@ -23,6 +23,7 @@ __all__ = [
     "RegistrationLimits",
     "binding_bytes",
     "binding_refusal",
+    "durable_binding_refusal",
     "function_bytes",
     "function_refusal",
     "trigger_type_bytes",
@@ -210,6 +211,28 @@ def binding_refusal(
             _bytes_refusal(limits, conn, binding_bytes(frame), conn.triggers.size_of(frame.id)),
         ]
     return _first(*reasons)
+
+
+def durable_binding_refusal(
+    limits: RegistrationLimits, frame: RegisterTrigger, made: int | None, held_bytes: int
+) -> str | None:
+    """Why this durable binding (`engine::register_trigger`) may not be made: over a size
+    limit, over `max_durable_bindings` for a worker that has `made` that many (None: the
+    engine makes it), or past `max_durable_binding_bytes` with the `held_bytes` all durable
+    bindings take now (see `RegistrationLimits`)."""
+    if made is not None and made >= limits.max_durable_bindings:
+        count = f"the worker already made {made} durable bindings, the limit"
+    else:
+        count = None
+    total = held_bytes + binding_bytes(frame)
+    if total > limits.max_durable_binding_bytes:
+        size = (
+            f"durable bindings would take {total} bytes with this one, over the engine's "
+            f"limit of {limits.max_durable_binding_bytes} (max_durable_binding_bytes)"
+        )
+    else:
+        size = None
+    return _first(binding_refusal(limits, None, frame), count, size)
 
 
 def trigger_type_refusal(
