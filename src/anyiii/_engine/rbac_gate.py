@@ -229,10 +229,13 @@ class Gate:
     def close(self) -> None:
         """The connection is over: stop its grace timer (a task of the engine's, which would
         otherwise sleep out the grace) and forget what it held."""
+        self._stop_grace_timer()
+        self._held.clear()
+
+    def _stop_grace_timer(self) -> None:
         if self._grace is not None:
             self._grace.cancel()
             self._grace = None
-        self._held.clear()
 
     async def _route(self, conn: int, frame: AnyFrame | UnknownFrame, data: bytes) -> list[Action]:
         """What the router makes of `frame` once admitted, not yet carried out."""
@@ -260,9 +263,7 @@ class Gate:
 
     async def _release(self, conn: int) -> None:
         """Route the held registrations, in order; forget them if the connection ended."""
-        if self._grace is not None:
-            self._grace.cancel()
-            self._grace = None
+        self._stop_grace_timer()
         tables = self.engine._router.tables
         while self._held:
             if tables.connection(conn) is None:

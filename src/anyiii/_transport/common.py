@@ -282,14 +282,16 @@ class TransportBase:
             added += len(chunk)
         self._queue += chunks
         self._queued += added
-        if self._queue_budget is not None:
-            self._count_queued(self._queue_budget, added)
+        budget = self._queue_budget
+        if budget is not None:
+            budget.used += added
+            if budget.used > budget.total:
+                self._over_queue_budget(budget)
 
-    def _count_queued(self, budget: SharedBudget, added: int) -> None:
-        """Count `added` bytes just queued against `budget`; past its total, relieve it,
-        and if this connection is the offender, give up sending (SendQueueFull)."""
-        budget.used += added
-        if budget.used > budget.total and not budget.relieve(self):
+    def _over_queue_budget(self, budget: SharedBudget) -> None:
+        """The queue budget is past its total: relieve it, and if this connection is the
+        offender, give up sending (SendQueueFull)."""
+        if not budget.relieve(self):
             self._give_up_sending(
                 SendQueueFull(self._queued + self._writing, budget.total, budget.reason)
             )

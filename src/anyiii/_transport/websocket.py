@@ -187,8 +187,8 @@ class WebSocketTransport(PingingTransport):
             budget = self._queue_budget
             if budget is not None:
                 budget.used += len(frame)
-                if budget.used > budget.total:  # rare: let the general path decide
-                    self._count_queued(budget, 0)
+                if budget.used > budget.total:
+                    self._over_queue_budget(budget)
             self._wake_writer()
             return True
         return False
