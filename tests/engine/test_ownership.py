@@ -9,9 +9,7 @@ when the owner left. The router tests reuse `test_router`'s simulated workers.
 
 from __future__ import annotations
 
-from typing import Any
-
-from router_harness import Engine, Peer, value
+from router_harness import Engine, call_value
 
 from anyiii._engine.registration_limits import RegistrationLimits
 from anyiii._protocol import events as ev
@@ -25,13 +23,6 @@ from anyiii._protocol.frames import (
 )
 
 UNREGISTER = "engine::unregister_trigger"
-
-
-def _call(engine: Engine, peer: Peer, function_id: str, payload: object) -> Any:
-    invocation_id = engine.call(peer, function_id, payload)
-    completed = peer.one(ev.CallCompleted)
-    assert completed.invocation_id == invocation_id
-    return value(completed.result)
 
 
 def _route(trigger_id: str, function_id: str, path: str) -> RegisterTrigger:
@@ -56,7 +47,7 @@ def test_a_worker_cannot_remove_another_workers_route_through_the_builtin() -> N
     engine.call(attacker, UNREGISTER, {"id": "route-1"})
     assert attacker.one(ev.CallFailed).error.code == FORBIDDEN
     assert "route-1" in engine.router.tables.bindings
-    assert _call(engine, owner, UNREGISTER, {"id": "route-1"}) == {"removed": True}
+    assert call_value(engine, owner, UNREGISTER, {"id": "route-1"}) == {"removed": True}
     assert "route-1" not in engine.router.tables.bindings
 
 
@@ -64,11 +55,11 @@ def test_durable_bindings_may_be_removed_by_any_worker_and_by_the_engine() -> No
     engine = Engine()
     maker = engine.connect("svc::a", name="maker")
     payload = {"trigger_type": "http", "function_id": "svc::a", "config": {"api_path": "d"}}
-    made = _call(engine, maker, "engine::register_trigger", payload)["id"]
+    made = call_value(engine, maker, "engine::register_trigger", payload)["id"]
     engine.disconnect(maker)  # it outlives its caller
     assert made in engine.router.tables.bindings
     other = engine.connect(name="other")
-    assert _call(engine, other, UNREGISTER, {"id": made}) == {"removed": True}
+    assert call_value(engine, other, UNREGISTER, {"id": made}) == {"removed": True}
 
 
 def test_a_worker_cannot_take_over_another_workers_binding_by_reusing_its_id() -> None:

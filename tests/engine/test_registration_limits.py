@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 from engine_peers import decode, encode, raw_client, raw_worker, register_frame
-from router_harness import Engine, Peer, value
+from router_harness import Engine, Peer, call_value, value
 
 from anyiii._engine.registration_limits import RegistrationLimits
 from anyiii._engine.tables import Invocation
@@ -37,13 +37,6 @@ from anyiii.engine import EngineSettings, run
 
 BIG = "x" * (64 * 1024 + 1)
 """One byte over the default description limit."""
-
-
-def _call(engine: Engine, peer: Peer, function_id: str, payload: object) -> Any:
-    invocation_id = engine.call(peer, function_id, payload)
-    completed = peer.one(ev.CallCompleted)
-    assert completed.invocation_id == invocation_id
-    return value(completed.result)
 
 
 def _register(engine: Engine, peer: Peer, frame: RegisterFunction) -> None:
@@ -123,14 +116,14 @@ def test_durable_bindings_per_worker_are_capped_across_its_connections() -> None
     payload = {"trigger_type": "http", "function_id": "svc::a", "config": {"api_path": "p"}}
     first = engine.connect(name="cli")
     for _ in range(2):
-        assert "id" in _call(engine, first, "engine::register_trigger", payload)
+        assert "id" in call_value(engine, first, "engine::register_trigger", payload)
     engine.disconnect(first)
     again = engine.connect(name="cli")  # the same worker on a new connection
     engine.call(again, "engine::register_trigger", payload)
     failed = again.one(ev.CallFailed)
     assert failed.error.code == TRIGGER_REGISTRATION_FAILED
     other = engine.connect(name="other")
-    assert "id" in _call(engine, other, "engine::register_trigger", payload)
+    assert "id" in call_value(engine, other, "engine::register_trigger", payload)
     assert sum(b.owner is None for b in engine.router.tables.bindings.values()) == 3
 
 
@@ -153,10 +146,10 @@ def test_durable_bindings_of_all_workers_together_are_capped_in_bytes() -> None:
     durable = [b for b in engine.router.tables.bindings.values() if b.owner is None]
     assert len(durable) == len(made)
     remover = engine.connect(name="remover")
-    assert _call(engine, remover, "engine::unregister_trigger", {"id": made[0]}) == {
+    assert call_value(engine, remover, "engine::unregister_trigger", {"id": made[0]}) == {
         "removed": True
     }
-    assert "id" in _call(engine, remover, "engine::register_trigger", payload)
+    assert "id" in call_value(engine, remover, "engine::register_trigger", payload)
 
 
 def test_the_durable_tallies_follow_every_way_a_binding_leaves() -> None:
@@ -170,25 +163,27 @@ def test_the_durable_tallies_follow_every_way_a_binding_leaves() -> None:
     triggers = engine.router._triggers
     assert (triggers.durable_bytes, triggers.durable_made_by("default/cli")) == (0, 0)
     worker.events.clear()
-    made = _call(engine, worker, "engine::register_trigger", good)["id"]
+    made = call_value(engine, worker, "engine::register_trigger", good)["id"]
     assert triggers.durable_made_by("default/cli") == 1
-    assert _call(engine, worker, "engine::unregister_trigger", {"id": made}) == {"removed": True}
+    assert call_value(engine, worker, "engine::unregister_trigger", {"id": made}) == {
+        "removed": True
+    }
     assert (triggers.durable_bytes, triggers.durable_made_by("default/cli")) == (0, 0)
-    assert "id" in _call(engine, worker, "engine::register_trigger", good)
+    assert "id" in call_value(engine, worker, "engine::register_trigger", good)
 
 
 def test_functions_list_is_cut_at_the_listing_budget_and_says_so() -> None:
     engine = Engine(registrations=RegistrationLimits(max_listing_bytes=4096))
     worker = engine.connect(*(f"svc::{i:03}" for i in range(100)))
-    answer = _call(engine, worker, "engine::functions::list", {"prefix": "svc::"})
+    answer = call_value(engine, worker, "engine::functions::list", {"prefix": "svc::"})
     assert answer["truncated"] is True
     listed = [f["function_id"] for f in answer["functions"]]
     assert 0 < len(listed) < 100
     assert listed == [f"svc::{i:03}" for i in range(len(listed))]  # a prefix, in order
-    narrow = _call(engine, worker, "engine::functions::list", {"prefix": "svc::09"})
+    narrow = call_value(engine, worker, "engine::functions::list", {"prefix": "svc::09"})
     assert "truncated" not in narrow
     assert len(narrow["functions"]) == 10
-    info = _call(engine, worker, "engine::workers::info", {"name": "worker"})
+    info = call_value(engine, worker, "engine::workers::info", {"name": "worker"})
     assert info["truncated"] is True
     assert info["worker"]["name"] == "worker"
 
@@ -201,7 +196,7 @@ def test_a_worker_description_over_the_limit_is_refused_and_not_listed() -> None
     engine.send(worker, frame)
     failed = worker.one(ev.CallFailed)
     assert (failed.invocation_id, failed.error.code) == (invocation_id, INVALID_ARGUMENTS)
-    workers = _call(engine, worker, "engine::workers::list", {})["workers"]
+    workers = call_value(engine, worker, "engine::workers::list", {})["workers"]
     assert [w["name"] for w in workers] == ["anyiii-engine"]
 
 
@@ -233,14 +228,14 @@ def test_workers_list_counts_calls_in_flight_without_walking_them() -> None:
     tables = engine.router.tables
     tables.invocations = _CountingInvocations(tables.invocations)
     _CountingInvocations.walks = 0
-    workers = _call(engine, idle, "engine::workers::list", {})["workers"]
+    workers = call_value(engine, idle, "engine::workers::list", {})["workers"]
     assert _CountingInvocations.walks == 0
     active = {w["name"]: w["active_invocations"] for w in workers}
     assert active == {"anyiii-engine": 0, "busy": 5, "idle": 0}
     for request in requests[:3]:
         engine.send(busy, busy.core.complete(request.invocation_id, to_raw(1)))
     assert len(idle.take(ev.CallCompleted)) == 3
-    workers = _call(engine, idle, "engine::workers::list", {})["workers"]
+    workers = call_value(engine, idle, "engine::workers::list", {})["workers"]
     assert {w["name"]: w["active_invocations"] for w in workers}["busy"] == 2
     engine.disconnect(busy)
     assert {f.invocation_id for f in idle.take(ev.CallFailed)} == set(ids[3:])
